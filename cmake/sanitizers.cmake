@@ -1,0 +1,10 @@
+# sanitizers.cmake — compiler flags for the checker builds (EB_SANITIZE).
+if(EB_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined -fno-sanitize-recover=all)
+elseif(EB_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(NOT EB_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "EB_SANITIZE must be '', 'address' or 'thread', not '${EB_SANITIZE}'")
+endif()

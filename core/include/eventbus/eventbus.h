@@ -1,0 +1,412 @@
+/*
+ * eventbus.h — the application API of eventbus, the only header an
+ * application needs.
+ *
+ * eventbus gives one message-bus API (publish, subscribe, ack, retry, close)
+ * over interchangeable transports loaded as plugins: memory (the default,
+ * in-process), kafka and redis.
+ *
+ * Conventions, stated once:
+ *  - Every function that can fail returns int: 0 on success or a negative
+ *    EB_ERR_* code; eb_strerror() turns a code into a sentence. Calls that can
+ *    fail for a reason a person must read (config, open, subscribe) also fill
+ *    an `errstr` buffer of `errstr_size` bytes (NULL/0 allowed).
+ *  - Every function checks its arguments and returns EB_ERR_INVALID on NULL
+ *    or bad sizes instead of crashing.
+ *  - Every call is thread-safe, except the destroy functions: the caller
+ *    ensures nothing else uses a handle while it is destroyed.
+ *  - Strings passed in are copied; the caller keeps ownership of its memory.
+ *    Pointers returned by accessors are owned by the handle they came from.
+ */
+#ifndef EVENTBUS_EVENTBUS_H
+#define EVENTBUS_EVENTBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define EB_API __attribute__((visibility("default")))
+#else
+#define EB_API
+#endif
+
+#define EB_VERSION_MAJOR 0
+#define EB_VERSION_MINOR 1
+#define EB_VERSION_PATCH 0
+#define EB_VERSION_STRING "0.1.0"
+
+/** @returns the library's version string, e.g. "0.1.0". */
+EB_API const char *eb_version(void);
+
+/* ------------------------------------------------------------------ errors */
+
+/**
+ * The error table: X(NAME, value, sentence). EB_ERR_<NAME> = value, and
+ * eb_strerror()/eb_err_name() are generated from the same table so they never
+ * drift apart.
+ */
+#define EB_ERRNO_MAP(X)                                                       \
+    X(INVALID, -1, "invalid argument")                                        \
+    X(NOMEM, -2, "out of memory")                                             \
+    X(CONFIG, -3, "invalid configuration")                                    \
+    X(PLUGIN, -4, "transport plugin could not be loaded")                     \
+    X(CLOSED, -5, "handle is closed")                                         \
+    X(TIMEOUT, -6, "deadline passed before the operation finished")           \
+    X(FULL, -7, "transport is full; try again later")                         \
+    X(UNCERTAIN, -8,                                                          \
+      "outcome unknown: the message may or may not have been stored")         \
+    X(BUSY, -9, "not allowed from inside a handler or callback of this bus")  \
+    X(EXISTS, -10, "already exists")                                          \
+    X(TOO_LARGE, -11, "message larger than message.max.bytes")                \
+    X(NOT_FOUND, -12, "not found")                                            \
+    X(TRANSPORT, -13, "transport error")                                      \
+    X(UNSUPPORTED, -14, "not supported by this transport")                    \
+    X(IO, -15, "input/output error")                                          \
+    X(PURGED, -16, "message was not delivered before close")
+
+enum eb_error {
+    EB_OK = 0,
+#define EB_ERR_ENUM_(name, value, text) EB_ERR_##name = value,
+    EB_ERRNO_MAP(EB_ERR_ENUM_)
+#undef EB_ERR_ENUM_
+};
+
+/** @returns a sentence for an error code (never NULL; unknown codes too). */
+EB_API const char *eb_strerror(int err);
+/** @returns the code's name, e.g. "EB_ERR_FULL" (never NULL). */
+EB_API const char *eb_err_name(int err);
+
+/* ------------------------------------------------------------ the handles */
+
+typedef struct eb_config eb_config; /**< key = value settings */
+typedef struct eb_bus eb_bus;       /**< an open bus over one transport */
+typedef struct eb_sub eb_sub;       /**< one subscription (topic, group) */
+typedef struct eb_msg eb_msg;       /**< a received message */
+
+/* ----------------------------------------------------------------- config */
+
+/**
+ * @brief Creates an empty configuration (every key at its default).
+ * @returns NULL only when out of memory.
+ */
+EB_API eb_config *eb_config_new(void);
+
+/**
+ * @brief Sets `key` to `value`. Later settings win.
+ *
+ * Core keys (transport, plugin.path, dispatch.*, retry.*, dlq.*, publish.*,
+ * message.*, log.*) are checked now: an unknown key, a bad number or a bad
+ * enum value returns EB_ERR_CONFIG and a sentence naming the key and, for an
+ * unknown key, the nearest known one. Keys of a transport (`memory.*`,
+ * `kafka.*`, `redis.*`, ...) are checked at eb_bus_open() by the transport.
+ */
+EB_API int eb_config_set(eb_config *cfg, const char *key, const char *value,
+                         char *errstr, size_t errstr_size);
+
+/**
+ * @brief Reads a properties file: `key = value` lines, `#` or `!` comments,
+ * blank lines ignored, whitespace around key and value trimmed.
+ *
+ * Each setting is checked as by eb_config_set(); errors name the file, the
+ * line and the key ("app.properties:12: unknown key 'dispach.workers'; did
+ * you mean 'dispatch.workers'?"). An unreadable file is EB_ERR_IO. On error
+ * the settings read before the bad line stay applied.
+ */
+EB_API int eb_config_load(eb_config *cfg, const char *path, char *errstr,
+                          size_t errstr_size);
+
+/**
+ * @brief Looks up the value of `key` as set (not the default).
+ * @returns the value, owned by `cfg` and valid until the key is set again or
+ *          cfg is destroyed; NULL if the key was never set.
+ */
+EB_API const char *eb_config_get(const eb_config *cfg, const char *key);
+
+/**
+ * @brief Writes every setting as `key = value` lines into a new string,
+ * secrets (`*.password`, `sasl.*`, `ssl.key.password`, the password part of
+ * `redis.url`) replaced by `********`.
+ * @returns 0 and `*out` (free with eb_free()), or an error.
+ */
+EB_API int eb_config_dump(const eb_config *cfg, char **out);
+
+/** Events a bus reports to the application; see eb_config_set_event_cb(). */
+typedef enum eb_event_type {
+    EB_EVENT_CONNECTED = 1,    /**< transport reached its server */
+    EB_EVENT_DISCONNECTED,     /**< transport lost its server */
+    EB_EVENT_ASSIGNED,         /**< lanes were assigned to a subscription */
+    EB_EVENT_REVOKED,          /**< lanes were taken from a subscription */
+    EB_EVENT_PAUSED,           /**< intake paused: the pool is full */
+    EB_EVENT_RESUMED,          /**< intake resumed */
+    EB_EVENT_DLQ_FAILED,       /**< a dead-letter publish failed; it is retried */
+    EB_EVENT_ERROR             /**< any other error worth a person's eye */
+} eb_event_type;
+
+typedef struct eb_event {
+    eb_event_type type;
+    const char *topic;  /**< topic concerned, or NULL */
+    const char *group;  /**< group concerned, or NULL */
+    int error;          /**< an EB_ERR_* code, or 0 */
+    const char *detail; /**< a sentence; never NULL */
+} eb_event;
+
+/**
+ * Event callback. Runs on an internal thread of the bus (a transport or
+ * dispatch thread); must return quickly and must not close the bus. The
+ * event and its strings are valid only during the call.
+ */
+typedef void (*eb_event_cb)(eb_bus *bus, const eb_event *event, void *opaque);
+
+/** @brief Sets the event callback of buses opened from this config. */
+EB_API int eb_config_set_event_cb(eb_config *cfg, eb_event_cb cb,
+                                  void *opaque);
+
+/** @brief Frees a config. NULL is allowed. */
+EB_API void eb_config_destroy(eb_config *cfg);
+
+/* -------------------------------------------------------------------- bus */
+
+/**
+ * @brief Opens a bus: loads the transport plugin named by `transport`
+ * (default "memory"), checks the transport's keys, starts the dispatch
+ * workers and the transport.
+ *
+ * The config is copied: it may be changed or destroyed afterwards.
+ * @returns 0 and `*out`, or EB_ERR_CONFIG / EB_ERR_PLUGIN / EB_ERR_TRANSPORT
+ *          with a sentence in errstr.
+ */
+EB_API int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr,
+                       size_t errstr_size);
+
+/**
+ * @brief Stops and drains the bus; the handle stays valid until destroyed.
+ *
+ * Stops intake, keeps handling what is queued and acknowledges what
+ * finishes, all before `timeout_ms` from now. At that deadline no further
+ * handler starts; queued messages are abandoned unacknowledged (durable
+ * transports redeliver them) and handlers already running are waited for.
+ * Then subscriptions are closed, the producer is flushed within what is left
+ * of the same deadline (messages still undelivered get their delivery
+ * callback with an error), the transport is closed and every thread the bus
+ * started is joined.
+ *
+ * @returns 0; EB_ERR_TIMEOUT if the deadline cut the drain or the flush;
+ *          EB_ERR_BUSY when called from a handler or callback of this bus;
+ *          EB_ERR_CLOSED when already closed. Later calls on the bus (other
+ *          than destroy) return EB_ERR_CLOSED.
+ */
+EB_API int eb_bus_close(eb_bus *bus, int timeout_ms);
+
+/**
+ * @brief Frees the bus (closing it first with publish.timeout.ms if it is
+ * still open), every subscription handle not yet destroyed, and unloads the
+ * plugin unless it asked to stay resident. NULL is allowed.
+ */
+EB_API void eb_bus_destroy(eb_bus *bus);
+
+/** Transport feature flags, see eb_bus_features(). */
+enum eb_feature {
+    EB_FEATURE_DURABLE = 1u << 0,      /**< stored messages survive members */
+    EB_FEATURE_GROUPS = 1u << 1,       /**< consumer groups share the work */
+    EB_FEATURE_KEY_ORDER = 1u << 2,    /**< per-key order across members */
+    EB_FEATURE_KEY_ORDER_SINGLE_MEMBER = 1u << 3, /**< per-key order, one member */
+    EB_FEATURE_REDELIVERY = 1u << 4,   /**< unacked messages are redelivered */
+    EB_FEATURE_HEADERS = 1u << 5,      /**< message headers */
+    EB_FEATURE_TIMESTAMPS = 1u << 6,   /**< message timestamps */
+    EB_FEATURE_DELIVERY_COUNT = 1u << 7, /**< server counts deliveries */
+};
+
+/** @returns the transport's EB_FEATURE_* flags; 0 for NULL. */
+EB_API uint64_t eb_bus_features(const eb_bus *bus);
+
+/** @returns the transport's name ("memory", "kafka", ...); "" for NULL. */
+EB_API const char *eb_bus_transport(const eb_bus *bus);
+
+typedef enum eb_health_state {
+    EB_HEALTH_OK = 0,      /**< connected and working */
+    EB_HEALTH_DEGRADED,    /**< working, with errors (retrying) */
+    EB_HEALTH_DOWN,        /**< cannot reach its server */
+    EB_HEALTH_CLOSED       /**< closed */
+} eb_health_state;
+
+typedef struct eb_health {
+    eb_health_state state;
+    char detail[256]; /**< a sentence saying why */
+} eb_health;
+
+/** @brief Reports the transport's state. */
+EB_API int eb_bus_health(eb_bus *bus, eb_health *out);
+
+/**
+ * @brief The bus's counters as a JSON object: core counters (published,
+ * delivered, handled, acked, retried, dead_lettered, queued, running, ...)
+ * and a "transport" object from the transport (lag, losses, ...).
+ * @returns 0 and `*json` (free with eb_free()), or an error.
+ */
+EB_API int eb_bus_stats(eb_bus *bus, char **json);
+
+/** Frees memory that eventbus returned to the caller. NULL is allowed. */
+EB_API void eb_free(void *ptr);
+
+/* ---------------------------------------------------------------- publish */
+
+typedef struct eb_header {
+    const char *name;  /**< NUL-terminated, non-empty */
+    const void *value; /**< may be NULL when value_len is 0 */
+    size_t value_len;  /**< bytes; binary values are kept exactly */
+} eb_header;
+
+/** A message to publish. Everything is copied before eb_publish returns. */
+typedef struct eb_outgoing {
+    const char *topic;       /**< required: 1..249 chars, no NUL */
+    const void *key;         /**< NULL: no key; non-NULL with key_len 0: empty key */
+    size_t key_len;
+    const void *payload;     /**< may be NULL when payload_len is 0 */
+    size_t payload_len;
+    const eb_header *headers; /**< may be NULL when header_count is 0 */
+    size_t header_count;     /**< duplicates and their order are kept */
+} eb_outgoing;
+
+/**
+ * Delivery callback: the final outcome of one publish. Runs once per
+ * accepted publish, on a transport thread, never inside eb_publish().
+ * status 0: stored (durably, where the transport is durable);
+ * EB_ERR_UNCERTAIN: may or may not be stored; other codes: not stored.
+ * `id` is the transport's id for the stored message ("3@1024": partition 3,
+ * offset 1024), or NULL when status is not 0; valid during the call.
+ */
+typedef void (*eb_delivery_cb)(int status, const char *id, void *opaque);
+
+/**
+ * @brief Publishes one message.
+ *
+ * Waits at most publish.timeout.ms while the transport is full; from inside
+ * a handler or a callback of this bus it never waits and returns EB_ERR_FULL
+ * at once. A return of 0 means accepted: the outcome comes through `cb`
+ * (which may be NULL).
+ * @returns 0; EB_ERR_INVALID (bad topic, NULL message, header without a
+ *          name); EB_ERR_TOO_LARGE (payload + key + headers above
+ *          message.max.bytes); EB_ERR_FULL; EB_ERR_CLOSED.
+ */
+EB_API int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
+                      void *opaque);
+
+/**
+ * @brief Waits until every delivery callback of publishes made so far has
+ * run, at most `timeout_ms`. @returns 0 or EB_ERR_TIMEOUT (or BUSY/CLOSED).
+ */
+EB_API int eb_flush(eb_bus *bus, int timeout_ms);
+
+/* -------------------------------------------------------------- subscribe */
+
+/**
+ * Headers the core adds to a dead-lettered message (besides its own key,
+ * payload and headers, kept as they were). Values are text.
+ */
+#define EB_DLQ_HEADER_TOPIC "eb-dlq-original-topic"   /**< topic it came from */
+#define EB_DLQ_HEADER_GROUP "eb-dlq-group"            /**< group ("" if anonymous) */
+#define EB_DLQ_HEADER_ATTEMPTS "eb-dlq-attempts"      /**< decimal attempt count */
+#define EB_DLQ_HEADER_REASON "eb-dlq-reason"          /**< "rejected" or "max-attempts" */
+#define EB_DLQ_HEADER_ORIGIN_ID "eb-dlq-origin-id"    /**< eb_msg_id() of the original */
+
+/** What a handler decides about a message. */
+typedef enum eb_result {
+    EB_ACK = 0,    /**< handled: acknowledge */
+    EB_RETRY = 1,  /**< handle again after a backoff (then dead-letter) */
+    EB_REJECT = 2  /**< never retry: dead-letter now */
+} eb_result;
+
+/**
+ * Handler. Runs on a dispatch worker of the bus; handlers of one key never
+ * run concurrently and run in stored order; other keys run in parallel.
+ * `msg` is valid only during the call (eb_msg_copy() keeps one). A handler
+ * may publish (never waits: EB_ERR_FULL when full) but may not close the bus
+ * or unsubscribe (EB_ERR_BUSY).
+ */
+typedef eb_result (*eb_handler)(const eb_msg *msg, void *opaque);
+
+typedef enum eb_start_position {
+    EB_START_DEFAULT = 0,  /**< earliest for a new group, latest if anonymous */
+    EB_START_EARLIEST,
+    EB_START_LATEST
+} eb_start_position;
+
+/** Optional subscription settings; zero-initialise, set struct_size. */
+typedef struct eb_sub_options {
+    size_t struct_size;        /**< sizeof(eb_sub_options) */
+    eb_start_position start;   /**< where a new group starts */
+    const char *dlq_topic;     /**< NULL: dlq.topic, default "<topic>.dlq" */
+    void (*opaque_free)(void *opaque); /**< called on eb_sub_destroy() */
+} eb_sub_options;
+
+/**
+ * @brief Subscribes `handler` to `topic` as a member of `group`.
+ *
+ * A NULL group is an anonymous member: it receives every message published
+ * after it is ready, commits nothing and leaves nothing on the server. All
+ * subscriptions of one group in one bus form one member; subscribing the
+ * same (topic, group) twice in one bus is EB_ERR_EXISTS.
+ * Does not wait for the assignment: see eb_sub_wait_ready().
+ * `opts` may be NULL.
+ */
+EB_API int eb_subscribe(eb_bus *bus, const char *topic, const char *group,
+                        eb_handler handler, void *opaque,
+                        const eb_sub_options *opts, eb_sub **out,
+                        char *errstr, size_t errstr_size);
+
+/**
+ * @brief Waits until the subscription is ready: it has its assignment
+ * (possibly empty) and a fetch position for each lane, so a message
+ * published after this returns reaches the group.
+ * @returns 0, EB_ERR_TIMEOUT or EB_ERR_CLOSED.
+ */
+EB_API int eb_sub_wait_ready(eb_sub *sub, int timeout_ms);
+
+/**
+ * @brief Leaves the group: stops starting handlers for its lanes, gives
+ * running handlers dispatch.revoke.timeout.ms, acknowledges what finished
+ * and releases the lanes. Queued messages are left unacknowledged.
+ * @returns 0, EB_ERR_BUSY (from a handler), EB_ERR_CLOSED (already done).
+ */
+EB_API int eb_unsubscribe(eb_sub *sub);
+
+/** @brief Frees a subscription (unsubscribing first). NULL is allowed. */
+EB_API void eb_sub_destroy(eb_sub *sub);
+
+/* --------------------------------------------------------------- messages */
+
+/** @returns the topic (never NULL for a valid message). */
+EB_API const char *eb_msg_topic(const eb_msg *msg);
+/** @returns the key and its length; NULL when the message has no key (an
+ *  empty key is non-NULL with length 0). */
+EB_API const void *eb_msg_key(const eb_msg *msg, size_t *len);
+/** @returns the payload and its length (non-NULL, possibly length 0). */
+EB_API const void *eb_msg_payload(const eb_msg *msg, size_t *len);
+/** @returns the number of headers. */
+EB_API size_t eb_msg_header_count(const eb_msg *msg);
+/** @brief Header `index` in stored order. @returns 0 or EB_ERR_INVALID. */
+EB_API int eb_msg_header(const eb_msg *msg, size_t index, const char **name,
+                         const void **value, size_t *value_len);
+/** @brief The last header named `name`. @returns 0 or EB_ERR_NOT_FOUND. */
+EB_API int eb_msg_header_find(const eb_msg *msg, const char *name,
+                              const void **value, size_t *value_len);
+/** @returns the transport id ("partition@offset", a stream id, ...). */
+EB_API const char *eb_msg_id(const eb_msg *msg);
+/** @returns the message timestamp in ms since the epoch (0 if unknown). */
+EB_API int64_t eb_msg_timestamp_ms(const eb_msg *msg);
+/** @returns the attempt number: 1 on first delivery. */
+EB_API uint32_t eb_msg_attempt(const eb_msg *msg);
+
+/** @brief Copies a message so it outlives the handler. @returns 0 or NOMEM. */
+EB_API int eb_msg_copy(const eb_msg *msg, eb_msg **out);
+/** @brief Frees a message made by eb_msg_copy(). NULL is allowed. */
+EB_API void eb_msg_destroy(eb_msg *msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVENTBUS_EVENTBUS_H */

@@ -1,0 +1,228 @@
+/*
+ * transport.h — the plugin ABI of eventbus, the only header a transport
+ * author needs.
+ *
+ * A transport is a shared object named `eventbus-<name>.so` that exports one
+ * function, EB_TRANSPORT_ENTRY_SYMBOL, returning a const descriptor
+ * (eb_transport). The core checks the descriptor's ABI version and size
+ * before calling anything, then drives the transport through the slots, and
+ * hands it a host table (eb_host) so that a plugin never links against the
+ * core.
+ *
+ * Growth rules (SQLite's sqlite3_vfs): abi_major changes only when a frozen
+ * layout changes; new slots are only appended, each version's slots marked
+ * below; the host checks struct_size before calling a slot newer than 1.0,
+ * and treats a NULL optional slot as "not provided".
+ *
+ * Threads: the core calls open/close/flush/subscribe/unsubscribe/
+ * sub_destroy from application threads (serialised per bus); publish from
+ * any thread, concurrently; ack/release/resume from dispatch threads,
+ * concurrently. ack, release and resume never block and never call a broker
+ * client: they record the request and wake the transport's own thread.
+ */
+#ifndef EVENTBUS_TRANSPORT_H
+#define EVENTBUS_TRANSPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eventbus.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EB_TRANSPORT_ABI_MAJOR 1
+#define EB_TRANSPORT_ABI_MINOR 0
+
+/** The one symbol a plugin exports: `const eb_transport *eb_transport_entry(void)`. */
+#define EB_TRANSPORT_ENTRY_SYMBOL "eb_transport_entry"
+typedef const struct eb_transport *(*eb_transport_entry_fn)(void);
+
+#if defined(__GNUC__)
+#define EB_TRANSPORT_EXPORT __attribute__((visibility("default")))
+#else
+#define EB_TRANSPORT_EXPORT
+#endif
+
+/** Plugin flags (eb_transport.plugin_flags). */
+enum eb_plugin_flag {
+    /** Never unload: for plugins linked to libraries with global state. */
+    EB_PLUGIN_RESIDENT = 1u << 0
+};
+
+/* Opaque handles the core gives a transport. */
+typedef struct eb_host_bus eb_host_bus; /**< the bus that opened the transport */
+typedef struct eb_host_sub eb_host_sub; /**< one subscription of that bus */
+
+/**
+ * The core's part of a message. Transports zero it (calloc) and never read
+ * or write it.
+ */
+typedef struct eb_msg_core {
+    struct eb_msg *next;   /* queue link */
+    void *sub;             /* owning subscription */
+    int64_t due_ns;        /* retry time */
+    uint32_t attempts;     /* handler calls in this member */
+    uint32_t key_hash;
+    uint32_t flags;
+    uint32_t reserved;
+} eb_msg_core;
+
+/**
+ * A received message (layout frozen for ABI major 1). The transport
+ * allocates it, usually as the first member of its own struct, fills the
+ * fields and hands it to host->deliver(). It must stay valid and unchanged
+ * until the core returns it through ack() or release().
+ */
+struct eb_msg {
+    const char *topic;
+    const void *key;          /**< NULL: no key; non-NULL, key_len 0: empty */
+    size_t key_len;
+    const void *payload;      /**< non-NULL (may point at "" when empty) */
+    size_t payload_len;
+    const eb_header *headers;
+    size_t header_count;
+    const char *id;           /**< transport id, e.g. "3@1024" */
+    int64_t timestamp_ms;
+    uint32_t delivery_count;  /**< 1 on first delivery; 0 if unknown */
+    uint32_t lane;            /**< lane index within the subscription */
+    uint64_t lane_generation; /**< bumped each time the lane is assigned */
+    eb_msg_core core;
+};
+
+/** A lane the transport takes away from a subscription (see host->revoke). */
+typedef struct eb_lane_ref {
+    uint32_t lane;
+    uint64_t generation;
+} eb_lane_ref;
+
+typedef enum eb_log_level {
+    EB_LOG_ERROR = 0,
+    EB_LOG_WARN,
+    EB_LOG_INFO,
+    EB_LOG_DEBUG
+} eb_log_level;
+
+/**
+ * What the core offers a transport. Valid from open() until close()
+ * returns. Grows at the end only; check struct_size before a newer field.
+ */
+typedef struct eb_host {
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    uint32_t struct_size;
+    /* --- ABI 1.0 --- */
+    /** Logs a line through the bus's logger. Any thread. */
+    void (*log)(eb_host_bus *hb, eb_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    /** Monotonic clock in nanoseconds (deadlines are on this clock). */
+    int64_t (*now_ns)(void);
+    /** The value set for `key` (e.g. "memory.partitions"), or NULL. */
+    const char *(*config_get)(eb_host_bus *hb, const char *key);
+    /** Raises an event to the application's event callback. Any thread. */
+    void (*event)(eb_host_bus *hb, eb_event_type type, const char *topic,
+                  const char *group, int error, const char *detail);
+    /**
+     * Hands `n` messages to the dispatcher. @returns how many it accepted
+     * (a prefix of msgs). The transport keeps the rest, delivers nothing
+     * more for this subscription, and waits for resume(). Never blocks.
+     */
+    size_t (*deliver)(eb_host_sub *hs, eb_msg **msgs, size_t n);
+    /**
+     * Takes lanes away: the core stops starting handlers for messages of
+     * these lanes (of this generation or older), will return the ones it
+     * holds through release() (possibly after this returns), and waits up
+     * to dispatch.revoke.timeout.ms for running handlers, whose acks arrive
+     * through ack() before this returns (later acks may still arrive and
+     * must be discarded by generation). Call it from the transport's own
+     * thread, holding no lock that ack() or release() takes.
+     */
+    void (*revoke)(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n);
+    /** The subscription has its assignment and fetch positions. */
+    void (*ready)(eb_host_sub *hs);
+    /**
+     * Writes into `out` the known key nearest to `key` (edit distance), for
+     * "did you mean" sentences. @returns 1 if one is close enough, else 0.
+     */
+    int (*nearest_key)(const char *key, const char *const *known, char *out,
+                       size_t out_size);
+} eb_host;
+
+/** What subscribe() gets besides the handles. */
+typedef struct eb_sub_params {
+    const char *topic;
+    const char *group;             /**< NULL: anonymous member */
+    eb_start_position start;
+    uint32_t lane_max_inflight;    /**< dispatch.lane.max.inflight */
+} eb_sub_params;
+
+/**
+ * The descriptor a plugin returns (layout frozen for ABI major 1 up to the
+ * 1.0 marker; later minors append).
+ */
+typedef struct eb_transport {
+    uint16_t abi_major;       /**< EB_TRANSPORT_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;
+    uint32_t struct_size;     /**< sizeof(eb_transport) the plugin was built with */
+    const char *name;         /**< "memory": also its config key prefix */
+    const char *version;      /**< the plugin's own version */
+    uint64_t features;        /**< EB_FEATURE_* */
+    uint32_t plugin_flags;    /**< EB_PLUGIN_* */
+
+    /* --- ABI 1.0 slots: all required --- */
+
+    /** Checks one transport key ("<name>.<...>") at open. 0 or
+     *  EB_ERR_CONFIG with a sentence (without the key: the core adds it). */
+    int (*config_check)(const eb_host *host, const char *key,
+                        const char *value, char *errstr, size_t errstr_size);
+    /** Opens the transport for one bus. Starts what it needs. */
+    int (*open)(const eb_host *host, eb_host_bus *hb, void **state,
+                char *errstr, size_t errstr_size);
+    /**
+     * Closes: every undelivered publish gets its callback (EB_ERR_PURGED
+     * or EB_ERR_UNCERTAIN), every thread is joined, everything but the
+     * subscription states is freed. Called after every subscription was
+     * unsubscribed; release() and sub_destroy() may follow it.
+     */
+    void (*close)(void *state);
+    /**
+     * Publishes a copy of `msg`. Waits for room until `deadline_ns`
+     * (host->now_ns clock); 0 means never wait. The callback runs later on
+     * a transport thread, exactly once, never inside publish().
+     * @returns 0, EB_ERR_FULL, EB_ERR_TOO_LARGE, EB_ERR_TRANSPORT...
+     */
+    int (*publish)(void *state, const eb_outgoing *msg, int64_t deadline_ns,
+                   eb_delivery_cb cb, void *opaque);
+    /** Waits until every callback of earlier publishes ran. 0 or TIMEOUT. */
+    int (*flush)(void *state, int64_t deadline_ns);
+    /** Starts a subscription; delivery begins through host->deliver(). */
+    int (*subscribe)(void *state, eb_host_sub *hs, const eb_sub_params *p,
+                     void **sub_state, char *errstr, size_t errstr_size);
+    /**
+     * Leaves: revokes every lane (host->revoke), commits what finished,
+     * leaves the group and stops its threads. ack()/release() may still be
+     * called afterwards (discard them but free the messages) until
+     * sub_destroy().
+     */
+    void (*unsubscribe)(void *sub_state);
+    /** Frees the subscription; the core holds none of its messages. */
+    void (*sub_destroy)(void *sub_state);
+    /** The handler of each message returned ACK (or it was dead-lettered). */
+    void (*ack)(void *sub_state, eb_msg *const *msgs, size_t n);
+    /** The core gives messages back unacknowledged (revoke, close). */
+    void (*release)(void *sub_state, eb_msg *const *msgs, size_t n);
+    /** The dispatcher has room again after deliver() refused messages. */
+    void (*resume)(void *sub_state);
+    /** Fills `out`. */
+    int (*health)(void *state, eb_health *out);
+    /** Writes a JSON object into buf like snprintf; @returns its length. */
+    int (*stats)(void *state, char *buf, size_t size);
+    /* --- end of ABI 1.0 --- */
+} eb_transport;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVENTBUS_TRANSPORT_H */

@@ -1,0 +1,266 @@
+/*
+ * bus.c — a bus's lifecycle: open (settings, plugin, transport, dispatch,
+ * timers), close (drain under one deadline, unsubscribe, flush, close the
+ * transport, join every thread), destroy; plus features, health and events.
+ */
+#include "bus.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "dispatch.h"
+#include "loader.h"
+#include "outcome.h"
+#include "subscription.h"
+#include "sync.h"
+#include "timers.h"
+
+__thread eb_bus *eb__tls_callback_bus;
+
+static void set_error(char *errstr, size_t size, const char *fmt, const char *a,
+                      const char *b)
+{
+    if (errstr && size)
+        snprintf(errstr, size, fmt, a, b);
+}
+
+void eb__bus_event(eb_bus *bus, eb_event_type type, const char *topic,
+                   const char *group, int error, const char *detail)
+{
+    if (!bus->event_cb)
+        return;
+    eb_event ev = {.type = type, .topic = topic, .group = group,
+                   .error = error, .detail = detail ? detail : ""};
+    eb_bus *outer = eb__tls_callback_bus;
+    eb__tls_callback_bus = bus;
+    bus->event_cb(bus, &ev, bus->event_opaque);
+    eb__tls_callback_bus = outer;
+}
+
+static int log_level_of(const char *name)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    return EB_LOG_WARN;
+}
+
+static void read_settings(eb_bus *bus)
+{
+    const eb_config *c = bus->cfg;
+    eb_settings *s = &bus->set;
+    s->publish_timeout_ms = eb__config_int(c, "publish.timeout.ms");
+    s->close_timeout_ms = eb__config_int(c, "close.timeout.ms");
+    s->revoke_timeout_ms = eb__config_int(c, "dispatch.revoke.timeout.ms");
+    s->message_max_bytes = eb__config_int(c, "message.max.bytes");
+    s->retry_max_attempts = eb__config_int(c, "retry.max.attempts");
+    s->retry_backoff_ms = eb__config_int(c, "retry.backoff.ms");
+    s->retry_backoff_max_ms = eb__config_int(c, "retry.backoff.max.ms");
+    s->lane_max_inflight = eb__config_int(c, "dispatch.lane.max.inflight");
+    s->queue_max = eb__config_int(c, "dispatch.queue.max");
+    s->queue_low_watermark = eb__config_int(c, "dispatch.queue.low.watermark");
+    s->workers = eb__config_int(c, "dispatch.workers");
+    s->log_level = log_level_of(eb__config_value(c, "log.level"));
+}
+
+/** Keys across settings that each look fine alone. */
+static int check_settings(const eb_settings *s, char *errstr, size_t size)
+{
+    if (s->queue_low_watermark >= s->queue_max) {
+        set_error(errstr, size, "%s must be below %s",
+                  "dispatch.queue.low.watermark", "dispatch.queue.max");
+        return EB_ERR_CONFIG;
+    }
+    if (s->retry_backoff_ms > s->retry_backoff_max_ms) {
+        set_error(errstr, size, "%s must not exceed %s", "retry.backoff.ms",
+                  "retry.backoff.max.ms");
+        return EB_ERR_CONFIG;
+    }
+    return 0;
+}
+
+typedef struct key_check_ctx {
+    eb_bus *bus;
+    char *errstr;
+    size_t size;
+} key_check_ctx;
+
+static int check_one_transport_key(const char *key, const char *value,
+                                   const char *origin, void *arg)
+{
+    key_check_ctx *ctx = arg;
+    char why[512] = "";
+    int rc = ctx->bus->tp->config_check(&eb__host, key, value, why, sizeof why);
+    if (rc != 0 && ctx->errstr && ctx->size)
+        snprintf(ctx->errstr, ctx->size, "%s: %s: %s", origin, key,
+                 why[0] ? why : eb_strerror(rc));
+    return rc;
+}
+
+static int check_transport_keys(eb_bus *bus, char *errstr, size_t size)
+{
+    int rc = eb__config_check_namespaces(bus->cfg, bus->tp->name, errstr, size);
+    if (rc != 0)
+        return rc;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "%s.", bus->tp->name);
+    key_check_ctx ctx = {bus, errstr, size};
+    return eb__config_foreach(bus->cfg, prefix, check_one_transport_key, &ctx);
+}
+
+/** Frees what open built; safe on a half-built bus. */
+static void bus_free(eb_bus *bus)
+{
+    eb__dispatch_stop(bus->dispatch);
+    eb__timers_stop(bus->timers);
+    eb__plugin_unload(bus->plugin);
+    eb_config_destroy(bus->cfg);
+    pthread_cond_destroy(&bus->cv);
+    pthread_mutex_destroy(&bus->mu);
+    free(bus);
+}
+
+static int open_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t size)
+{
+    if (!(bus->cfg = eb__config_clone(cfg)))
+        return EB_ERR_NOMEM;
+    eb__config_event_cb(bus->cfg, &bus->event_cb, &bus->event_opaque);
+    read_settings(bus);
+    int rc = check_settings(&bus->set, errstr, size);
+    if (rc == 0)
+        rc = eb__plugin_load(eb__config_value(bus->cfg, "transport"),
+                             eb__config_value(bus->cfg, "plugin.path"),
+                             &bus->plugin, errstr, size);
+    if (rc != 0)
+        return rc;
+    bus->tp = eb__plugin_transport(bus->plugin);
+    if ((rc = check_transport_keys(bus, errstr, size)) != 0)
+        return rc;
+    if ((rc = eb__timers_start(eb__outcome_timer_fired, bus, &bus->timers)) != 0 ||
+        (rc = eb__dispatch_start(bus, &bus->dispatch)) != 0)
+        return rc;
+    return bus->tp->open(&eb__host, (eb_host_bus *)bus, &bus->state, errstr, size);
+}
+
+int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr, size_t errstr_size)
+{
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    if (!cfg || !out) {
+        set_error(errstr, errstr_size, "%s%s", "eb_bus_open: config and out are required", "");
+        return EB_ERR_INVALID;
+    }
+    eb_bus *bus = calloc(1, sizeof *bus);
+    if (!bus)
+        return EB_ERR_NOMEM;
+    pthread_mutex_init(&bus->mu, NULL);
+    eb__cond_init(&bus->cv);
+    int rc = open_parts(bus, cfg, errstr, errstr_size);
+    if (rc != 0) {
+        if (errstr && errstr_size && !errstr[0])
+            set_error(errstr, errstr_size, "%s%s", eb_strerror(rc), "");
+        bus_free(bus);
+        return rc;
+    }
+    *out = bus;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ close */
+
+bool eb__bus_enter(eb_bus *bus)
+{
+    atomic_fetch_add(&bus->in_calls, 1);
+    int state = atomic_load(&bus->lifecycle);
+    /* While closing, only the bus's own threads (handlers draining, dead
+     * letters) still reach the transport. */
+    if (state == EB_BUS_OPEN || (state == EB_BUS_CLOSING && eb__tls_callback_bus == bus))
+        return true;
+    eb__bus_leave(bus);
+    return false;
+}
+
+void eb__bus_leave(eb_bus *bus)
+{
+    if (atomic_fetch_sub(&bus->in_calls, 1) == 1 &&
+        atomic_load(&bus->lifecycle) != EB_BUS_OPEN) {
+        pthread_mutex_lock(&bus->mu);
+        pthread_cond_broadcast(&bus->cv);
+        pthread_mutex_unlock(&bus->mu);
+    }
+}
+
+/** Waits for API calls still inside the transport. */
+static void wait_calls(eb_bus *bus)
+{
+    pthread_mutex_lock(&bus->mu);
+    while (atomic_load(&bus->in_calls) > 0)
+        pthread_cond_wait(&bus->cv, &bus->mu);
+    pthread_mutex_unlock(&bus->mu);
+}
+
+static bool begin_close(eb_bus *bus)
+{
+    int expected = EB_BUS_OPEN;
+    return atomic_compare_exchange_strong(&bus->lifecycle, &expected, EB_BUS_CLOSING);
+}
+
+int eb_bus_close(eb_bus *bus, int timeout_ms)
+{
+    if (!bus)
+        return EB_ERR_INVALID;
+    if (eb__tls_callback_bus == bus)
+        return EB_ERR_BUSY;
+    if (!begin_close(bus))
+        return EB_ERR_CLOSED;
+    int64_t deadline = eb__deadline_after_ms(timeout_ms);
+    int rc = eb__dispatch_drain(bus->dispatch, deadline);
+    eb__subs_close_all(bus);
+    wait_calls(bus);
+    int flushed = bus->tp->flush(bus->state, deadline);
+    if (rc == 0 && flushed != 0)
+        rc = EB_ERR_TIMEOUT;
+    bus->tp->close(bus->state);
+    bus->state = NULL;
+    eb__subs_free_transport_all(bus);
+    eb__dispatch_stop(bus->dispatch);
+    bus->dispatch = NULL;
+    eb__timers_stop(bus->timers);
+    bus->timers = NULL;
+    atomic_store(&bus->lifecycle, EB_BUS_CLOSED);
+    return rc;
+}
+
+void eb_bus_destroy(eb_bus *bus)
+{
+    if (!bus)
+        return;
+    if (atomic_load(&bus->lifecycle) == EB_BUS_OPEN)
+        eb_bus_close(bus, (int)bus->set.close_timeout_ms);
+    eb__subs_destroy_all(bus);
+    bus_free(bus);
+}
+
+/* ------------------------------------------------------------- queries */
+
+uint64_t eb_bus_features(const eb_bus *bus) { return bus ? bus->tp->features : 0; }
+
+const char *eb_bus_transport(const eb_bus *bus) { return bus ? bus->tp->name : ""; }
+
+int eb_bus_health(eb_bus *bus, eb_health *out)
+{
+    if (!bus || !out)
+        return EB_ERR_INVALID;
+    if (!eb__bus_enter(bus)) {
+        out->state = EB_HEALTH_CLOSED;
+        snprintf(out->detail, sizeof out->detail, "the bus is closed");
+        return 0;
+    }
+    int rc = bus->tp->health(bus->state, out);
+    eb__bus_leave(bus);
+    return rc;
+}

@@ -1,0 +1,134 @@
+/*
+ * bus.h — the internal structures of a bus and a subscription, shared by the
+ * files that implement them (bus.c, subscription.c, publish.c, dispatch.c,
+ * dlq.c, host.c, stats.c).
+ */
+#ifndef EB_BUS_H
+#define EB_BUS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "eventbus/eventbus.h"
+#include "eventbus/transport.h"
+
+typedef struct eb_dispatch eb_dispatch;
+typedef struct eb_timers eb_timers;
+typedef struct eb_plugin eb_plugin;
+
+enum eb_bus_state { EB_BUS_OPEN = 0, EB_BUS_CLOSING, EB_BUS_CLOSED };
+
+/** Core settings read once at open. */
+typedef struct eb_settings {
+    int64_t publish_timeout_ms;
+    int64_t close_timeout_ms;
+    int64_t revoke_timeout_ms;
+    int64_t message_max_bytes;
+    int64_t retry_max_attempts;
+    int64_t retry_backoff_ms;
+    int64_t retry_backoff_max_ms;
+    int64_t lane_max_inflight;
+    int64_t queue_max;
+    int64_t queue_low_watermark;
+    int64_t workers;
+    int log_level;
+} eb_settings;
+
+/** Counters reported by eb_bus_stats(). */
+typedef struct eb_counters {
+    atomic_uint_fast64_t published;
+    atomic_uint_fast64_t publish_failed;
+    atomic_uint_fast64_t delivered;
+    atomic_uint_fast64_t handled;
+    atomic_uint_fast64_t acked;
+    atomic_uint_fast64_t retried;
+    atomic_uint_fast64_t dead_lettered;
+    atomic_uint_fast64_t dlq_failed;
+    atomic_uint_fast64_t released;
+    atomic_uint_fast64_t paused;
+} eb_counters;
+
+struct eb_sub {
+    eb_bus *bus;
+    char *topic;
+    char *group;       /* NULL: anonymous */
+    char *dlq_topic;
+    eb_handler handler;
+    void *opaque;
+    void (*opaque_free)(void *opaque);
+    void *state;       /* the transport's, NULL once destroyed */
+    struct eb_sub *next;   /* bus->subs, under bus->mu */
+
+    pthread_mutex_t mu;    /* ready and the lifecycle flags below */
+    pthread_cond_t cv;
+    bool ready;
+    bool unsubscribed;     /* eb_unsubscribe ran (or close did it) */
+    bool transport_freed;  /* sub_destroy ran */
+
+    /* Messages the core holds (queued, running, retrying, dead-lettering):
+     * the transport's sub state must outlive them. */
+    atomic_long outstanding;
+
+    /* Owned by dispatch, under its lock. */
+    bool started;      /* subscribe() returned: acks may flow */
+    bool leaving;      /* deliver refuses everything */
+    bool paused;       /* deliver refused: owe a resume() */
+    struct eb_sub *paused_next;
+    uint64_t *revoked_gen; /* per lane: messages of generation <= are stale */
+    size_t revoked_cap;
+};
+
+struct eb_bus {
+    eb_config *cfg;
+    eb_settings set;
+    eb_plugin *plugin;
+    const eb_transport *tp;
+    void *state;           /* the transport's */
+    eb_event_cb event_cb;
+    void *event_opaque;
+
+    pthread_mutex_t mu;    /* subs list and lifecycle */
+    pthread_cond_t cv;
+    atomic_int lifecycle;  /* enum eb_bus_state */
+    atomic_int in_calls;   /* API calls using the transport's state */
+    eb_sub *subs;
+
+    eb_dispatch *dispatch;
+    eb_timers *timers;
+    eb_counters count;
+};
+
+/* The thread's role, so calls that would deadlock are refused (BUSY) and
+ * publishes from callbacks never wait. Set by workers, the timer thread and
+ * the delivery-callback trampoline. */
+extern __thread eb_bus *eb__tls_callback_bus;
+
+/** Returns the attempt number as eb_msg_attempt() reports it. */
+uint32_t eb__msg_attempt(const eb_msg *m);
+
+/** Gives messages back to their transport as acknowledged or released,
+ *  and updates the owning subscriptions' outstanding counts. */
+void eb__sub_ack(eb_sub *sub, eb_msg *const *msgs, size_t n);
+void eb__sub_release(eb_sub *sub, eb_msg *const *msgs, size_t n);
+
+/** The host table handed to every transport. */
+extern const eb_host eb__host;
+
+/** Raises an event to the application. */
+void eb__bus_event(eb_bus *bus, eb_event_type type, const char *topic,
+                   const char *group, int error, const char *detail);
+void eb__bus_log(eb_bus *bus, eb_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Enters an API call that uses the transport's state: false once the bus
+ *  is closing (except on the bus's own threads). Pair with eb__bus_leave. */
+bool eb__bus_enter(eb_bus *bus);
+void eb__bus_leave(eb_bus *bus);
+
+/** Publishes through the transport without the public checks (DLQ). */
+int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t deadline_ns,
+                        eb_delivery_cb cb, void *opaque);
+
+#endif

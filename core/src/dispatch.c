@@ -1,0 +1,745 @@
+/*
+ * dispatch.c — the worker pool.
+ *
+ * Divisions, in order:
+ *   queues       intrusive FIFOs of messages (m->core.next)
+ *   blocked keys per worker, the keys waiting behind a retry
+ *   acks         per-worker ack batches, flushed to the transport
+ *   intake       deliver(), pause and resume
+ *   workers      the worker loop: take a batch, run each message
+ *   revoke/close stale messages, abandon, waiting for running handlers
+ *
+ * One mutex (d->mu) guards the queues and counters; a worker takes up to
+ * BATCH messages per lock. A message's staleness (revoked lane, abandon)
+ * is checked before its handler starts with a Dekker pair: the worker
+ * publishes `current` then reads `revoke_seq`; revoke bumps `revoke_seq`
+ * then reads every `current`, so one of them always sees the other.
+ */
+#include "dispatch.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "outcome.h"
+#include "sync.h"
+#include "timers.h"
+
+enum { BATCH = 64, ACK_BATCH = 64 };
+
+/* ------------------------------------------------------------------ queues */
+
+typedef struct msgq {
+    eb_msg *head, *tail;
+    size_t len;
+} msgq;
+
+static void q_push(msgq *q, eb_msg *m)
+{
+    m->core.next = NULL;
+    if (q->tail)
+        q->tail->core.next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    q->len++;
+}
+
+/** Puts the whole of `front` before q's messages, keeping its order. */
+static void q_prepend(msgq *q, msgq *front)
+{
+    if (!front->head)
+        return;
+    front->tail->core.next = q->head;
+    if (!q->tail)
+        q->tail = front->tail;
+    q->head = front->head;
+    q->len += front->len;
+    *front = (msgq){0};
+}
+
+static eb_msg *q_pop(msgq *q)
+{
+    eb_msg *m = q->head;
+    if (!m)
+        return NULL;
+    q->head = m->core.next;
+    if (!q->head)
+        q->tail = NULL;
+    q->len--;
+    m->core.next = NULL;
+    return m;
+}
+
+/* ------------------------------------------------------------ structures */
+
+/* A key whose head message is retrying; later messages of the key wait in
+ * `held`. Private to its worker. */
+typedef struct blocked_key {
+    struct blocked_key *next;
+    eb_msg *head;
+    msgq held;
+} blocked_key;
+
+typedef struct worker {
+    eb_dispatch *d;
+    pthread_t thread;
+    pthread_cond_t cv;
+    msgq queue;          /* under d->mu */
+    bool waiting;        /* under d->mu */
+    _Atomic(eb_msg *) current;
+    blocked_key *blocked;
+    pthread_mutex_t ack_mu;
+    eb_msg *acks[ACK_BATCH];
+    size_t n_acks;
+} worker;
+
+struct eb_dispatch {
+    eb_bus *bus;
+    pthread_mutex_t mu;
+    pthread_cond_t idle_cv; /* revoke, drain and leave wait here */
+    msgq shared;            /* unkeyed */
+    worker *workers;
+    unsigned n_workers;
+    size_t queued;          /* in the queues */
+    size_t in_batch;        /* taken by workers, not finished */
+    size_t waiting_workers;
+    size_t queue_max, low_watermark;
+    eb_sub *paused_subs;
+    size_t resuming;        /* resume() calls in progress */
+    atomic_size_t held;     /* behind retrying keys */
+    atomic_uint revoke_seq;
+    atomic_int waiters;     /* threads waiting on idle_cv */
+    atomic_bool abandon;
+    bool stopping;
+};
+
+/* ------------------------------------------------------------ staleness */
+
+/** Under d->mu. */
+static bool is_stale(const eb_dispatch *d, const eb_msg *m)
+{
+    const eb_sub *sub = m->core.sub;
+    if (atomic_load(&d->abandon) || sub->leaving)
+        return true;
+    return m->lane < sub->revoked_cap &&
+           m->lane_generation <= sub->revoked_gen[m->lane];
+}
+
+static void notify_waiters(eb_dispatch *d)
+{
+    if (atomic_load(&d->waiters) == 0)
+        return;
+    pthread_mutex_lock(&d->mu);
+    pthread_cond_broadcast(&d->idle_cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* ----------------------------------------------------------------- acks */
+
+/** Hands runs of same-subscription messages to `give`. */
+static void give_back(eb_msg **msgs, size_t n,
+                      void (*give)(eb_sub *, eb_msg *const *, size_t))
+{
+    size_t start = 0;
+    for (size_t i = 1; i <= n; i++) {
+        if (i == n || msgs[i]->core.sub != msgs[start]->core.sub) {
+            give(msgs[start]->core.sub, msgs + start, i - start);
+            start = i;
+        }
+    }
+}
+
+static void acks_flush_locked(worker *w)
+{
+    give_back(w->acks, w->n_acks, eb__sub_ack);
+    w->n_acks = 0;
+}
+
+static void acks_flush(worker *w)
+{
+    pthread_mutex_lock(&w->ack_mu);
+    acks_flush_locked(w);
+    pthread_mutex_unlock(&w->ack_mu);
+}
+
+static void ack_add(worker *w, eb_msg *m)
+{
+    pthread_mutex_lock(&w->ack_mu);
+    w->acks[w->n_acks++] = m;
+    if (w->n_acks == ACK_BATCH)
+        acks_flush_locked(w);
+    pthread_mutex_unlock(&w->ack_mu);
+}
+
+static void flush_all_acks(eb_dispatch *d)
+{
+    for (unsigned i = 0; i < d->n_workers; i++)
+        acks_flush(&d->workers[i]);
+}
+
+static void release_one(eb_msg *m) { eb__sub_release(m->core.sub, &m, 1); }
+
+/* --------------------------------------------------------- blocked keys */
+
+static bool same_key(const eb_msg *a, const eb_msg *b)
+{
+    return a->core.sub == b->core.sub && a->core.key_hash == b->core.key_hash &&
+           a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+static blocked_key *find_blocked(worker *w, const eb_msg *m)
+{
+    for (blocked_key *bk = w->blocked; bk; bk = bk->next)
+        if (same_key(bk->head, m))
+            return bk;
+    return NULL;
+}
+
+static void block_key(worker *w, eb_msg *head)
+{
+    blocked_key *bk;
+    while (!(bk = calloc(1, sizeof *bk)))
+        sched_yield(); /* out of memory: order matters more than speed */
+    bk->head = head;
+    bk->next = w->blocked;
+    w->blocked = bk;
+}
+
+/** The head is finished: its held messages go back in front of the
+ *  worker's queue in order (or are released when close abandons). */
+static void unblock_key(worker *w, blocked_key *bk)
+{
+    eb_dispatch *d = w->d;
+    blocked_key **pp = &w->blocked;
+    while (*pp != bk)
+        pp = &(*pp)->next;
+    *pp = bk->next;
+    size_t n = bk->held.len;
+    atomic_fetch_sub(&d->held, n);
+    if (atomic_load(&d->abandon)) {
+        eb_msg *m;
+        while ((m = q_pop(&bk->held)))
+            release_one(m);
+    } else if (n) {
+        pthread_mutex_lock(&d->mu);
+        q_prepend(&w->queue, &bk->held);
+        d->queued += n;
+        pthread_mutex_unlock(&d->mu);
+    }
+    free(bk);
+}
+
+/* --------------------------------------------------------------- intake */
+
+static uint32_t key_hash(const void *key, size_t len)
+{
+    const unsigned char *p = key;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static void owe_resume(eb_dispatch *d, eb_sub *sub)
+{
+    if (sub->paused || sub->leaving)
+        return;
+    sub->paused = true;
+    sub->paused_next = d->paused_subs;
+    d->paused_subs = sub;
+    atomic_fetch_add(&sub->bus->count.paused, 1);
+}
+
+static void wake_worker(eb_dispatch *d, worker *w)
+{
+    if (w->waiting) {
+        w->waiting = false;
+        d->waiting_workers--;
+        pthread_cond_signal(&w->cv);
+    }
+}
+
+static void enqueue_locked(eb_dispatch *d, eb_sub *sub, eb_msg *m)
+{
+    m->core.sub = sub;
+    m->core.next = NULL;
+    if (m->key) {
+        m->core.key_hash = key_hash(m->key, m->key_len);
+        m->core.flags |= EB_MSGF_KEYED;
+        worker *w = &d->workers[m->core.key_hash % d->n_workers];
+        q_push(&w->queue, m);
+        wake_worker(d, w);
+    } else {
+        q_push(&d->shared, m);
+    }
+}
+
+static void wake_for_shared(eb_dispatch *d)
+{
+    for (unsigned i = 0; i < d->n_workers && d->waiting_workers > 0 &&
+                         d->shared.len > 0; i++)
+        wake_worker(d, &d->workers[i]);
+}
+
+size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n)
+{
+    pthread_mutex_lock(&d->mu);
+    bool intake = sub->started && !sub->leaving &&
+                  atomic_load(&sub->bus->lifecycle) == EB_BUS_OPEN;
+    size_t room = d->queue_max > d->queued ? d->queue_max - d->queued : 0;
+    size_t k = intake ? (n < room ? n : room) : 0;
+    for (size_t i = 0; i < k; i++)
+        enqueue_locked(d, sub, msgs[i]);
+    d->queued += k;
+    if (k < n && (intake || !sub->started))
+        owe_resume(d, sub);
+    wake_for_shared(d);
+    if (k)
+        atomic_fetch_add(&sub->outstanding, (long)k);
+    pthread_mutex_unlock(&d->mu);
+    atomic_fetch_add(&sub->bus->count.delivered, k);
+    return k;
+}
+
+/** Calls resume() for each sub in the list; outside d->mu. */
+static void resume_subs(eb_dispatch *d, eb_sub *list)
+{
+    for (eb_sub *sub = list, *next; sub; sub = next) {
+        next = sub->paused_next;
+        sub->paused_next = NULL;
+        sub->bus->tp->resume(sub->state);
+    }
+    pthread_mutex_lock(&d->mu);
+    d->resuming--;
+    pthread_cond_broadcast(&d->idle_cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/** Under d->mu: the paused subs to resume once below the low watermark. */
+static eb_sub *take_resumable(eb_dispatch *d)
+{
+    if (!d->paused_subs || d->queued > d->low_watermark)
+        return NULL;
+    eb_sub *list = NULL;
+    for (eb_sub *sub = d->paused_subs, *next; sub; sub = next) {
+        next = sub->paused_next;
+        sub->paused = false;
+        if (!sub->started) { /* still subscribing: keep owing */
+            sub->paused = true;
+            continue;
+        }
+        sub->paused_next = list;
+        list = sub;
+    }
+    d->paused_subs = NULL;
+    if (list)
+        d->resuming++;
+    return list;
+}
+
+void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub)
+{
+    pthread_mutex_lock(&d->mu);
+    sub->started = true;
+    bool owed = sub->paused;
+    if (owed) {
+        eb_sub **pp = &d->paused_subs;
+        while (*pp && *pp != sub)
+            pp = &(*pp)->paused_next;
+        if (*pp)
+            *pp = sub->paused_next;
+        sub->paused = false;
+        sub->paused_next = NULL;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (owed)
+        sub->bus->tp->resume(sub->state);
+}
+
+/* -------------------------------------------------------------- workers */
+
+/** Under d->mu: up to BATCH messages, own queue first, then a fair share
+ *  of the unkeyed ones. */
+static size_t take_batch(eb_dispatch *d, worker *w, eb_msg **batch)
+{
+    size_t n = 0;
+    while (n < BATCH && w->queue.head)
+        batch[n++] = q_pop(&w->queue);
+    size_t share = d->shared.len / d->n_workers + 1;
+    while (n < BATCH && share-- > 0 && d->shared.head)
+        batch[n++] = q_pop(&d->shared);
+    d->queued -= n;
+    d->in_batch += n;
+    return n;
+}
+
+/** Checks staleness before a handler starts; see the top comment. */
+static bool check_stale(worker *w, eb_msg *m, unsigned *seen_seq)
+{
+    eb_dispatch *d = w->d;
+    atomic_store(&w->current, m);
+    if (atomic_load(&d->revoke_seq) == *seen_seq)
+        return false;
+    acks_flush(w);
+    pthread_mutex_lock(&d->mu);
+    *seen_seq = atomic_load(&d->revoke_seq);
+    bool stale = is_stale(d, m);
+    pthread_mutex_unlock(&d->mu);
+    return stale;
+}
+
+static void finish_current(worker *w)
+{
+    atomic_store(&w->current, NULL);
+    notify_waiters(w->d);
+}
+
+/** Applies the handler's decision. */
+static void settle(worker *w, eb_msg *m, eb_result r, blocked_key *bk)
+{
+    eb_bus *bus = w->d->bus;
+    if (r == EB_RETRY && eb__outcome_may_retry(bus, m)) {
+        if (!bk && (m->core.flags & EB_MSGF_KEYED))
+            block_key(w, m);
+        eb__outcome_schedule_retry(bus, m);
+        return;
+    }
+    if (r == EB_ACK)
+        ack_add(w, m);
+    else
+        eb__outcome_dead_letter(bus, m, r == EB_RETRY ? 0 : EB_MSGF_REJECTED);
+    if (bk)
+        unblock_key(w, bk);
+}
+
+/** A stale message: give it back; a stale retry head frees its key. */
+static void drop_stale(worker *w, eb_msg *m, blocked_key *bk)
+{
+    release_one(m);
+    if (bk)
+        unblock_key(w, bk);
+}
+
+static void run_one(worker *w, eb_msg *m, unsigned *seen_seq)
+{
+    blocked_key *bk = (m->core.flags & EB_MSGF_KEYED) && w->blocked
+                          ? find_blocked(w, m) : NULL;
+    if (bk && bk->head != m) {
+        q_push(&bk->held, m); /* waits behind its key's retry */
+        atomic_fetch_add(&w->d->held, 1);
+        return;
+    }
+    if (check_stale(w, m, seen_seq)) {
+        finish_current(w);
+        drop_stale(w, m, bk);
+        return;
+    }
+    eb_sub *sub = m->core.sub;
+    m->core.attempts++;
+    eb_result r = sub->handler(m, sub->opaque);
+    atomic_fetch_add(&sub->bus->count.handled, 1);
+    settle(w, m, r, bk);
+    /* A revoke waiting for this handler must see its ack first. */
+    if (atomic_load(&w->d->revoke_seq) != *seen_seq)
+        acks_flush(w);
+    finish_current(w);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    eb_dispatch *d = w->d;
+    eb__tls_callback_bus = d->bus;
+    eb_msg *batch[BATCH];
+    unsigned seen_seq = atomic_load(&d->revoke_seq);
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        size_t n = take_batch(d, w, batch);
+        if (n == 0) {
+            if (d->stopping)
+                break;
+            w->waiting = true;
+            d->waiting_workers++;
+            pthread_cond_broadcast(&d->idle_cv);
+            while (w->waiting && !d->stopping)
+                pthread_cond_wait(&w->cv, &d->mu);
+            continue;
+        }
+        eb_sub *resumable = take_resumable(d);
+        pthread_mutex_unlock(&d->mu);
+        if (resumable)
+            resume_subs(d, resumable);
+        for (size_t i = 0; i < n; i++)
+            run_one(w, batch[i], &seen_seq);
+        acks_flush(w);
+        pthread_mutex_lock(&d->mu);
+        d->in_batch -= n;
+        if (atomic_load(&d->waiters))
+            pthread_cond_broadcast(&d->idle_cv);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* --------------------------------------------------------- revoke/close */
+
+/** Under d->mu: removes stale messages from every queue into `out`. */
+static void purge_stale_locked(eb_dispatch *d, msgq *out)
+{
+    msgq *queues[d->n_workers + 1];
+    for (unsigned i = 0; i < d->n_workers; i++)
+        queues[i] = &d->workers[i].queue;
+    queues[d->n_workers] = &d->shared;
+    for (unsigned i = 0; i <= d->n_workers; i++) {
+        msgq keep = {0};
+        eb_msg *m;
+        while ((m = q_pop(queues[i])))
+            q_push(is_stale(d, m) ? out : &keep, m);
+        *queues[i] = keep;
+    }
+    d->queued -= out->len;
+}
+
+static void release_queue(msgq *q)
+{
+    eb_msg *batch[BATCH];
+    while (q->head) {
+        size_t n = 0;
+        while (n < BATCH && q->head)
+            batch[n++] = q_pop(q);
+        give_back(batch, n, eb__sub_release);
+    }
+}
+
+static bool stale_in_timer(const eb_msg *m, void *arg)
+{
+    eb_dispatch *d = arg;
+    pthread_mutex_lock(&d->mu);
+    bool stale = is_stale(d, m);
+    pthread_mutex_unlock(&d->mu);
+    return stale;
+}
+
+/** Under d->mu: is any worker running a stale message? */
+static bool stale_running_locked(eb_dispatch *d)
+{
+    for (unsigned i = 0; i < d->n_workers; i++) {
+        eb_msg *m = atomic_load(&d->workers[i].current);
+        if (m && is_stale(d, m))
+            return true;
+    }
+    return false;
+}
+
+static bool wait_locked(eb_dispatch *d, bool (*busy)(eb_dispatch *),
+                        int64_t deadline_ns)
+{
+    atomic_fetch_add(&d->waiters, 1);
+    bool ok = true;
+    while (busy(d) && (ok = eb__cond_wait_until(&d->idle_cv, &d->mu, deadline_ns)))
+        ;
+    ok = !busy(d);
+    atomic_fetch_sub(&d->waiters, 1);
+    return ok;
+}
+
+/** Under d->mu: marks lanes revoked. @returns false when out of memory. */
+static bool mark_revoked(eb_sub *sub, const eb_lane_ref *lanes, size_t n, bool all)
+{
+    if (all) {
+        sub->leaving = true;
+        return true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t lane = lanes[i].lane;
+        if (lane >= sub->revoked_cap) {
+            size_t cap = lane + 16;
+            uint64_t *gen = realloc(sub->revoked_gen, cap * sizeof *gen);
+            if (!gen) {
+                sub->leaving = true; /* fall back to refusing everything */
+                return false;
+            }
+            memset(gen + sub->revoked_cap, 0, (cap - sub->revoked_cap) * sizeof *gen);
+            sub->revoked_gen = gen;
+            sub->revoked_cap = cap;
+        }
+        if (lanes[i].generation > sub->revoked_gen[lane])
+            sub->revoked_gen[lane] = lanes[i].generation;
+    }
+    return true;
+}
+
+static bool not_resuming_or_stale(eb_dispatch *d)
+{
+    return d->resuming > 0 || stale_running_locked(d);
+}
+
+bool eb__dispatch_revoke(eb_dispatch *d, eb_sub *sub, const eb_lane_ref *lanes,
+                         size_t n, bool all, int64_t deadline_ns)
+{
+    msgq stale = {0};
+    pthread_mutex_lock(&d->mu);
+    mark_revoked(sub, lanes, n, all);
+    if (all && sub->paused) { /* leaving: owe nothing */
+        eb_sub **pp = &d->paused_subs;
+        while (*pp && *pp != sub)
+            pp = &(*pp)->paused_next;
+        if (*pp)
+            *pp = sub->paused_next;
+        sub->paused = false;
+    }
+    atomic_fetch_add(&d->revoke_seq, 1);
+    purge_stale_locked(d, &stale);
+    pthread_mutex_unlock(&d->mu);
+
+    release_queue(&stale);
+    eb__timers_expedite(d->bus->timers, stale_in_timer, d);
+
+    pthread_mutex_lock(&d->mu);
+    bool finished = wait_locked(d, not_resuming_or_stale, deadline_ns);
+    pthread_mutex_unlock(&d->mu);
+    flush_all_acks(d);
+    return finished;
+}
+
+void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m)
+{
+    pthread_mutex_lock(&d->mu);
+    msgq one = {0};
+    q_push(&one, m);
+    if (m->core.flags & EB_MSGF_KEYED) {
+        worker *w = &d->workers[m->core.key_hash % d->n_workers];
+        q_prepend(&w->queue, &one);
+        wake_worker(d, w);
+    } else {
+        q_prepend(&d->shared, &one);
+        wake_for_shared(d);
+    }
+    d->queued++;
+    pthread_mutex_unlock(&d->mu);
+}
+
+bool eb__dispatch_abandoning(eb_dispatch *d) { return atomic_load(&d->abandon); }
+
+static bool queues_busy(eb_dispatch *d) { return d->queued + d->in_batch > 0; }
+
+static bool anything_left(eb_dispatch *d)
+{
+    return d->queued + d->in_batch + atomic_load(&d->held) > 0 ||
+           eb__timers_pending(d->bus->timers) > 0;
+}
+
+int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
+{
+    msgq abandoned = {0};
+    pthread_mutex_lock(&d->mu);
+    bool drained = wait_locked(d, queues_busy, deadline_ns);
+    atomic_store(&d->abandon, true);
+    atomic_fetch_add(&d->revoke_seq, 1);
+    purge_stale_locked(d, &abandoned);
+    pthread_mutex_unlock(&d->mu);
+
+    release_queue(&abandoned);
+    /* Retries still waiting are abandoned: they come back through the
+     * workers, which release them with the messages held behind them. */
+    eb__timers_expedite(d->bus->timers, NULL, NULL);
+    pthread_mutex_lock(&d->mu);
+    while (anything_left(d)) {
+        atomic_fetch_add(&d->waiters, 1);
+        /* The timer thread does not signal idle_cv: look again soon. */
+        eb__cond_wait_until(&d->idle_cv, &d->mu, eb__now_ns() + 1000000);
+        atomic_fetch_sub(&d->waiters, 1);
+    }
+    pthread_mutex_unlock(&d->mu);
+    flush_all_acks(d);
+    return drained ? 0 : EB_ERR_TIMEOUT;
+}
+
+void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *running,
+                         size_t *held)
+{
+    pthread_mutex_lock(&d->mu);
+    *queued = d->queued;
+    *running = d->in_batch;
+    *held = atomic_load(&d->held);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* ---------------------------------------------------------- start/stop */
+
+static unsigned worker_count(const eb_bus *bus)
+{
+    if (bus->set.workers > 0)
+        return (unsigned)bus->set.workers;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+static void free_dispatch(eb_dispatch *d)
+{
+    for (unsigned i = 0; i < d->n_workers; i++) {
+        pthread_cond_destroy(&d->workers[i].cv);
+        pthread_mutex_destroy(&d->workers[i].ack_mu);
+    }
+    free(d->workers);
+    pthread_cond_destroy(&d->idle_cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+static void stop_workers(eb_dispatch *d, unsigned started)
+{
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true;
+    for (unsigned i = 0; i < d->n_workers; i++)
+        pthread_cond_signal(&d->workers[i].cv);
+    pthread_mutex_unlock(&d->mu);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(d->workers[i].thread, NULL);
+}
+
+int eb__dispatch_start(eb_bus *bus, eb_dispatch **out)
+{
+    eb_dispatch *d = calloc(1, sizeof *d);
+    if (!d)
+        return EB_ERR_NOMEM;
+    d->bus = bus;
+    d->n_workers = worker_count(bus);
+    d->queue_max = (size_t)bus->set.queue_max;
+    d->low_watermark = bus->set.queue_low_watermark > 0
+                           ? (size_t)bus->set.queue_low_watermark
+                           : d->queue_max / 2;
+    pthread_mutex_init(&d->mu, NULL);
+    eb__cond_init(&d->idle_cv);
+    d->workers = calloc(d->n_workers, sizeof *d->workers);
+    if (!d->workers) {
+        d->n_workers = 0;
+        free_dispatch(d);
+        return EB_ERR_NOMEM;
+    }
+    for (unsigned i = 0; i < d->n_workers; i++) {
+        d->workers[i].d = d;
+        pthread_cond_init(&d->workers[i].cv, NULL);
+        pthread_mutex_init(&d->workers[i].ack_mu, NULL);
+    }
+    for (unsigned i = 0; i < d->n_workers; i++) {
+        if (pthread_create(&d->workers[i].thread, NULL, worker_main,
+                           &d->workers[i]) != 0) {
+            stop_workers(d, i);
+            free_dispatch(d);
+            return EB_ERR_NOMEM;
+        }
+    }
+    *out = d;
+    return 0;
+}
+
+void eb__dispatch_stop(eb_dispatch *d)
+{
+    if (!d)
+        return;
+    stop_workers(d, d->n_workers);
+    free_dispatch(d);
+}

@@ -1,0 +1,64 @@
+/*
+ * dispatch.h — the bounded worker pool that runs handlers: keyed messages go
+ * to worker hash(key) % N (per-key order, never concurrent), unkeyed ones to
+ * any free worker; retries wait on the timer queue with later messages of
+ * their key held behind them; revoke and close drain or abandon what is
+ * queued. Outcomes (ack, retry, dead letter) are applied in outcome.c.
+ */
+#ifndef EB_DISPATCH_H
+#define EB_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+
+/* Flags in m->core.flags. */
+enum {
+    EB_MSGF_COPY = 1u << 0,     /* made by eb_msg_copy(): the core frees it */
+    EB_MSGF_DLQ = 1u << 1,      /* waiting to be dead-lettered */
+    EB_MSGF_REJECTED = 1u << 2, /* dead-lettered because REJECT */
+    EB_MSGF_KEYED = 1u << 3
+};
+
+/** Starts bus->set.workers threads (0: one per CPU). */
+int eb__dispatch_start(eb_bus *bus, eb_dispatch **out);
+
+/** host->deliver: accepts a prefix of msgs; owes the sub a resume() when
+ *  it refuses some. Never blocks. */
+size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n);
+
+/** subscribe() returned: acks may flow; resumes the sub if it was refused. */
+void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub);
+
+/**
+ * Takes lanes (all of them when `all`) from `sub`: stale messages are
+ * released, running handlers of those lanes are waited for until
+ * `deadline_ns`, and pending acks are flushed to the transport.
+ * @returns false when handlers were still running at the deadline.
+ */
+bool eb__dispatch_revoke(eb_dispatch *d, eb_sub *sub, const eb_lane_ref *lanes,
+                         size_t n, bool all, int64_t deadline_ns);
+
+/** A retry is due: puts the message back in front of its worker. */
+void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m);
+
+/** True once close abandoned the queues. */
+bool eb__dispatch_abandoning(eb_dispatch *d);
+
+/**
+ * Close: handles what is queued until `deadline_ns`, then abandons the rest
+ * (released unacknowledged) and waits for running handlers and retries.
+ * @returns 0, or EB_ERR_TIMEOUT when the deadline cut the drain.
+ */
+int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns);
+
+/** Joins the workers and frees. NULL is allowed. */
+void eb__dispatch_stop(eb_dispatch *d);
+
+/** Snapshot for stats. */
+void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *running,
+                         size_t *held);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * host.c — the host table handed to transport plugins: logging, clock,
+ * config lookup, events, and the entry points into dispatch (deliver,
+ * revoke, ready). eb_host_bus and eb_host_sub are the core's eb_bus and
+ * eb_sub seen through opaque types.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "config.h"
+#include "dispatch.h"
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void eb__bus_log(eb_bus *bus, eb_log_level level, const char *fmt, ...)
+{
+    if ((int)level > bus->set.log_level)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "eventbus %s [%s]: %s\n", level_names[level], bus->tp->name, line);
+}
+
+static void host_log(eb_host_bus *hb, eb_log_level level, const char *fmt, ...)
+{
+    eb_bus *bus = (eb_bus *)hb;
+    if ((int)level > bus->set.log_level)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    eb__bus_log(bus, level, "%s", line);
+}
+
+static int64_t host_now_ns(void) { return eb__now_ns(); }
+
+static const char *host_config_get(eb_host_bus *hb, const char *key)
+{
+    return eb__config_value(((eb_bus *)hb)->cfg, key);
+}
+
+static void host_event(eb_host_bus *hb, eb_event_type type, const char *topic,
+                       const char *group, int error, const char *detail)
+{
+    eb__bus_event((eb_bus *)hb, type, topic, group, error, detail);
+}
+
+static size_t host_deliver(eb_host_sub *hs, eb_msg **msgs, size_t n)
+{
+    eb_sub *sub = (eb_sub *)hs;
+    return eb__dispatch_deliver(sub->bus->dispatch, sub, msgs, n);
+}
+
+static void host_revoke(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n)
+{
+    eb_sub *sub = (eb_sub *)hs;
+    eb_bus *bus = sub->bus;
+    int64_t deadline = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
+    bool finished = eb__dispatch_revoke(bus->dispatch, sub, lanes, n, false, deadline);
+    char detail[128];
+    snprintf(detail, sizeof detail, "%zu lane(s) revoked%s", n,
+             finished ? "" : "; handlers still running at the revoke timeout");
+    eb__bus_event(bus, EB_EVENT_REVOKED, sub->topic, sub->group,
+                  finished ? 0 : EB_ERR_TIMEOUT, detail);
+}
+
+static void host_ready(eb_host_sub *hs)
+{
+    eb_sub *sub = (eb_sub *)hs;
+    pthread_mutex_lock(&sub->mu);
+    sub->ready = true;
+    pthread_cond_broadcast(&sub->cv);
+    pthread_mutex_unlock(&sub->mu);
+}
+
+const eb_host eb__host = {
+    .abi_major = EB_TRANSPORT_ABI_MAJOR,
+    .abi_minor = EB_TRANSPORT_ABI_MINOR,
+    .struct_size = sizeof(eb_host),
+    .log = host_log,
+    .now_ns = host_now_ns,
+    .config_get = host_config_get,
+    .event = host_event,
+    .deliver = host_deliver,
+    .revoke = host_revoke,
+    .ready = host_ready,
+    .nearest_key = eb__nearest_key,
+};

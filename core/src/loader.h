@@ -1,0 +1,36 @@
+/*
+ * loader.h — finds, checks and loads transport plugins with libltdl.
+ */
+#ifndef EB_LOADER_H
+#define EB_LOADER_H
+
+#include <stddef.h>
+#include "eventbus/transport.h"
+
+typedef struct eb_plugin eb_plugin;
+
+/**
+ * Loads a transport plugin. `name_or_path` is a name ("memory": the file
+ * eventbus-memory.so is searched in `plugin_path` (colon-separated, may be
+ * NULL or ""), then $EVENTBUS_PLUGIN_PATH (colon-separated), then the
+ * directory installed beside libeventbus) or a path to a .so (contains a
+ * '/' or ends in ".so": loaded as is).
+ * Refuses, with a sentence naming the file: a file or directory others can
+ * write, a file without the entry symbol, another ABI major, a descriptor
+ * smaller than ABI 1.0's, a NULL 1.0 slot. "Not found" lists every
+ * directory searched.
+ * @returns 0 and *out, or EB_ERR_PLUGIN (EB_ERR_INVALID on NULL args).
+ */
+int eb__plugin_load(const char *name_or_path, const char *plugin_path,
+                    eb_plugin **out, char *errstr, size_t errstr_size);
+
+/** The plugin's descriptor (valid until unload). */
+const eb_transport *eb__plugin_transport(const eb_plugin *plugin);
+
+/** The file that was loaded. */
+const char *eb__plugin_file(const eb_plugin *plugin);
+
+/** Unloads (unless the plugin asked to stay resident) and frees. NULL ok. */
+void eb__plugin_unload(eb_plugin *plugin);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * publish.c — eb_publish() and eb_flush(): argument and size checks, the
+ * no-wait rule for handlers and callbacks, and the trampoline that marks a
+ * delivery callback's thread so that closing from it is refused (BUSY)
+ * rather than deadlocking.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "clock.h"
+
+enum { TOPIC_MAX = 249 };
+
+typedef struct delivery_ctx {
+    eb_bus *bus;
+    eb_delivery_cb cb;
+    void *opaque;
+} delivery_ctx;
+
+static void delivered(int status, const char *id, void *arg)
+{
+    delivery_ctx *ctx = arg;
+    eb_bus *outer = eb__tls_callback_bus;
+    eb__tls_callback_bus = ctx->bus;
+    if (status != 0)
+        atomic_fetch_add(&ctx->bus->count.publish_failed, 1);
+    ctx->cb(status, id, ctx->opaque);
+    eb__tls_callback_bus = outer;
+    free(ctx);
+}
+
+static int check_headers(const eb_header *h, size_t n, size_t *bytes)
+{
+    if (n && !h)
+        return EB_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (!h[i].name || !h[i].name[0] || (h[i].value_len && !h[i].value))
+            return EB_ERR_INVALID;
+        *bytes += strlen(h[i].name) + h[i].value_len;
+    }
+    return 0;
+}
+
+/** Checks a message; @returns 0, EB_ERR_INVALID or EB_ERR_TOO_LARGE. */
+static int check_outgoing(const eb_bus *bus, const eb_outgoing *m)
+{
+    if (!m->topic)
+        return EB_ERR_INVALID;
+    size_t topic_len = strnlen(m->topic, TOPIC_MAX + 1);
+    if (topic_len == 0 || topic_len > TOPIC_MAX)
+        return EB_ERR_INVALID;
+    if ((m->payload_len && !m->payload) || (m->key_len && !m->key))
+        return EB_ERR_INVALID;
+    size_t bytes = m->payload_len + m->key_len;
+    int rc = check_headers(m->headers, m->header_count, &bytes);
+    if (rc != 0)
+        return rc;
+    return bytes > (size_t)bus->set.message_max_bytes ? EB_ERR_TOO_LARGE : 0;
+}
+
+int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t deadline_ns,
+                        eb_delivery_cb cb, void *opaque)
+{
+    if (!eb__bus_enter(bus))
+        return EB_ERR_CLOSED;
+    int rc = bus->tp->publish(bus->state, out, deadline_ns, cb, opaque);
+    eb__bus_leave(bus);
+    if (rc == 0)
+        atomic_fetch_add(&bus->count.published, 1);
+    return rc;
+}
+
+int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb, void *opaque)
+{
+    if (!bus || !msg)
+        return EB_ERR_INVALID;
+    int rc = check_outgoing(bus, msg);
+    if (rc != 0)
+        return rc;
+    /* Handlers and callbacks never wait: a full transport says so at once. */
+    int64_t deadline = eb__tls_callback_bus
+                           ? 0 : eb__deadline_after_ms(bus->set.publish_timeout_ms);
+    delivery_ctx *ctx = NULL;
+    if (cb) {
+        if (!(ctx = malloc(sizeof *ctx)))
+            return EB_ERR_NOMEM;
+        *ctx = (delivery_ctx){bus, cb, opaque};
+    }
+    rc = eb__bus_publish_raw(bus, msg, deadline, ctx ? delivered : NULL, ctx);
+    if (rc != 0)
+        free(ctx);
+    return rc;
+}
+
+int eb_flush(eb_bus *bus, int timeout_ms)
+{
+    if (!bus)
+        return EB_ERR_INVALID;
+    if (eb__tls_callback_bus == bus)
+        return EB_ERR_BUSY;
+    if (!eb__bus_enter(bus))
+        return EB_ERR_CLOSED;
+    int rc = bus->tp->flush(bus->state, eb__deadline_after_ms(timeout_ms));
+    eb__bus_leave(bus);
+    return rc;
+}

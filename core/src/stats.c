@@ -1,0 +1,50 @@
+/*
+ * stats.c — eb_bus_stats(): the core's counters and the transport's own
+ * JSON object, as one JSON document.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bus.h"
+#include "dispatch.h"
+
+static int transport_json(eb_bus *bus, char **out)
+{
+    int len = bus->tp->stats(bus->state, NULL, 0);
+    if (len < 0)
+        return len;
+    if (!(*out = malloc((size_t)len + 1)))
+        return EB_ERR_NOMEM;
+    bus->tp->stats(bus->state, *out, (size_t)len + 1);
+    return 0;
+}
+
+#define COUNTER(name) (unsigned long long)atomic_load(&c->name)
+
+int eb_bus_stats(eb_bus *bus, char **json)
+{
+    if (!bus || !json)
+        return EB_ERR_INVALID;
+    if (!eb__bus_enter(bus))
+        return EB_ERR_CLOSED;
+    char *tp_json = NULL;
+    int rc = transport_json(bus, &tp_json);
+    size_t queued = 0, running = 0, held = 0;
+    eb__dispatch_counts(bus->dispatch, &queued, &running, &held);
+    eb__bus_leave(bus);
+    if (rc != 0)
+        return rc;
+    const eb_counters *c = &bus->count;
+    int n = asprintf(json,
+        "{\"transport_name\":\"%s\",\"published\":%llu,\"publish_failed\":%llu,"
+        "\"delivered\":%llu,\"handled\":%llu,\"acked\":%llu,\"retried\":%llu,"
+        "\"dead_lettered\":%llu,\"dlq_failed\":%llu,\"released\":%llu,"
+        "\"paused\":%llu,\"queued\":%zu,\"in_batch\":%zu,\"held\":%zu,"
+        "\"transport\":%s}",
+        bus->tp->name, COUNTER(published), COUNTER(publish_failed),
+        COUNTER(delivered), COUNTER(handled), COUNTER(acked), COUNTER(retried),
+        COUNTER(dead_lettered), COUNTER(dlq_failed), COUNTER(released),
+        COUNTER(paused), queued, running, held, tp_json);
+    free(tp_json);
+    return n < 0 ? EB_ERR_NOMEM : 0;
+}

@@ -1,0 +1,17 @@
+/*
+ * subscription.h — subscribe, wait-ready, unsubscribe and destroy, and the
+ * bus-wide steps close and destroy take over all subscriptions.
+ */
+#ifndef EB_SUBSCRIPTION_H
+#define EB_SUBSCRIPTION_H
+
+#include "bus.h"
+
+/** Close: unsubscribes every subscription still subscribed. */
+void eb__subs_close_all(eb_bus *bus);
+/** After the transport closed: frees every transport sub state. */
+void eb__subs_free_transport_all(eb_bus *bus);
+/** Destroy: frees every subscription handle the application left. */
+void eb__subs_destroy_all(eb_bus *bus);
+
+#endif

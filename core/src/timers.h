@@ -1,0 +1,31 @@
+/*
+ * timers.h — the core's timer queue: one thread, a min-heap of messages by
+ * due time (retries and dead-letter retries). Nothing in the core sleeps to
+ * wait for a retry; a message waits here instead.
+ */
+#ifndef EB_TIMERS_H
+#define EB_TIMERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eventbus/transport.h"
+
+typedef struct eb_timers eb_timers;
+
+/** Runs on the timer thread, outside the timer lock, once per due message. */
+typedef void (*eb_timer_fire_fn)(void *ctx, eb_msg *m);
+typedef bool (*eb_timer_match_fn)(const eb_msg *m, void *arg);
+
+int eb__timers_start(eb_timer_fire_fn fire, void *ctx, eb_timers **out);
+/** Queues `m` to fire at `due_ns` (monotonic). */
+void eb__timers_add(eb_timers *t, eb_msg *m, int64_t due_ns);
+/** Makes matching messages (all when match is NULL) due now. */
+void eb__timers_expedite(eb_timers *t, eb_timer_match_fn match, void *arg);
+/** Messages queued or being fired. */
+size_t eb__timers_pending(eb_timers *t);
+/** Joins the thread and frees; the queue must be empty. NULL is allowed. */
+void eb__timers_stop(eb_timers *t);
+
+#endif

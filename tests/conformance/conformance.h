@@ -1,0 +1,345 @@
+/*
+ * conformance.h — the transport conformance suite: a table of cases every
+ * transport must pass (each needing some EB_FEATURE_* flags), the check
+ * macros they use, and the helpers they share (config from the suite's
+ * properties file, unique names, buses, waits with deadlines, a thread-safe
+ * message recorder, a delivery tracker).
+ *
+ * A case runs alone in its own process (the plain runner forks one per case;
+ * criterion forks one per test), so the suite keeps one "current case" per
+ * process and the check macros need no context argument.
+ *
+ * Rules for case authors:
+ *  - EB_CHECK and friends may be called from any thread. On the case's own
+ *    thread a failed check records "file:line: message", tears the case down
+ *    (closes and destroys its buses, runs its teardown hooks) and longjmps
+ *    out of the case. On any other thread (handlers, callbacks) it records
+ *    the failure and returns; the case fails when it ends.
+ *  - State a handler or callback touches must come from eb_conf_alloc() (or
+ *    be static): it is freed only after every bus of the case is destroyed.
+ *  - Never sleep to let things happen: wait for a count or a predicate with
+ *    a deadline (eb_conf_counter_wait, eb_conf_recorder_wait, eb_conf_wait).
+ *  - The suite config comes from the file named by EB_CONFORMANCE_CONFIG
+ *    (unset: every key at its default, i.e. the memory transport).
+ */
+#ifndef EB_CONFORMANCE_H
+#define EB_CONFORMANCE_H
+
+#include <eventbus/eventbus.h>
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct eb_conf_ctx eb_conf_ctx;
+
+/* Case flags. */
+/** The case restarts, kills or stops (SIGSTOP) a server: excluded by the
+ *  runner's --no-server-control (the TSan build). */
+#define EB_CASE_NEEDS_SERVER_CONTROL (1u << 0)
+
+typedef struct eb_conf_case {
+    const char *name;
+    uint64_t required_features; /**< every one of these flags is needed */
+    uint64_t any_features;      /**< if non-zero, at least one is needed */
+    unsigned flags;             /**< EB_CASE_* */
+    void (*fn)(eb_conf_ctx *ctx);
+} eb_conf_case;
+
+/** Outcome of one case. */
+enum { EB_CONF_PASS = 0, EB_CONF_FAIL = 1, EB_CONF_SKIP = 2 };
+
+/** Exit status of a forked case process that skipped (automake's code). */
+#define EB_CONF_EXIT_SKIP 77
+
+/** @returns the case table and its length. */
+const eb_conf_case *eb_conformance_cases(size_t *count);
+/** @returns the case named `name`, or NULL. */
+const eb_conf_case *eb_conformance_find(const char *name);
+
+/**
+ * Runs one case in this process: probes the transport's features with the
+ * suite config, skips when some are missing, else runs the case and tears
+ * it down. Writes the failure ("file:line: message") or the skip reason into
+ * `msg`. @returns EB_CONF_PASS, EB_CONF_FAIL or EB_CONF_SKIP.
+ */
+int eb_conformance_run_case(const eb_conf_case *c, char *msg, size_t msg_size);
+
+/**
+ * The plain runner (also behind `eventbus conformance`): forks each selected
+ * case with a timeout, prints `ok|FAIL|skip <name>` per case and a final
+ * `N passed, N failed, N skipped` line. Options: --list, --filter SUBSTR,
+ * --exclude SUBSTR (both repeatable), --timeout SEC, --no-server-control,
+ * --config PATH (sets EB_CONFORMANCE_CONFIG). @returns the exit status:
+ * 0 when nothing failed, 1 when something failed, 2 on a usage error.
+ */
+int eb_conformance_run(int argc, char **argv);
+
+/* ------------------------------------------------------------- checks */
+
+void eb_conf_fail_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void eb_conf_skip_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define EB_FAIL(...) eb_conf_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+/** Ends the case as skipped (only on the case's own thread). */
+#define EB_SKIP(...) eb_conf_skip_at(__FILE__, __LINE__, __VA_ARGS__)
+
+#define EB_CHECK(cond, ...)                                                   \
+    do {                                                                      \
+        if (!(cond))                                                          \
+            eb_conf_fail_at(__FILE__, __LINE__, __VA_ARGS__);                 \
+    } while (0)
+
+#define EB_CHECK_CMP_(a, op, b, what)                                         \
+    do {                                                                      \
+        long long eb_a_ = (long long)(a), eb_b_ = (long long)(b);            \
+        if (!(eb_a_ op eb_b_))                                                \
+            eb_conf_fail_at(__FILE__, __LINE__, "%s: %s = %lld, %s = %lld",   \
+                            what, #a, eb_a_, #b, eb_b_);                      \
+    } while (0)
+
+#define EB_CHECK_EQ(a, b) EB_CHECK_CMP_(a, ==, b, "expected " #a " == " #b)
+#define EB_CHECK_NE(a, b) EB_CHECK_CMP_(a, !=, b, "expected " #a " != " #b)
+#define EB_CHECK_GE(a, b) EB_CHECK_CMP_(a, >=, b, "expected " #a " >= " #b)
+#define EB_CHECK_GT(a, b) EB_CHECK_CMP_(a, >, b, "expected " #a " > " #b)
+#define EB_CHECK_LE(a, b) EB_CHECK_CMP_(a, <=, b, "expected " #a " <= " #b)
+#define EB_CHECK_LT(a, b) EB_CHECK_CMP_(a, <, b, "expected " #a " < " #b)
+
+/** Checks that an eventbus call returned the error `want` (0 for success). */
+#define EB_CHECK_ERR(expr, want)                                              \
+    do {                                                                      \
+        int eb_rc_ = (expr), eb_want_ = (want);                               \
+        if (eb_rc_ != eb_want_)                                               \
+            eb_conf_fail_at(__FILE__, __LINE__, "%s returned %s (%s), expected %s", \
+                            #expr, eb_err_name(eb_rc_), eb_strerror(eb_rc_),  \
+                            eb_err_name(eb_want_));                           \
+    } while (0)
+#define EB_CHECK_OK(expr) EB_CHECK_ERR(expr, 0)
+
+#define EB_CHECK_STREQ(a, b)                                                  \
+    do {                                                                      \
+        const char *eb_sa_ = (a), *eb_sb_ = (b);                              \
+        if (!eb_sa_ || !eb_sb_ || strcmp(eb_sa_, eb_sb_) != 0)                \
+            eb_conf_fail_at(__FILE__, __LINE__, "%s = \"%s\", expected \"%s\"", \
+                            #a, eb_sa_ ? eb_sa_ : "(null)",                   \
+                            eb_sb_ ? eb_sb_ : "(null)");                      \
+    } while (0)
+
+/* -------------------------------------------------------------- context */
+
+/** @returns the transport's features (probed before the case started). */
+uint64_t eb_conf_features(eb_conf_ctx *ctx);
+/** @returns non-zero when every flag in `features` is present. */
+int eb_conf_has(eb_conf_ctx *ctx, uint64_t features);
+/** @returns the running case's name. */
+const char *eb_conf_case_name(eb_conf_ctx *ctx);
+/** @returns how many events of `type` buses of this case reported so far. */
+unsigned long eb_conf_event_count(eb_conf_ctx *ctx, eb_event_type type);
+/** @returns non-zero once a check failed on some thread. */
+int eb_conf_failed(eb_conf_ctx *ctx);
+/** Prints a note about the case to stderr (duplicates seen, ...). */
+void eb_conf_note(eb_conf_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/** Zeroed memory freed after the case's buses are destroyed. */
+void *eb_conf_alloc(eb_conf_ctx *ctx, size_t size);
+/** Runs `fn(ptr)` at teardown, after the buses are destroyed (LIFO with
+ *  eb_conf_alloc: register after allocating what fn uses). */
+void eb_conf_defer_free(eb_conf_ctx *ctx, void (*fn)(void *), void *ptr);
+/** Runs `fn(arg)` at teardown, before buses are destroyed (LIFO): stop and
+ *  join the case's own threads here. `fn` must be idempotent. */
+void eb_conf_on_teardown(eb_conf_ctx *ctx, void (*fn)(void *), void *arg);
+
+/* ------------------------------------------------------------- helpers */
+
+/** Generous deadlines: a slow CI machine under a sanitizer still makes them. */
+#define EB_CONF_READY_MS 30000
+#define EB_CONF_WAIT_MS 60000
+#define EB_CONF_CLOSE_MS 30000
+
+/** Monotonic clock in milliseconds / microseconds. */
+double eb_conf_now_ms(void);
+/** Busy-waits `us` microseconds: handler work that overlaps other handlers. */
+void eb_conf_spin_us(unsigned us);
+
+/**
+ * A new config: the suite's file (EB_CONFORMANCE_CONFIG) if set, with the
+ * case's event callback (counts events). Destroyed at teardown.
+ */
+eb_config *eb_conf_config(eb_conf_ctx *ctx);
+/** eb_config_set that fails the case on error. */
+void eb_conf_set(eb_conf_ctx *ctx, eb_config *cfg, const char *key,
+                 const char *value);
+/** A name unique across processes and runs: "ebconf-<case>-<what>-<pid>-<time>-<n>". */
+const char *eb_conf_name(eb_conf_ctx *ctx, const char *what);
+
+/** Opens a bus (fails the case on error); closed and destroyed at teardown. */
+eb_bus *eb_conf_open(eb_conf_ctx *ctx, const eb_config *cfg);
+/** Destroys a bus opened with eb_conf_open before teardown. */
+void eb_conf_destroy_bus(eb_conf_ctx *ctx, eb_bus *bus);
+/** Subscribes and waits until ready; fails the case on error. */
+eb_sub *eb_conf_subscribe(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
+                          const char *group, eb_handler handler, void *opaque);
+/** The group a case should use: `name` when the transport has groups, NULL
+ *  (an anonymous member) otherwise. */
+const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name);
+
+/**
+ * Waits until pred(arg) is non-zero, polling every millisecond, at most
+ * `timeout_ms`. @returns 0, or -1 at the deadline.
+ */
+int eb_conf_wait(int (*pred)(void *), void *arg, int timeout_ms);
+
+/* A counter that threads add to and the case waits on (mutex + condvar). */
+typedef struct eb_conf_counter eb_conf_counter;
+eb_conf_counter *eb_conf_counter_new(eb_conf_ctx *ctx);
+void eb_conf_counter_add(eb_conf_counter *c, long n);
+long eb_conf_counter_get(eb_conf_counter *c);
+/** @returns 0 once the count is >= target, -1 at the deadline. */
+int eb_conf_counter_wait(eb_conf_counter *c, long target, int timeout_ms);
+
+/*
+ * The recorder: which (key, seq) pairs were handled, how often, and in
+ * which order. Sequences of one key are 0, 1, 2, ... A first-time seq lower
+ * than the highest seen for its key is an order violation; a seq seen before
+ * is a duplicate (a redelivery), not an order violation.
+ */
+typedef struct eb_conf_recorder eb_conf_recorder;
+eb_conf_recorder *eb_conf_recorder_new(eb_conf_ctx *ctx, unsigned nkeys,
+                                       unsigned per_key);
+/** @returns how often (key, seq) was seen before this call (0: first time);
+ *  -1 when out of range (recorded as an error). */
+int eb_conf_recorder_add(eb_conf_recorder *r, unsigned key, unsigned seq);
+unsigned eb_conf_recorder_count(eb_conf_recorder *r, unsigned key,
+                                unsigned seq);
+unsigned long eb_conf_recorder_unique(eb_conf_recorder *r);
+unsigned long eb_conf_recorder_total(eb_conf_recorder *r);
+unsigned long eb_conf_recorder_duplicates(eb_conf_recorder *r);
+unsigned long eb_conf_recorder_order_violations(eb_conf_recorder *r);
+unsigned long eb_conf_recorder_out_of_range(eb_conf_recorder *r);
+/** @returns 0 once `unique` distinct pairs were seen, -1 at the deadline. */
+int eb_conf_recorder_wait(eb_conf_recorder *r, unsigned long unique,
+                          int timeout_ms);
+/** Describes the first order violation ("" if none). */
+const char *eb_conf_recorder_first_violation(eb_conf_recorder *r);
+/** Writes up to a few missing pairs among key < nkeys, seq < per_key into buf. */
+unsigned long eb_conf_recorder_missing(eb_conf_recorder *r, unsigned nkeys,
+                                       unsigned per_key, char *buf,
+                                       size_t size);
+
+/*
+ * The delivery tracker: one slot per seq, filled by delivery callbacks.
+ * Detects double callbacks and counts outcomes.
+ */
+typedef struct eb_conf_deliveries eb_conf_deliveries;
+eb_conf_deliveries *eb_conf_deliveries_new(eb_conf_ctx *ctx, size_t capacity);
+/** The callback and opaque to pass to eb_publish for `seq`. */
+eb_delivery_cb eb_conf_deliveries_cb(void);
+void *eb_conf_deliveries_slot(eb_conf_deliveries *d, size_t seq);
+/** Counts an accepted publish (eb_publish returned 0). */
+void eb_conf_deliveries_accepted(eb_conf_deliveries *d);
+long eb_conf_deliveries_accepted_count(eb_conf_deliveries *d);
+long eb_conf_deliveries_callbacks(eb_conf_deliveries *d);
+long eb_conf_deliveries_confirmed(eb_conf_deliveries *d);
+long eb_conf_deliveries_double_callbacks(eb_conf_deliveries *d);
+/** @returns non-zero when seq's callback reported status 0. */
+int eb_conf_deliveries_ok(eb_conf_deliveries *d, size_t seq);
+/** @returns the status of seq's callback, or 1 when none ran yet. */
+int eb_conf_deliveries_status(eb_conf_deliveries *d, size_t seq);
+/** Waits until every accepted publish had its callback. @returns 0 or -1. */
+int eb_conf_deliveries_wait(eb_conf_deliveries *d, int timeout_ms);
+
+/*
+ * Sequenced messages: key "key-<k>" (or no key for EB_CONF_NO_KEY), payload
+ * "<k>:<seq>" as text.
+ */
+#define EB_CONF_NO_KEY 0xffffffffu
+
+/** Publishes once; returns eb_publish's code (for threads other than the
+ *  case's: no check). `d` may be NULL; its slot index is `slot`. */
+int eb_conf_try_publish_seq(eb_bus *bus, const char *topic, unsigned key,
+                            unsigned seq, eb_conf_deliveries *d, size_t slot);
+/** Publishes, retrying EB_ERR_FULL until EB_CONF_WAIT_MS; fails the case on
+ *  any other error. `d` may be NULL; its slot index is `slot`. */
+void eb_conf_publish_seq(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
+                         unsigned key, unsigned seq, eb_conf_deliveries *d,
+                         size_t slot);
+/** Publishes `msg`, retrying EB_ERR_FULL; fails the case on other errors. */
+void eb_conf_publish(eb_conf_ctx *ctx, eb_bus *bus, const eb_outgoing *msg,
+                     eb_delivery_cb cb, void *opaque);
+/** Parses a sequenced message. @returns 0, or -1 when it is not one. */
+int eb_conf_msg_seq(const eb_msg *msg, unsigned *key, unsigned *seq);
+/*
+ * A sink: a ready-made handler recording sequenced messages into a shared
+ * recorder (the group's view) and/or its own (this member's view).
+ */
+typedef struct eb_conf_sink {
+    eb_conf_recorder *shared; /**< may be NULL */
+    eb_conf_recorder *own;    /**< may be NULL */
+    unsigned spin_us;         /**< work per message */
+    atomic_ulong handled;     /**< handler calls */
+    atomic_ulong unparsable;  /**< not a sequenced message */
+} eb_conf_sink;
+eb_conf_sink *eb_conf_sink_new(eb_conf_ctx *ctx, eb_conf_recorder *shared,
+                               eb_conf_recorder *own);
+/** The handler; opaque is the sink. Always ACKs. */
+eb_result eb_conf_sink_handler(const eb_msg *msg, void *opaque);
+
+/** Fails the case with what is missing when `r` does not reach `unique`
+ *  distinct pairs (of nkeys x per_key) within EB_CONF_WAIT_MS. */
+void eb_conf_expect_all(eb_conf_ctx *ctx, eb_conf_recorder *r, unsigned nkeys,
+                        unsigned per_key, const char *what);
+/** Fails on order violations in `r` when the transport promises per-key
+ *  order (KEY_ORDER, or KEY_ORDER_SINGLE_MEMBER with `single_member`). */
+void eb_conf_expect_order(eb_conf_ctx *ctx, eb_conf_recorder *r,
+                          int single_member, const char *what);
+
+/**
+ * Duplicates fail a case only when no revoke happened during it (a
+ * rebalance legitimately redelivers): fails when `duplicates` > 0 and
+ * `revokes` (EB_EVENT_REVOKED seen in the window that matters, see
+ * eb_conf_revokes_since) is 0; otherwise prints them.
+ */
+void eb_conf_check_duplicates(eb_conf_ctx *ctx, unsigned long duplicates,
+                              unsigned long revokes, const char *what);
+/** @returns the EB_EVENT_REVOKED events since the count was `before`. */
+unsigned long eb_conf_revokes_since(eb_conf_ctx *ctx, unsigned long before);
+/** Flushes `bus` and checks that every accepted publish tracked by `d` was
+ *  confirmed (status 0). */
+void eb_conf_flush_confirmed(eb_conf_ctx *ctx, eb_bus *bus,
+                             eb_conf_deliveries *d);
+
+/* ---------------------------------------------------------------- cases */
+
+/*
+ * The case list, once: X(name, required features, any-of features, flags).
+ * conformance.c builds the table from it (the function is eb_case_<name>),
+ * criterion_main.c one criterion Test per case.
+ */
+#define EB_F_(f) ((uint64_t)EB_FEATURE_##f)
+#define EB_CONF_CASE_LIST(X)                                                  \
+    X(roundtrip_10k, 0, 0, 0)                                                 \
+    X(bad_input, 0, 0, 0)                                                     \
+    X(key_order_parallel, 0,                                                  \
+      EB_F_(KEY_ORDER) | EB_F_(KEY_ORDER_SINGLE_MEMBER), 0)                   \
+    X(two_groups_each_get_all, EB_F_(GROUPS), 0, 0)                           \
+    X(group_starts_earliest, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)            \
+    X(two_members_split, EB_F_(GROUPS), 0, 0)                                 \
+    X(anonymous_member, 0, 0, 0)                                              \
+    X(duplicate_subscription, EB_F_(GROUPS), 0, 0)                            \
+    X(unsubscribe_resubscribe, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)          \
+    X(retry_backoff_then_dlq, 0, 0, 0)                                        \
+    X(reject_to_dlq, 0, 0, 0)                                                 \
+    X(publish_from_handler, 0, 0, 0)                                          \
+    X(close_during_stream, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)              \
+    X(close_slow_handler_timeout, 0, 0, 0)                                    \
+    X(close_from_handler_busy, 0, 0, 0)
+
+#define EB_CONF_DECLARE_(name, req, any, flags) void eb_case_##name(eb_conf_ctx *ctx);
+EB_CONF_CASE_LIST(EB_CONF_DECLARE_)
+#undef EB_CONF_DECLARE_
+
+#endif /* EB_CONFORMANCE_H */
