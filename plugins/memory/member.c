@@ -141,20 +141,22 @@ static void drop_stale_pending(mem_member *m)
     m->n_pending = keep;
 }
 
-/** Outside b->mu: hands `msgs` to the core; keeps what it refuses. */
+/** Outside b->mu: hands `msgs` to the core; keeps what it refuses in
+ *  `pending` (msgs may be the unsent part of `pending` itself). */
 static void deliver(mem_member *m, mem_msg **msgs, size_t n)
 {
     size_t k = m->host->deliver(m->hs, (eb_msg **)msgs, n);
-    if (k == n)
-        return;
-    m->paused = true;
-    if (msgs != m->pending + m->pending_at) {
+    if (msgs == m->pending + m->pending_at) {
+        m->pending_at += k;
+        if (m->pending_at == m->n_pending)
+            m->pending_at = m->n_pending = 0;
+    } else if (k < n) {
         memcpy(m->pending, msgs + k, (n - k) * sizeof *msgs);
         m->pending_at = 0;
         m->n_pending = n - k;
-    } else {
-        m->pending_at += k;
     }
+    if (k < n)
+        m->paused = true;
 }
 
 /* ------------------------------------------------------------ rebalance */
