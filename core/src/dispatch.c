@@ -10,10 +10,11 @@
  *   revoke/close stale messages, abandon, waiting for running handlers
  *
  * One mutex (d->mu) guards the queues and counters; a worker takes up to
- * BATCH messages per lock. A message's staleness (revoked lane, abandon)
- * is checked before its handler starts with a Dekker pair: the worker
- * publishes `current` then reads `revoke_seq`; revoke bumps `revoke_seq`
- * then reads every `current`, so one of them always sees the other.
+ * BATCH messages per lock, leaving out stale ones (revoked lane, abandon).
+ * A revoke that happens while a batch is in a worker's hands is caught
+ * before each handler starts: the worker publishes `current` (under its
+ * ack_mu) then reads `revoke_seq`; revoke bumps `revoke_seq` then reads
+ * every `current`, so one of them always sees the other.
  */
 #include "dispatch.h"
 
@@ -82,15 +83,24 @@ typedef struct blocked_key {
     msgq held;
 } blocked_key;
 
+/* What a worker is running, as fields rather than the message: once its
+ * handler returned, the message may be freed by another thread. */
+typedef struct running {
+    bool busy;
+    const eb_sub *sub;
+    uint32_t lane;
+    uint64_t generation;
+} running;
+
 typedef struct worker {
     eb_dispatch *d;
     pthread_t thread;
     pthread_cond_t cv;
     msgq queue;          /* under d->mu */
     bool waiting;        /* under d->mu */
-    _Atomic(eb_msg *) current;
     blocked_key *blocked;
-    pthread_mutex_t ack_mu;
+    pthread_mutex_t ack_mu; /* acks and current */
+    running current;
     eb_msg *acks[ACK_BATCH];
     size_t n_acks;
 } worker;
@@ -118,13 +128,17 @@ struct eb_dispatch {
 /* ------------------------------------------------------------ staleness */
 
 /** Under d->mu. */
-static bool is_stale(const eb_dispatch *d, const eb_msg *m)
+static bool is_stale_lane(const eb_dispatch *d, const eb_sub *sub, uint32_t lane,
+                          uint64_t generation)
 {
-    const eb_sub *sub = m->core.sub;
     if (atomic_load(&d->abandon) || sub->leaving)
         return true;
-    return m->lane < sub->revoked_cap &&
-           m->lane_generation <= sub->revoked_gen[m->lane];
+    return lane < sub->revoked_cap && generation <= sub->revoked_gen[lane];
+}
+
+static bool is_stale(const eb_dispatch *d, const eb_msg *m)
+{
+    return is_stale_lane(d, m->core.sub, m->lane, m->lane_generation);
 }
 
 static void notify_waiters(eb_dispatch *d)
@@ -164,13 +178,17 @@ static void acks_flush(worker *w)
     pthread_mutex_unlock(&w->ack_mu);
 }
 
-static void ack_add(worker *w, eb_msg *m)
+/** Queues the ack and ends the running state in one step, so a revoke
+ *  that sees the handler finished also finds its ack to flush. */
+static void ack_add_and_finish(worker *w, eb_msg *m)
 {
     pthread_mutex_lock(&w->ack_mu);
     w->acks[w->n_acks++] = m;
+    w->current.busy = false;
     if (w->n_acks == ACK_BATCH)
         acks_flush_locked(w);
     pthread_mutex_unlock(&w->ack_mu);
+    notify_waiters(w->d);
 }
 
 static void flush_all_acks(eb_dispatch *d)
@@ -203,32 +221,24 @@ static void block_key(worker *w, eb_msg *head)
     while (!(bk = calloc(1, sizeof *bk)))
         sched_yield(); /* out of memory: order matters more than speed */
     bk->head = head;
+    head->core.flags |= EB_MSGF_BLOCKING;
     bk->next = w->blocked;
     w->blocked = bk;
 }
 
-/** The head is finished: its held messages go back in front of the
- *  worker's queue in order (or are released when close abandons). */
-static void unblock_key(worker *w, blocked_key *bk)
+/** The head is finished: hands back the messages held behind it, which
+ *  must run next, before anything else of their key. */
+static msgq unblock_key(worker *w, blocked_key *bk)
 {
-    eb_dispatch *d = w->d;
+    bk->head->core.flags &= ~(uint32_t)EB_MSGF_BLOCKING;
     blocked_key **pp = &w->blocked;
     while (*pp != bk)
         pp = &(*pp)->next;
     *pp = bk->next;
-    size_t n = bk->held.len;
-    atomic_fetch_sub(&d->held, n);
-    if (atomic_load(&d->abandon)) {
-        eb_msg *m;
-        while ((m = q_pop(&bk->held)))
-            release_one(m);
-    } else if (n) {
-        pthread_mutex_lock(&d->mu);
-        q_prepend(&w->queue, &bk->held);
-        d->queued += n;
-        pthread_mutex_unlock(&d->mu);
-    }
+    msgq held = bk->held;
+    atomic_fetch_sub(&w->d->held, held.len);
     free(bk);
+    return held;
 }
 
 /* --------------------------------------------------------------- intake */
@@ -322,18 +332,15 @@ static eb_sub *take_resumable(eb_dispatch *d)
 {
     if (!d->paused_subs || d->queued > d->low_watermark)
         return NULL;
-    eb_sub *list = NULL;
+    eb_sub *list = NULL, *still_owed = NULL;
     for (eb_sub *sub = d->paused_subs, *next; sub; sub = next) {
         next = sub->paused_next;
-        sub->paused = false;
-        if (!sub->started) { /* still subscribing: keep owing */
-            sub->paused = true;
-            continue;
-        }
-        sub->paused_next = list;
-        list = sub;
+        eb_sub **to = sub->started ? &list : &still_owed; /* subscribing */
+        sub->paused = !sub->started;
+        sub->paused_next = *to;
+        *to = sub;
     }
-    d->paused_subs = NULL;
+    d->paused_subs = still_owed;
     if (list)
         d->resuming++;
     return list;
@@ -361,68 +368,102 @@ void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub)
 /* -------------------------------------------------------------- workers */
 
 /** Under d->mu: up to BATCH messages, own queue first, then a fair share
- *  of the unkeyed ones. */
-static size_t take_batch(eb_dispatch *d, worker *w, eb_msg **batch)
+ *  of the unkeyed ones. Stale messages go to `stale` instead, except retry
+ *  heads, which their worker must see to free their key. */
+static size_t take_batch(eb_dispatch *d, worker *w, eb_msg **batch, msgq *stale)
 {
-    size_t n = 0;
-    while (n < BATCH && w->queue.head)
-        batch[n++] = q_pop(&w->queue);
+    size_t n = 0, taken = 0;
     size_t share = d->shared.len / d->n_workers + 1;
-    while (n < BATCH && share-- > 0 && d->shared.head)
-        batch[n++] = q_pop(&d->shared);
-    d->queued -= n;
+    while (n < BATCH) {
+        eb_msg *m = w->queue.head ? q_pop(&w->queue)
+                    : share > 0 && d->shared.head ? (share--, q_pop(&d->shared))
+                    : NULL;
+        if (!m)
+            break;
+        taken++;
+        if (!(m->core.flags & EB_MSGF_BLOCKING) && is_stale(d, m))
+            q_push(stale, m);
+        else
+            batch[n++] = m;
+    }
+    d->queued -= taken;
     d->in_batch += n;
     return n;
 }
 
-/** Checks staleness before a handler starts; see the top comment. */
-static bool check_stale(worker *w, eb_msg *m, unsigned *seen_seq)
+/** Publishes what the worker runs, then checks staleness; see the top
+ *  comment. Messages of a batch taken before a revoke are all checked. */
+static bool start_running(worker *w, eb_msg *m, unsigned batch_seq, bool recheck)
 {
     eb_dispatch *d = w->d;
-    atomic_store(&w->current, m);
-    if (atomic_load(&d->revoke_seq) == *seen_seq)
-        return false;
-    acks_flush(w);
+    pthread_mutex_lock(&w->ack_mu);
+    w->current = (running){true, m->core.sub, m->lane, m->lane_generation};
+    pthread_mutex_unlock(&w->ack_mu);
+    if (!recheck && atomic_load(&d->revoke_seq) == batch_seq)
+        return true;
     pthread_mutex_lock(&d->mu);
-    *seen_seq = atomic_load(&d->revoke_seq);
     bool stale = is_stale(d, m);
     pthread_mutex_unlock(&d->mu);
-    return stale;
+    return !stale;
 }
 
-static void finish_current(worker *w)
+static void finish_running(worker *w)
 {
-    atomic_store(&w->current, NULL);
+    pthread_mutex_lock(&w->ack_mu);
+    w->current.busy = false;
+    pthread_mutex_unlock(&w->ack_mu);
     notify_waiters(w->d);
 }
 
-/** Applies the handler's decision. */
+static void run_one(worker *w, eb_msg *m, unsigned batch_seq, bool recheck);
+
+/** Runs the messages that waited behind a finished retry, in order;
+ *  when close abandons, they are released instead. */
+static void run_held(worker *w, msgq *held)
+{
+    eb_msg *m;
+    while ((m = q_pop(held))) {
+        if (atomic_load(&w->d->abandon))
+            release_one(m);
+        else
+            run_one(w, m, 0, true);
+    }
+}
+
+/** Applies the handler's decision. The message may be freed by another
+ *  thread as soon as it is acked, retried or dead-lettered. */
 static void settle(worker *w, eb_msg *m, eb_result r, blocked_key *bk)
 {
     eb_bus *bus = w->d->bus;
     if (r == EB_RETRY && eb__outcome_may_retry(bus, m)) {
         if (!bk && (m->core.flags & EB_MSGF_KEYED))
             block_key(w, m);
+        finish_running(w);
         eb__outcome_schedule_retry(bus, m);
         return;
     }
+    msgq held = bk ? unblock_key(w, bk) : (msgq){0};
     if (r == EB_ACK)
-        ack_add(w, m);
-    else
+        ack_add_and_finish(w, m);
+    else {
+        finish_running(w);
         eb__outcome_dead_letter(bus, m, r == EB_RETRY ? 0 : EB_MSGF_REJECTED);
-    if (bk)
-        unblock_key(w, bk);
+    }
+    run_held(w, &held);
 }
 
 /** A stale message: give it back; a stale retry head frees its key. */
-static void drop_stale(worker *w, eb_msg *m, blocked_key *bk)
+static void drop_stale(worker *w, eb_msg *m)
 {
+    blocked_key *bk = (m->core.flags & EB_MSGF_BLOCKING) ? find_blocked(w, m) : NULL;
+    msgq held = bk ? unblock_key(w, bk) : (msgq){0};
     release_one(m);
-    if (bk)
-        unblock_key(w, bk);
+    run_held(w, &held);
 }
 
-static void run_one(worker *w, eb_msg *m, unsigned *seen_seq)
+/** `recheck`: the message was taken before the current batch (it waited
+ *  behind a retry), so its staleness is checked under the lock. */
+static void run_one(worker *w, eb_msg *m, unsigned batch_seq, bool recheck)
 {
     blocked_key *bk = (m->core.flags & EB_MSGF_KEYED) && w->blocked
                           ? find_blocked(w, m) : NULL;
@@ -431,9 +472,9 @@ static void run_one(worker *w, eb_msg *m, unsigned *seen_seq)
         atomic_fetch_add(&w->d->held, 1);
         return;
     }
-    if (check_stale(w, m, seen_seq)) {
-        finish_current(w);
-        drop_stale(w, m, bk);
+    if (!start_running(w, m, batch_seq, recheck)) {
+        finish_running(w);
+        drop_stale(w, m);
         return;
     }
     eb_sub *sub = m->core.sub;
@@ -441,10 +482,13 @@ static void run_one(worker *w, eb_msg *m, unsigned *seen_seq)
     eb_result r = sub->handler(m, sub->opaque);
     atomic_fetch_add(&sub->bus->count.handled, 1);
     settle(w, m, r, bk);
-    /* A revoke waiting for this handler must see its ack first. */
-    if (atomic_load(&w->d->revoke_seq) != *seen_seq)
-        acks_flush(w);
-    finish_current(w);
+}
+
+static void drop_all_stale(worker *w, msgq *stale)
+{
+    eb_msg *m;
+    while ((m = q_pop(stale)))
+        drop_stale(w, m);
 }
 
 static void *worker_main(void *arg)
@@ -453,11 +497,12 @@ static void *worker_main(void *arg)
     eb_dispatch *d = w->d;
     eb__tls_callback_bus = d->bus;
     eb_msg *batch[BATCH];
-    unsigned seen_seq = atomic_load(&d->revoke_seq);
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        size_t n = take_batch(d, w, batch);
-        if (n == 0) {
+        msgq stale = {0};
+        unsigned batch_seq = atomic_load(&d->revoke_seq);
+        size_t n = take_batch(d, w, batch, &stale);
+        if (n == 0 && !stale.head) {
             if (d->stopping)
                 break;
             w->waiting = true;
@@ -469,10 +514,11 @@ static void *worker_main(void *arg)
         }
         eb_sub *resumable = take_resumable(d);
         pthread_mutex_unlock(&d->mu);
+        drop_all_stale(w, &stale);
         if (resumable)
             resume_subs(d, resumable);
         for (size_t i = 0; i < n; i++)
-            run_one(w, batch[i], &seen_seq);
+            run_one(w, batch[i], batch_seq, false);
         acks_flush(w);
         pthread_mutex_lock(&d->mu);
         d->in_batch -= n;
@@ -496,7 +542,7 @@ static void purge_stale_locked(eb_dispatch *d, msgq *out)
         msgq keep = {0};
         eb_msg *m;
         while ((m = q_pop(queues[i])))
-            q_push(is_stale(d, m) ? out : &keep, m);
+            q_push(!(m->core.flags & EB_MSGF_BLOCKING) && is_stale(d, m) ? out : &keep, m);
         *queues[i] = keep;
     }
     d->queued -= out->len;
@@ -525,12 +571,15 @@ static bool stale_in_timer(const eb_msg *m, void *arg)
 /** Under d->mu: is any worker running a stale message? */
 static bool stale_running_locked(eb_dispatch *d)
 {
-    for (unsigned i = 0; i < d->n_workers; i++) {
-        eb_msg *m = atomic_load(&d->workers[i].current);
-        if (m && is_stale(d, m))
-            return true;
+    bool stale = false;
+    for (unsigned i = 0; i < d->n_workers && !stale; i++) {
+        worker *w = &d->workers[i];
+        pthread_mutex_lock(&w->ack_mu);
+        running cur = w->current;
+        pthread_mutex_unlock(&w->ack_mu);
+        stale = cur.busy && is_stale_lane(d, cur.sub, cur.lane, cur.generation);
     }
-    return false;
+    return stale;
 }
 
 static bool wait_locked(eb_dispatch *d, bool (*busy)(eb_dispatch *),
@@ -657,12 +706,12 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
     return drained ? 0 : EB_ERR_TIMEOUT;
 }
 
-void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *running,
+void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
                          size_t *held)
 {
     pthread_mutex_lock(&d->mu);
     *queued = d->queued;
-    *running = d->in_batch;
+    *in_batch = d->in_batch;
     *held = atomic_load(&d->held);
     pthread_mutex_unlock(&d->mu);
 }

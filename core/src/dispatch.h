@@ -19,7 +19,8 @@ enum {
     EB_MSGF_COPY = 1u << 0,     /* made by eb_msg_copy(): the core frees it */
     EB_MSGF_DLQ = 1u << 1,      /* waiting to be dead-lettered */
     EB_MSGF_REJECTED = 1u << 2, /* dead-lettered because REJECT */
-    EB_MSGF_KEYED = 1u << 3
+    EB_MSGF_KEYED = 1u << 3,
+    EB_MSGF_BLOCKING = 1u << 4  /* a retry head its worker must see again */
 };
 
 /** Starts bus->set.workers threads (0: one per CPU). */

@@ -306,6 +306,7 @@ static bool step(mem_member *m, pick *picks)
         pthread_mutex_unlock(&m->b->mu);
         m->host->ready(m->hs);
         pthread_mutex_lock(&m->b->mu);
+        return true; /* look again: a wake-up may have come while unlocked */
     }
     if (m->paused) {
         if (!m->resume_requested)

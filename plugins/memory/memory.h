@@ -96,7 +96,6 @@ typedef struct mem_msg {
     mem_member *member;
     uint64_t seq;          /* in its lane's FIFO */
     struct mem_msg *next;  /* ack inbox */
-    bool acked;
     char id[48];
 } mem_msg;
 

@@ -78,10 +78,10 @@ int eb_conformance_run(int argc, char **argv);
 
 /* ------------------------------------------------------------- checks */
 
-void eb_conf_fail_at(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void eb_conf_skip_at(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void eb_conf_fail_at(const char *file, int line, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
+void eb_conf_skip_at(const char *file, int line, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
 
 #define EB_FAIL(...) eb_conf_fail_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Ends the case as skipped (only on the case's own thread). */
@@ -160,7 +160,7 @@ void eb_conf_on_teardown(eb_conf_ctx *ctx, void (*fn)(void *), void *arg);
 #define EB_CONF_WAIT_MS 60000
 #define EB_CONF_CLOSE_MS 30000
 
-/** Monotonic clock in milliseconds / microseconds. */
+/** The monotonic clock, in milliseconds. */
 double eb_conf_now_ms(void);
 /** Busy-waits `us` microseconds: handler work that overlaps other handlers. */
 void eb_conf_spin_us(unsigned us);
@@ -169,20 +169,26 @@ void eb_conf_spin_us(unsigned us);
  * A new config: the suite's file (EB_CONFORMANCE_CONFIG) if set, with the
  * case's event callback (counts events). Destroyed at teardown.
  */
-eb_config *eb_conf_config(eb_conf_ctx *ctx);
+eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx);
+#define eb_conf_config(...) eb_conf_config_at(__FILE__, __LINE__, __VA_ARGS__)
 /** eb_config_set that fails the case on error. */
-void eb_conf_set(eb_conf_ctx *ctx, eb_config *cfg, const char *key,
-                 const char *value);
+void eb_conf_set_at(const char *file, int line, eb_conf_ctx *ctx,
+                    eb_config *cfg, const char *key, const char *value);
+#define eb_conf_set(...) eb_conf_set_at(__FILE__, __LINE__, __VA_ARGS__)
 /** A name unique across processes and runs: "ebconf-<case>-<what>-<pid>-<time>-<n>". */
 const char *eb_conf_name(eb_conf_ctx *ctx, const char *what);
 
 /** Opens a bus (fails the case on error); closed and destroyed at teardown. */
-eb_bus *eb_conf_open(eb_conf_ctx *ctx, const eb_config *cfg);
+eb_bus *eb_conf_open_at(const char *file, int line, eb_conf_ctx *ctx,
+                        const eb_config *cfg);
+#define eb_conf_open(...) eb_conf_open_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Destroys a bus opened with eb_conf_open before teardown. */
 void eb_conf_destroy_bus(eb_conf_ctx *ctx, eb_bus *bus);
 /** Subscribes and waits until ready; fails the case on error. */
-eb_sub *eb_conf_subscribe(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
-                          const char *group, eb_handler handler, void *opaque);
+eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx,
+                             eb_bus *bus, const char *topic, const char *group,
+                             eb_handler handler, void *opaque);
+#define eb_conf_subscribe(...) eb_conf_subscribe_at(__FILE__, __LINE__, __VA_ARGS__)
 /** The group a case should use: `name` when the transport has groups, NULL
  *  (an anonymous member) otherwise. */
 const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name);
@@ -264,14 +270,18 @@ int eb_conf_try_publish_seq(eb_bus *bus, const char *topic, unsigned key,
                             unsigned seq, eb_conf_deliveries *d, size_t slot);
 /** Publishes, retrying EB_ERR_FULL until EB_CONF_WAIT_MS; fails the case on
  *  any other error. `d` may be NULL; its slot index is `slot`. */
-void eb_conf_publish_seq(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
-                         unsigned key, unsigned seq, eb_conf_deliveries *d,
-                         size_t slot);
+void eb_conf_publish_seq_at(const char *file, int line, eb_conf_ctx *ctx,
+                            eb_bus *bus, const char *topic, unsigned key,
+                            unsigned seq, eb_conf_deliveries *d, size_t slot);
+#define eb_conf_publish_seq(...) eb_conf_publish_seq_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Publishes `msg`, retrying EB_ERR_FULL; fails the case on other errors. */
-void eb_conf_publish(eb_conf_ctx *ctx, eb_bus *bus, const eb_outgoing *msg,
-                     eb_delivery_cb cb, void *opaque);
+void eb_conf_publish_at(const char *file, int line, eb_conf_ctx *ctx,
+                        eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
+                        void *opaque);
+#define eb_conf_publish(...) eb_conf_publish_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Parses a sequenced message. @returns 0, or -1 when it is not one. */
 int eb_conf_msg_seq(const eb_msg *msg, unsigned *key, unsigned *seq);
+
 /*
  * A sink: a ready-made handler recording sequenced messages into a shared
  * recorder (the group's view) and/or its own (this member's view).
@@ -288,14 +298,18 @@ eb_conf_sink *eb_conf_sink_new(eb_conf_ctx *ctx, eb_conf_recorder *shared,
 /** The handler; opaque is the sink. Always ACKs. */
 eb_result eb_conf_sink_handler(const eb_msg *msg, void *opaque);
 
-/** Fails the case with what is missing when `r` does not reach `unique`
- *  distinct pairs (of nkeys x per_key) within EB_CONF_WAIT_MS. */
-void eb_conf_expect_all(eb_conf_ctx *ctx, eb_conf_recorder *r, unsigned nkeys,
-                        unsigned per_key, const char *what);
+/** Fails the case with what is missing unless every (key, seq) pair of
+ *  nkeys x per_key reaches `r` within EB_CONF_WAIT_MS. */
+void eb_conf_expect_all_at(const char *file, int line, eb_conf_ctx *ctx,
+                           eb_conf_recorder *r, unsigned nkeys,
+                           unsigned per_key, const char *what);
+#define eb_conf_expect_all(...) eb_conf_expect_all_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Fails on order violations in `r` when the transport promises per-key
  *  order (KEY_ORDER, or KEY_ORDER_SINGLE_MEMBER with `single_member`). */
-void eb_conf_expect_order(eb_conf_ctx *ctx, eb_conf_recorder *r,
-                          int single_member, const char *what);
+void eb_conf_expect_order_at(const char *file, int line, eb_conf_ctx *ctx,
+                             eb_conf_recorder *r, int single_member,
+                             const char *what);
+#define eb_conf_expect_order(...) eb_conf_expect_order_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /**
  * Duplicates fail a case only when no revoke happened during it (a
@@ -303,14 +317,17 @@ void eb_conf_expect_order(eb_conf_ctx *ctx, eb_conf_recorder *r,
  * `revokes` (EB_EVENT_REVOKED seen in the window that matters, see
  * eb_conf_revokes_since) is 0; otherwise prints them.
  */
-void eb_conf_check_duplicates(eb_conf_ctx *ctx, unsigned long duplicates,
-                              unsigned long revokes, const char *what);
+void eb_conf_check_duplicates_at(const char *file, int line, eb_conf_ctx *ctx,
+                                 unsigned long duplicates,
+                                 unsigned long revokes, const char *what);
+#define eb_conf_check_duplicates(...) eb_conf_check_duplicates_at(__FILE__, __LINE__, __VA_ARGS__)
 /** @returns the EB_EVENT_REVOKED events since the count was `before`. */
 unsigned long eb_conf_revokes_since(eb_conf_ctx *ctx, unsigned long before);
 /** Flushes `bus` and checks that every accepted publish tracked by `d` was
  *  confirmed (status 0). */
-void eb_conf_flush_confirmed(eb_conf_ctx *ctx, eb_bus *bus,
-                             eb_conf_deliveries *d);
+void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
+                                eb_bus *bus, eb_conf_deliveries *d);
+#define eb_conf_flush_confirmed(...) eb_conf_flush_confirmed_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /* ---------------------------------------------------------------- cases */
 

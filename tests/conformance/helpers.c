@@ -14,6 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Checks in helpers report the caller's file and line. */
+#define CHECK_AT(cond, ...)                                                   \
+    do {                                                                      \
+        if (!(cond))                                                          \
+            eb_conf_fail_at(file, line, __VA_ARGS__);                         \
+    } while (0)
+#define FAIL_AT(...) eb_conf_fail_at(file, line, __VA_ARGS__)
+
 /* ----------------------------------------------------------- time, memory */
 
 double eb_conf_now_ms(void)
@@ -100,29 +108,30 @@ static void conf_event_cb(eb_bus *bus, const eb_event *ev, void *opaque)
 
 static void conf_config_free(void *p) { eb_config_destroy(p); }
 
-eb_config *eb_conf_config(eb_conf_ctx *ctx)
+eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx)
 {
     eb_config *cfg = eb_config_new();
-    EB_CHECK(cfg != NULL, "eb_config_new returned NULL");
+    CHECK_AT(cfg != NULL, "eb_config_new returned NULL");
     eb_conf_defer_free(ctx, conf_config_free, cfg);
     const char *path = getenv("EB_CONFORMANCE_CONFIG");
     if (path && *path) {
         char err[512] = "";
         int rc = eb_config_load(cfg, path, err, sizeof err);
-        EB_CHECK(rc == 0, "EB_CONFORMANCE_CONFIG=%s: %s: %s", path,
+        CHECK_AT(rc == 0, "EB_CONFORMANCE_CONFIG=%s: %s: %s", path,
                  eb_err_name(rc), err);
     }
-    EB_CHECK_OK(eb_config_set_event_cb(cfg, conf_event_cb, ctx));
+    int cb_rc = eb_config_set_event_cb(cfg, conf_event_cb, ctx);
+    CHECK_AT(cb_rc == 0, "eb_config_set_event_cb: %s", eb_err_name(cb_rc));
     return cfg;
 }
 
-void eb_conf_set(eb_conf_ctx *ctx, eb_config *cfg, const char *key,
-                 const char *value)
+void eb_conf_set_at(const char *file, int line, eb_conf_ctx *ctx,
+                    eb_config *cfg, const char *key, const char *value)
 {
     char err[512] = "";
     int rc = eb_config_set(cfg, key, value, err, sizeof err);
     (void)ctx;
-    EB_CHECK(rc == 0, "eb_config_set(%s, %s): %s: %s", key, value,
+    CHECK_AT(rc == 0, "eb_config_set(%s, %s): %s: %s", key, value,
              eb_err_name(rc), err);
 }
 
@@ -144,12 +153,13 @@ const char *eb_conf_name(eb_conf_ctx *ctx, const char *what)
 
 /* ------------------------------------------------------------ buses, subs */
 
-eb_bus *eb_conf_open(eb_conf_ctx *ctx, const eb_config *cfg)
+eb_bus *eb_conf_open_at(const char *file, int line, eb_conf_ctx *ctx,
+                        const eb_config *cfg)
 {
     char err[512] = "";
     eb_bus *bus = NULL;
     int rc = eb_bus_open(cfg, &bus, err, sizeof err);
-    EB_CHECK(rc == 0 && bus != NULL, "eb_bus_open: %s: %s", eb_err_name(rc), err);
+    CHECK_AT(rc == 0 && bus != NULL, "eb_bus_open: %s: %s", eb_err_name(rc), err);
     if (ctx->nbuses == ctx->cap_buses)
         ctx->buses = conf_grow(ctx->buses, &ctx->cap_buses, sizeof *ctx->buses);
     ctx->buses[ctx->nbuses++] = bus;
@@ -169,18 +179,19 @@ void eb_conf_destroy_bus(eb_conf_ctx *ctx, eb_bus *bus)
     eb_bus_destroy(bus);
 }
 
-eb_sub *eb_conf_subscribe(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
-                          const char *group, eb_handler handler, void *opaque)
+eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx,
+                             eb_bus *bus, const char *topic, const char *group,
+                             eb_handler handler, void *opaque)
 {
     char err[512] = "";
     eb_sub *sub = NULL;
     (void)ctx;
     int rc = eb_subscribe(bus, topic, group, handler, opaque, NULL, &sub, err,
                           sizeof err);
-    EB_CHECK(rc == 0 && sub != NULL, "eb_subscribe(%s, %s): %s: %s", topic,
+    CHECK_AT(rc == 0 && sub != NULL, "eb_subscribe(%s, %s): %s: %s", topic,
              group ? group : "(anonymous)", eb_err_name(rc), err);
     rc = eb_sub_wait_ready(sub, EB_CONF_READY_MS);
-    EB_CHECK(rc == 0, "eb_sub_wait_ready(%s, %s, %d ms): %s", topic,
+    CHECK_AT(rc == 0, "eb_sub_wait_ready(%s, %s, %d ms): %s", topic,
              group ? group : "(anonymous)", EB_CONF_READY_MS, eb_err_name(rc));
     return sub;
 }
@@ -280,8 +291,11 @@ struct eb_conf_recorder {
     unsigned short *counts; /* nkeys * per_key, saturating */
     long *max_seq;          /* per key, -1 before the first */
     unsigned long unique, total, duplicates, violations, out_of_range;
-    char first_violation[256];
+    unsigned *history; /* per key, the last CONF_HISTORY seqs handled */
+    char first_violation[512];
 };
+
+#define CONF_HISTORY 12
 
 eb_conf_recorder *eb_conf_recorder_new(eb_conf_ctx *ctx, unsigned nkeys,
                                        unsigned per_key)
@@ -291,6 +305,7 @@ eb_conf_recorder *eb_conf_recorder_new(eb_conf_ctx *ctx, unsigned nkeys,
     r->per_key = per_key;
     r->counts = eb_conf_alloc(ctx, (size_t)nkeys * per_key * sizeof *r->counts);
     r->max_seq = eb_conf_alloc(ctx, (size_t)nkeys * sizeof *r->max_seq);
+    r->history = eb_conf_alloc(ctx, (size_t)nkeys * CONF_HISTORY * sizeof *r->history);
     for (unsigned k = 0; k < nkeys; k++)
         r->max_seq[k] = -1;
     pthread_mutex_init(&r->lock, NULL);
@@ -311,13 +326,23 @@ int eb_conf_recorder_add(eb_conf_recorder *r, unsigned key, unsigned seq)
     int before = *slot;
     if (*slot < 0xffff)
         (*slot)++;
+    unsigned *hist = &r->history[(size_t)key * CONF_HISTORY];
     if (before == 0) {
         r->unique++;
         if ((long)seq < r->max_seq[key]) {
-            if (r->violations++ == 0)
-                snprintf(r->first_violation, sizeof r->first_violation,
-                         "key %u: seq %u handled (first time) after seq %ld",
-                         key, seq, r->max_seq[key]);
+            if (r->violations++ == 0) {
+                /* Evidence: what this key handled just before. */
+                int n = snprintf(r->first_violation, sizeof r->first_violation,
+                                 "key %u: seq %u handled (first time) after seq "
+                                 "%ld; the key's last seqs before it:",
+                                 key, seq, r->max_seq[key]);
+                for (unsigned h = 0; h < CONF_HISTORY && n > 0 &&
+                                     (size_t)n < sizeof r->first_violation; h++)
+                    if (hist[h])
+                        n += snprintf(r->first_violation + n,
+                                      sizeof r->first_violation - (size_t)n,
+                                      " %u", hist[h] - 1);
+            }
         } else {
             r->max_seq[key] = seq;
         }
@@ -325,6 +350,8 @@ int eb_conf_recorder_add(eb_conf_recorder *r, unsigned key, unsigned seq)
     } else {
         r->duplicates++;
     }
+    memmove(hist, hist + 1, (CONF_HISTORY - 1) * sizeof *hist);
+    hist[CONF_HISTORY - 1] = seq + 1; /* 0: empty */
     pthread_mutex_unlock(&r->lock);
     return before;
 }
@@ -544,8 +571,9 @@ int eb_conf_try_publish_seq(eb_bus *bus, const char *topic, unsigned key,
     return rc;
 }
 
-void eb_conf_publish(eb_conf_ctx *ctx, eb_bus *bus, const eb_outgoing *msg,
-                     eb_delivery_cb cb, void *opaque)
+void eb_conf_publish_at(const char *file, int line, eb_conf_ctx *ctx,
+                        eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
+                        void *opaque)
 {
     double end = eb_conf_now_ms() + EB_CONF_WAIT_MS;
     int rc;
@@ -558,12 +586,12 @@ void eb_conf_publish(eb_conf_ctx *ctx, eb_bus *bus, const eb_outgoing *msg,
             break;
         eb_flush(bus, 10); /* let the transport drain, then try again */
     }
-    EB_CHECK(rc == 0, "eb_publish(%s): %s", msg->topic, eb_err_name(rc));
+    CHECK_AT(rc == 0, "eb_publish(%s): %s", msg->topic, eb_err_name(rc));
 }
 
-void eb_conf_publish_seq(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
-                         unsigned key, unsigned seq, eb_conf_deliveries *d,
-                         size_t slot)
+void eb_conf_publish_seq_at(const char *file, int line, eb_conf_ctx *ctx,
+                            eb_bus *bus, const char *topic, unsigned key,
+                            unsigned seq, eb_conf_deliveries *d, size_t slot)
 {
     char keybuf[32], payload[48];
     int klen = snprintf(keybuf, sizeof keybuf, "key-%u", key);
@@ -575,7 +603,7 @@ void eb_conf_publish_seq(eb_conf_ctx *ctx, eb_bus *bus, const char *topic,
         .payload = payload,
         .payload_len = (size_t)plen,
     };
-    eb_conf_publish(ctx, bus, &out, d ? conf_delivery_cb : NULL,
+    eb_conf_publish_at(file, line, ctx, bus, &out, d ? conf_delivery_cb : NULL,
                     d ? eb_conf_deliveries_slot(d, slot) : NULL);
     if (d)
         eb_conf_deliveries_accepted(d);
@@ -596,27 +624,34 @@ int eb_conf_msg_seq(const eb_msg *msg, unsigned *key, unsigned *seq)
     return 0;
 }
 
-void eb_conf_flush_confirmed(eb_conf_ctx *ctx, eb_bus *bus,
-                             eb_conf_deliveries *d)
+void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
+                                eb_bus *bus, eb_conf_deliveries *d)
 {
     (void)ctx;
-    EB_CHECK_OK(eb_flush(bus, EB_CONF_WAIT_MS));
+    int flush_rc = eb_flush(bus, EB_CONF_WAIT_MS);
+    CHECK_AT(flush_rc == 0, "eb_flush(%d ms): %s", EB_CONF_WAIT_MS, eb_err_name(flush_rc));
     if (!d)
         return;
-    EB_CHECK(eb_conf_deliveries_wait(d, EB_CONF_WAIT_MS) == 0,
+    CHECK_AT(eb_conf_deliveries_wait(d, EB_CONF_WAIT_MS) == 0,
              "after eb_flush returned 0, only %ld of %ld delivery callbacks ran",
              eb_conf_deliveries_callbacks(d), eb_conf_deliveries_accepted_count(d));
-    EB_CHECK_EQ(eb_conf_deliveries_double_callbacks(d), 0);
-    EB_CHECK_EQ(eb_conf_deliveries_confirmed(d), eb_conf_deliveries_accepted_count(d));
+    CHECK_AT(eb_conf_deliveries_double_callbacks(d) == 0,
+             "%ld publish(es) had more than one delivery callback",
+             eb_conf_deliveries_double_callbacks(d));
+    CHECK_AT(eb_conf_deliveries_confirmed(d) == eb_conf_deliveries_accepted_count(d),
+             "%ld of %ld publishes failed (delivery callback status not 0)",
+             eb_conf_deliveries_accepted_count(d) - eb_conf_deliveries_confirmed(d),
+             eb_conf_deliveries_accepted_count(d));
 }
 
-void eb_conf_check_duplicates(eb_conf_ctx *ctx, unsigned long duplicates,
-                              unsigned long revokes, const char *what)
+void eb_conf_check_duplicates_at(const char *file, int line, eb_conf_ctx *ctx,
+                                 unsigned long duplicates,
+                                 unsigned long revokes, const char *what)
 {
     if (duplicates && revokes)
         eb_conf_note(ctx, "%s: %lu duplicate(s) after %lu revoke(s): allowed",
                      what, duplicates, revokes);
-    EB_CHECK(duplicates == 0 || revokes > 0,
+    CHECK_AT(duplicates == 0 || revokes > 0,
              "%s: %lu duplicate(s) although no lane was revoked", what,
              duplicates);
 }
@@ -656,8 +691,9 @@ eb_result eb_conf_sink_handler(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
-void eb_conf_expect_all(eb_conf_ctx *ctx, eb_conf_recorder *r, unsigned nkeys,
-                        unsigned per_key, const char *what)
+void eb_conf_expect_all_at(const char *file, int line, eb_conf_ctx *ctx,
+                           eb_conf_recorder *r, unsigned nkeys,
+                           unsigned per_key, const char *what)
 {
     unsigned long want = (unsigned long)nkeys * per_key;
     (void)ctx;
@@ -666,19 +702,20 @@ void eb_conf_expect_all(eb_conf_ctx *ctx, eb_conf_recorder *r, unsigned nkeys,
     char missing[200];
     unsigned long n = eb_conf_recorder_missing(r, nkeys, per_key, missing,
                                                sizeof missing);
-    EB_FAIL("%s: %lu of %lu messages not handled within %d ms (key:seq %s%s)",
+    FAIL_AT("%s: %lu of %lu messages not handled within %d ms (key:seq %s%s)",
             what, n, want, EB_CONF_WAIT_MS, missing, n > 8 ? " ..." : "");
 }
 
-void eb_conf_expect_order(eb_conf_ctx *ctx, eb_conf_recorder *r,
-                          int single_member, const char *what)
+void eb_conf_expect_order_at(const char *file, int line, eb_conf_ctx *ctx,
+                             eb_conf_recorder *r, int single_member,
+                             const char *what)
 {
     int promised = eb_conf_has(ctx, EB_FEATURE_KEY_ORDER) ||
                    (single_member &&
                     eb_conf_has(ctx, EB_FEATURE_KEY_ORDER_SINGLE_MEMBER));
     if (!promised)
         return;
-    EB_CHECK(eb_conf_recorder_order_violations(r) == 0,
+    CHECK_AT(eb_conf_recorder_order_violations(r) == 0,
              "%s: %lu per-key order violation(s); first: %s", what,
              eb_conf_recorder_order_violations(r),
              eb_conf_recorder_first_violation(r));
