@@ -674,10 +674,26 @@ bool eb__dispatch_abandoning(eb_dispatch *d) { return atomic_load(&d->abandon); 
 
 static bool queues_busy(eb_dispatch *d) { return d->queued + d->in_batch > 0; }
 
-static bool anything_left(eb_dispatch *d)
+/** Waits until nothing is queued, running, held or on the timer. The
+ *  timer count is read without d->mu (the timer lock is taken before
+ *  d->mu elsewhere); a message moving between the timer and the queues is
+ *  counted on one side or the other at every moment. */
+static void wait_until_empty(eb_dispatch *d)
 {
-    return d->queued + d->in_batch + atomic_load(&d->held) > 0 ||
-           eb__timers_pending(d->bus->timers) > 0;
+    for (;;) {
+        size_t timers = eb__timers_pending(d->bus->timers);
+        pthread_mutex_lock(&d->mu);
+        bool left = timers > 0 || d->queued + d->in_batch + atomic_load(&d->held) > 0;
+        if (left) {
+            atomic_fetch_add(&d->waiters, 1);
+            /* The timer thread does not signal idle_cv: look again soon. */
+            eb__cond_wait_until(&d->idle_cv, &d->mu, eb__now_ns() + 1000000);
+            atomic_fetch_sub(&d->waiters, 1);
+        }
+        pthread_mutex_unlock(&d->mu);
+        if (!left)
+            return;
+    }
 }
 
 int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
@@ -694,14 +710,7 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
     /* Retries still waiting are abandoned: they come back through the
      * workers, which release them with the messages held behind them. */
     eb__timers_expedite(d->bus->timers, NULL, NULL);
-    pthread_mutex_lock(&d->mu);
-    while (anything_left(d)) {
-        atomic_fetch_add(&d->waiters, 1);
-        /* The timer thread does not signal idle_cv: look again soon. */
-        eb__cond_wait_until(&d->idle_cv, &d->mu, eb__now_ns() + 1000000);
-        atomic_fetch_sub(&d->waiters, 1);
-    }
-    pthread_mutex_unlock(&d->mu);
+    wait_until_empty(d);
     flush_all_acks(d);
     return drained ? 0 : EB_ERR_TIMEOUT;
 }
