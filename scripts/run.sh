@@ -16,4 +16,7 @@ if [[ -f $build/CMakeCache.txt ]] &&
 fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEB_WITH_TESTS=OFF
 cmake --build "$build"
+# The build tree keeps its plugins in build/release/plugins (installed ones
+# are found beside libeventbus without this).
+export EVENTBUS_PLUGIN_PATH="$PWD/$build/plugins${EVENTBUS_PLUGIN_PATH:+:$EVENTBUS_PLUGIN_PATH}"
 exec "$build/bench/memory_bench" "$@"
