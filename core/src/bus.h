@@ -128,7 +128,7 @@ bool eb__bus_enter(eb_bus *bus);
 void eb__bus_leave(eb_bus *bus);
 
 /** Publishes through the transport without the public checks (DLQ). */
-int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t deadline_ns,
+int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,
                         eb_delivery_cb cb, void *opaque);
 
 #endif

@@ -271,13 +271,20 @@ static void wake_worker(eb_dispatch *d, worker *w)
     }
 }
 
-static void enqueue_locked(eb_dispatch *d, eb_sub *sub, eb_msg *m)
+/** Outside d->mu: what enqueueing needs, computed before taking the lock. */
+static void prepare(eb_sub *sub, eb_msg *m)
 {
     m->core.sub = sub;
     m->core.next = NULL;
     if (m->key) {
         m->core.key_hash = key_hash(m->key, m->key_len);
         m->core.flags |= EB_MSGF_KEYED;
+    }
+}
+
+static void enqueue_locked(eb_dispatch *d, eb_msg *m)
+{
+    if (m->core.flags & EB_MSGF_KEYED) {
         worker *w = &d->workers[m->core.key_hash % d->n_workers];
         q_push(&w->queue, m);
         wake_worker(d, w);
@@ -295,13 +302,15 @@ static void wake_for_shared(eb_dispatch *d)
 
 size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        prepare(sub, msgs[i]);
     pthread_mutex_lock(&d->mu);
     bool intake = sub->started && !sub->leaving &&
                   atomic_load(&sub->bus->lifecycle) == EB_BUS_OPEN;
     size_t room = d->queue_max > d->queued ? d->queue_max - d->queued : 0;
     size_t k = intake ? (n < room ? n : room) : 0;
     for (size_t i = 0; i < k; i++)
-        enqueue_locked(d, sub, msgs[i]);
+        enqueue_locked(d, msgs[i]);
     d->queued += k;
     if (k < n && (intake || !sub->started))
         owe_resume(d, sub);

@@ -59,12 +59,12 @@ static int check_outgoing(const eb_bus *bus, const eb_outgoing *m)
     return bytes > (size_t)bus->set.message_max_bytes ? EB_ERR_TOO_LARGE : 0;
 }
 
-int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t deadline_ns,
+int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,
                         eb_delivery_cb cb, void *opaque)
 {
     if (!eb__bus_enter(bus))
         return EB_ERR_CLOSED;
-    int rc = bus->tp->publish(bus->state, out, deadline_ns, cb, opaque);
+    int rc = bus->tp->publish(bus->state, out, timeout_ms, cb, opaque);
     eb__bus_leave(bus);
     if (rc == 0)
         atomic_fetch_add(&bus->count.published, 1);
@@ -79,15 +79,14 @@ int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb, void *opa
     if (rc != 0)
         return rc;
     /* Handlers and callbacks never wait: a full transport says so at once. */
-    int64_t deadline = eb__tls_callback_bus
-                           ? 0 : eb__deadline_after_ms(bus->set.publish_timeout_ms);
+    int64_t timeout_ms = eb__tls_callback_bus ? 0 : bus->set.publish_timeout_ms;
     delivery_ctx *ctx = NULL;
     if (cb) {
         if (!(ctx = malloc(sizeof *ctx)))
             return EB_ERR_NOMEM;
         *ctx = (delivery_ctx){bus, cb, opaque};
     }
-    rc = eb__bus_publish_raw(bus, msg, deadline, ctx ? delivered : NULL, ctx);
+    rc = eb__bus_publish_raw(bus, msg, timeout_ms, ctx ? delivered : NULL, ctx);
     if (rc != 0)
         free(ctx);
     return rc;

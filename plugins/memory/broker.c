@@ -292,16 +292,21 @@ static unsigned partition_of(mem_topic *t, const mem_record *r)
 /** Under b->mu: makes room in partition pi for `bytes`, waiting while a
  *  live group needs the oldest record. */
 static int make_room(mem_broker *b, mem_topic *t, unsigned pi, size_t bytes,
-                     const eb_host *host, int64_t deadline_ns)
+                     const eb_host *host, int64_t timeout_ms)
 {
     mem_partition *p = &t->parts[pi];
+    int64_t deadline_ns = 0;
     while (p->len > 0 && over_retention(b, p, bytes)) {
         if (!oldest_needed(t, pi)) {
             part_drop_oldest(p);
             count_losses(t, pi);
             continue;
         }
-        if (deadline_ns == 0 || host->now_ns() >= deadline_ns)
+        if (timeout_ms == 0)
+            return EB_ERR_FULL;
+        if (deadline_ns == 0)
+            deadline_ns = host->now_ns() + timeout_ms * 1000000;
+        else if (host->now_ns() >= deadline_ns)
             return EB_ERR_FULL;
         struct timespec ts = {.tv_sec = deadline_ns / 1000000000,
                               .tv_nsec = deadline_ns % 1000000000};
@@ -313,7 +318,7 @@ static int make_room(mem_broker *b, mem_topic *t, unsigned pi, size_t bytes,
 }
 
 int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
-                      mem_record *rec, int64_t deadline_ns, unsigned *partition,
+                      mem_record *rec, int64_t timeout_ms, unsigned *partition,
                       uint64_t *offset)
 {
     pthread_mutex_lock(&b->mu);
@@ -321,7 +326,7 @@ int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
     int rc = t ? 0 : EB_ERR_NOMEM;
     unsigned pi = t ? partition_of(t, rec) : 0;
     if (rc == 0)
-        rc = make_room(b, t, pi, rec->bytes, host, deadline_ns);
+        rc = make_room(b, t, pi, rec->bytes, host, timeout_ms);
     if (rc == 0)
         rc = part_push(&t->parts[pi], rec);
     if (rc == 0) {
@@ -367,7 +372,13 @@ static mem_broker *broker_new(const char *name, unsigned partitions,
     b->partitions = partitions;
     b->retention_messages = retention_messages;
     b->retention_bytes = retention_bytes;
-    pthread_mutex_init(&b->mu, NULL);
+    /* Short critical sections shared by every publisher, member and ack:
+     * spinning briefly beats a futex sleep and wake-up. */
+    pthread_mutexattr_t mattr;
+    pthread_mutexattr_init(&mattr);
+    pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&b->mu, &mattr);
+    pthread_mutexattr_destroy(&mattr);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -70,8 +70,10 @@ static void free_msgs(eb_msg *const *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         mem_msg *mm = (mem_msg *)msgs[i];
+        mem_block *block = mm->block;
         mem_record_unref(mm->rec);
-        free(mm);
+        if (atomic_fetch_sub(&block->live, 1) == 1)
+            free(block);
     }
 }
 
@@ -252,7 +254,6 @@ static size_t collect(mem_member *m, pick *picks, size_t cap)
             l->fetch = p->start_offset; /* cannot happen while we are live */
         while (n < cap && l->fetch < p->next_offset && !eb_lane_fifo_full(&l->fifo)) {
             mem_record *rec = mem_partition_record(m->t, pi, l->fetch);
-            atomic_fetch_add(&rec->refs, 1);
             picks[n++] = (pick){rec, pi, l->generation,
                                 eb_lane_fifo_push(&l->fifo, l->fetch)};
             l->fetch++;
@@ -262,31 +263,57 @@ static size_t collect(mem_member *m, pick *picks, size_t cap)
     return n;
 }
 
-static mem_msg *wrap(mem_member *m, const pick *pk)
+/** Writes "partition@offset" (snprintf costs more than the handler). */
+static void format_id(char *out, unsigned partition, uint64_t offset)
 {
-    mem_msg *mm;
-    while (!(mm = calloc(1, sizeof *mm)))
-        sched_yield(); /* out of memory: never lose the record */
+    char digits[24];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + partition % 10);
+    while ((partition /= 10) > 0);
+    while (n > 0)
+        *out++ = digits[--n];
+    *out++ = '@';
+    do
+        digits[n++] = (char)('0' + offset % 10);
+    while ((offset /= 10) > 0);
+    while (n > 0)
+        *out++ = digits[--n];
+    *out = '\0';
+}
+
+static void wrap(mem_member *m, mem_block *block, mem_msg *mm, const pick *pk)
+{
     const mem_record *r = pk->rec;
     mm->rec = pk->rec;
-    mm->member = m;
+    mm->block = block;
     mm->seq = pk->seq;
-    snprintf(mm->id, sizeof mm->id, "%u@%llu", pk->lane, (unsigned long long)r->offset);
+    format_id(mm->id, pk->lane, r->offset);
     mm->base = (eb_msg){.topic = m->t->name, .key = r->key, .key_len = r->key_len,
                         .payload = r->payload, .payload_len = r->payload_len,
                         .headers = r->headers, .header_count = r->header_count,
                         .id = mm->id, .timestamp_ms = r->timestamp_ms,
                         .delivery_count = 0, .lane = pk->lane,
                         .lane_generation = pk->generation};
-    return mm;
 }
 
-/** Outside b->mu. */
+/**
+ * Outside b->mu: one allocation for the whole fetch. The records' references
+ * are taken here, not under the lock: a record the group has not committed
+ * cannot be dropped by retention, and these commit only after delivery.
+ */
 static void deliver_picks(mem_member *m, const pick *picks, size_t n)
 {
+    mem_block *block;
+    while (!(block = malloc(sizeof *block + n * sizeof(mem_msg))))
+        sched_yield(); /* out of memory: never lose the records */
+    atomic_init(&block->live, n);
     mem_msg *msgs[FETCH_BATCH];
-    for (size_t i = 0; i < n; i++)
-        msgs[i] = wrap(m, &picks[i]);
+    for (size_t i = 0; i < n; i++) {
+        atomic_fetch_add_explicit(&picks[i].rec->refs, 1, memory_order_relaxed);
+        wrap(m, block, &block->msgs[i], &picks[i]);
+        msgs[i] = &block->msgs[i];
+    }
     deliver(m, msgs, n);
 }
 

@@ -89,15 +89,22 @@ typedef struct mem_bus {
     struct mem_producer *producer;
 } mem_bus;
 
-/** A message handed to the core. */
+struct mem_block;
+
+/** A message handed to the core. Messages of one fetch share one
+ *  allocation (a mem_block), freed when the last of them is returned. */
 typedef struct mem_msg {
     eb_msg base;
     mem_record *rec;
-    mem_member *member;
+    struct mem_block *block;
     uint64_t seq;          /* in its lane's FIFO */
-    struct mem_msg *next;  /* ack inbox */
-    char id[48];
+    char id[32];           /* "partition@offset" */
 } mem_msg;
+
+typedef struct mem_block {
+    atomic_size_t live;    /* messages not yet returned */
+    mem_msg msgs[];
+} mem_block;
 
 /* ---------------------------------------------------------------- broker */
 
@@ -114,9 +121,10 @@ void mem_broker_ref(mem_broker *b);
 mem_topic *mem_topic_get(mem_broker *b, const char *name);
 
 /** Stores a record (the caller built it); waits for retention room until
- *  deadline_ns. Fills partition and offset. @returns 0 or EB_ERR_FULL. */
+ *  timeout_ms (0: not at all). Fills partition and offset. @returns 0 or
+ *  EB_ERR_FULL. */
 int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
-                      mem_record *rec, int64_t deadline_ns, unsigned *partition,
+                      mem_record *rec, int64_t timeout_ms, unsigned *partition,
                       uint64_t *offset);
 
 /** Builds a record from an outgoing message. NULL when out of memory. */

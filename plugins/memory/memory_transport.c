@@ -25,8 +25,8 @@ typedef struct int_key {
 
 static const int_key int_keys[] = {
     {"memory.partitions", 1, 1024, 4},
-    {"memory.retention.messages", 1, 1000000000LL, 1000000},
-    {"memory.retention.bytes", 1024, 1LL << 40, 256LL << 20},
+    {"memory.retention.messages", 1, 1000000000LL, 100000},
+    {"memory.retention.bytes", 1024, 1LL << 40, 64LL << 20},
 };
 static const char *const known_keys[] = {
     "memory.name", "memory.partitions", "memory.retention.messages",
@@ -123,11 +123,11 @@ static void memory_close(void *state)
 static int64_t wall_clock_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts); /* ms resolution suffices */
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int memory_publish(void *state, const eb_outgoing *msg, int64_t deadline_ns,
+static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_ms,
                           eb_delivery_cb cb, void *opaque)
 {
     mem_bus *mb = state;
@@ -136,7 +136,7 @@ static int memory_publish(void *state, const eb_outgoing *msg, int64_t deadline_
         return EB_ERR_NOMEM;
     unsigned partition;
     uint64_t offset;
-    int rc = mem_broker_append(mb->broker, mb->host, msg->topic, rec, deadline_ns,
+    int rc = mem_broker_append(mb->broker, mb->host, msg->topic, rec, timeout_ms,
                                &partition, &offset);
     if (rc != 0) {
         mem_record_unref(rec); /* the log did not take it */

@@ -188,12 +188,12 @@ typedef struct eb_transport {
      */
     void (*close)(void *state);
     /**
-     * Publishes a copy of `msg`. Waits for room until `deadline_ns`
-     * (host->now_ns clock); 0 means never wait. The callback runs later on
+     * Publishes a copy of `msg`. Waits for room at most `timeout_ms`; 0
+     * means never wait (the clock is read only when waiting is needed). The callback runs later on
      * a transport thread, exactly once, never inside publish().
      * @returns 0, EB_ERR_FULL, EB_ERR_TOO_LARGE, EB_ERR_TRANSPORT...
      */
-    int (*publish)(void *state, const eb_outgoing *msg, int64_t deadline_ns,
+    int (*publish)(void *state, const eb_outgoing *msg, int64_t timeout_ms,
                    eb_delivery_cb cb, void *opaque);
     /** Waits until every callback of earlier publishes ran. 0 or TIMEOUT. */
     int (*flush)(void *state, int64_t deadline_ns);
