@@ -41,7 +41,6 @@ typedef struct eb_counters {
     atomic_uint_fast64_t published;
     atomic_uint_fast64_t publish_failed;
     atomic_uint_fast64_t delivered;
-    atomic_uint_fast64_t handled;
     atomic_uint_fast64_t acked;
     atomic_uint_fast64_t retried;
     atomic_uint_fast64_t dead_lettered;

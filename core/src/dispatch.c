@@ -103,6 +103,9 @@ typedef struct worker {
     running current;
     eb_msg *acks[ACK_BATCH];
     size_t n_acks;
+    /* Written by this worker only (a shared counter would bounce between
+     * cores once per message); summed by eb__dispatch_counts. */
+    atomic_uint_fast64_t handled;
 } worker;
 
 struct eb_dispatch {
@@ -489,7 +492,9 @@ static void run_one(worker *w, eb_msg *m, unsigned batch_seq, bool recheck)
     eb_sub *sub = m->core.sub;
     m->core.attempts++;
     eb_result r = sub->handler(m, sub->opaque);
-    atomic_fetch_add(&sub->bus->count.handled, 1);
+    atomic_store_explicit(&w->handled,
+                          atomic_load_explicit(&w->handled, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     settle(w, m, r, bk);
 }
 
@@ -725,8 +730,11 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
 }
 
 void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
-                         size_t *held)
+                         size_t *held, uint64_t *handled)
 {
+    *handled = 0;
+    for (unsigned i = 0; i < d->n_workers; i++)
+        *handled += atomic_load_explicit(&d->workers[i].handled, memory_order_relaxed);
     pthread_mutex_lock(&d->mu);
     *queued = d->queued;
     *in_batch = d->in_batch;

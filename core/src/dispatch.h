@@ -59,7 +59,7 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns);
 void eb__dispatch_stop(eb_dispatch *d);
 
 /** Snapshot for stats. */
-void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *running,
-                         size_t *held);
+void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
+                         size_t *held, uint64_t *handled);
 
 #endif

@@ -30,7 +30,8 @@ int eb_bus_stats(eb_bus *bus, char **json)
     char *tp_json = NULL;
     int rc = transport_json(bus, &tp_json);
     size_t queued = 0, running = 0, held = 0;
-    eb__dispatch_counts(bus->dispatch, &queued, &running, &held);
+    uint64_t handled = 0;
+    eb__dispatch_counts(bus->dispatch, &queued, &running, &held, &handled);
     eb__bus_leave(bus);
     if (rc != 0)
         return rc;
@@ -42,7 +43,7 @@ int eb_bus_stats(eb_bus *bus, char **json)
         "\"paused\":%llu,\"queued\":%zu,\"in_batch\":%zu,\"held\":%zu,"
         "\"transport\":%s}",
         bus->tp->name, COUNTER(published), COUNTER(publish_failed),
-        COUNTER(delivered), COUNTER(handled), COUNTER(acked), COUNTER(retried),
+        COUNTER(delivered), (unsigned long long)handled, COUNTER(acked), COUNTER(retried),
         COUNTER(dead_lettered), COUNTER(dlq_failed), COUNTER(released),
         COUNTER(paused), queued, running, held, tp_json);
     free(tp_json);
