@@ -239,6 +239,12 @@ void eb_bus_destroy(eb_bus *bus)
 {
     if (!bus)
         return;
+    if (eb__tls_callback_bus == bus) {
+        /* It would join the very thread calling it. */
+        eb__bus_log(bus, EB_LOG_ERROR, "eb_bus_destroy called from a handler or "
+                    "callback of its bus: refused (the bus stays)");
+        return;
+    }
     if (atomic_load(&bus->lifecycle) == EB_BUS_OPEN)
         eb_bus_close(bus, (int)bus->set.close_timeout_ms);
     eb__subs_destroy_all(bus);

@@ -533,8 +533,10 @@ static bool ends_with(const char *s, const char *suffix)
 
 static bool is_secret_key(const char *key)
 {
+    /* ssl.key.pem is librdkafka's inline private key: as secret as a
+     * password though the name does not say so. */
     return strcmp(key, "password") == 0 || ends_with(key, ".password") ||
-           strstr(key, "sasl.") != NULL;
+           strstr(key, "sasl.") != NULL || ends_with(key, "ssl.key.pem");
 }
 
 /*

@@ -510,6 +510,7 @@ static void *worker_main(void *arg)
     worker *w = arg;
     eb_dispatch *d = w->d;
     eb__tls_callback_bus = d->bus;
+    pthread_setname_np(pthread_self(), "eb-worker");
     eb_msg *batch[BATCH];
     pthread_mutex_lock(&d->mu);
     for (;;) {

@@ -15,29 +15,29 @@
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void eb__bus_log(eb_bus *bus, eb_log_level level, const char *fmt, ...)
+static void log_line(eb_bus *bus, eb_log_level level, const char *fmt, va_list ap)
 {
     if ((int)level > bus->set.log_level)
         return;
     char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "eventbus %s [%s]: %s\n", level_names[level], bus->tp->name, line);
+}
+
+void eb__bus_log(eb_bus *bus, eb_log_level level, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    log_line(bus, level, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "eventbus %s [%s]: %s\n", level_names[level], bus->tp->name, line);
 }
 
 static void host_log(eb_host_bus *hb, eb_log_level level, const char *fmt, ...)
 {
-    eb_bus *bus = (eb_bus *)hb;
-    if ((int)level > bus->set.log_level)
-        return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    log_line((eb_bus *)hb, level, fmt, ap);
     va_end(ap);
-    eb__bus_log(bus, level, "%s", line);
 }
 
 static int64_t host_now_ns(void) { return eb__now_ns(); }

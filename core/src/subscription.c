@@ -276,6 +276,12 @@ void eb_sub_destroy(eb_sub *sub)
     if (!sub)
         return;
     eb_bus *bus = sub->bus;
+    if (eb__tls_callback_bus == bus) {
+        /* It would wait for the very handler calling it. */
+        eb__bus_log(bus, EB_LOG_ERROR, "eb_sub_destroy called from a handler or "
+                    "callback of its bus: refused (the subscription stays)");
+        return;
+    }
     /* Once the bus is closed, close already freed the transport's state. */
     if (atomic_load(&bus->lifecycle) == EB_BUS_OPEN) {
         if (claim_unsubscribe(sub))

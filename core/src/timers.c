@@ -70,6 +70,7 @@ static eb_msg *pop_due(eb_timers *t, int64_t now)
 static void *timer_main(void *arg)
 {
     eb_timers *t = arg;
+    pthread_setname_np(pthread_self(), "eb-timer");
     pthread_mutex_lock(&t->mu);
     while (!t->stopping || t->len > 0) {
         /* Stopping fires what is left at once: the core only stops timers

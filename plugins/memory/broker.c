@@ -455,14 +455,31 @@ static void out(out_buf *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
+/** A JSON string: topic and group names may hold quotes and controls. */
+static void out_string(out_buf *o, const char *s)
+{
+    out(o, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            out(o, "\\%c", c);
+        else if (c < 0x20)
+            out(o, "\\u%04x", c);
+        else
+            out(o, "%c", c);
+    }
+    out(o, "\"");
+}
+
 static void group_stats(out_buf *o, const mem_topic *t, const mem_group *g)
 {
     uint64_t lag = 0;
     for (unsigned i = 0; i < t->n_parts; i++)
         lag += t->parts[i].next_offset - g->committed[i];
-    out(o, "{\"name\":\"%s\",\"members\":%zu,\"lag\":%llu,\"lost\":%llu}",
-        g->name ? g->name : "", g->n_members, (unsigned long long)lag,
-        (unsigned long long)g->lost);
+    out(o, "{\"name\":");
+    out_string(o, g->name ? g->name : "");
+    out(o, ",\"members\":%zu,\"lag\":%llu,\"lost\":%llu}", g->n_members,
+        (unsigned long long)lag, (unsigned long long)g->lost);
 }
 
 static void topic_stats(out_buf *o, const mem_topic *t)
@@ -472,8 +489,10 @@ static void topic_stats(out_buf *o, const mem_topic *t)
         messages += t->parts[i].len;
         bytes += t->parts[i].bytes;
     }
-    out(o, "{\"name\":\"%s\",\"partitions\":%u,\"messages\":%llu,\"bytes\":%llu,\"groups\":[",
-        t->name, t->n_parts, (unsigned long long)messages, (unsigned long long)bytes);
+    out(o, "{\"name\":");
+    out_string(o, t->name);
+    out(o, ",\"partitions\":%u,\"messages\":%llu,\"bytes\":%llu,\"groups\":[",
+        t->n_parts, (unsigned long long)messages, (unsigned long long)bytes);
     for (const mem_group *g = t->groups; g; g = g->next) {
         group_stats(o, t, g);
         out(o, "%s", g->next ? "," : "");
@@ -485,7 +504,9 @@ int mem_broker_stats(mem_broker *b, char *buf, size_t size)
 {
     out_buf o = {buf, size, 0};
     pthread_mutex_lock(&b->mu);
-    out(&o, "{\"broker\":\"%s\",\"topics\":[", b->name);
+    out(&o, "{\"broker\":");
+    out_string(&o, b->name);
+    out(&o, ",\"topics\":[");
     for (const mem_topic *t = b->topics; t; t = t->next) {
         topic_stats(&o, t);
         out(&o, "%s", t->next ? "," : "");

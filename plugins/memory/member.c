@@ -372,6 +372,7 @@ static void leave_group(mem_member *m)
 static void *member_main(void *arg)
 {
     mem_member *m = arg;
+    pthread_setname_np(pthread_self(), "eb-mem-member");
     pick picks[FETCH_BATCH];
     pthread_mutex_lock(&m->b->mu);
     while (!m->stopping)

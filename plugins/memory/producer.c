@@ -40,6 +40,7 @@ static void run_reports(const report *r, size_t n)
 static void *producer_main(void *arg)
 {
     struct mem_producer *p = arg;
+    pthread_setname_np(pthread_self(), "eb-mem-producer");
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->len == 0) {

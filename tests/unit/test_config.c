@@ -405,12 +405,14 @@ Test(config, dump_hides_passwords_and_sasl_settings)
     cr_assert_eq(set("kafka.sasl.username", "secret3"), 0);
     cr_assert_eq(set("kafka.sasl.password", "secret4"), 0);
     cr_assert_eq(set("kafka.ssl.ca.location", "/etc/ca.pem"), 0);
+    cr_assert_eq(set("kafka.ssl.key.pem", "-----BEGIN PRIVATE KEY----- secret5"), 0);
     char *out = dump();
     cr_expect_str_eq(out, "redis.password = ********\n"
                           "kafka.ssl.key.password = ********\n"
                           "kafka.sasl.username = ********\n"
                           "kafka.sasl.password = ********\n"
-                          "kafka.ssl.ca.location = /etc/ca.pem\n");
+                          "kafka.ssl.ca.location = /etc/ca.pem\n"
+                          "kafka.ssl.key.pem = ********\n");
     cr_expect_null(strstr(out, "secret"));
     free(out);
 }

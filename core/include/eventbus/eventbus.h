@@ -13,8 +13,10 @@
  *    an `errstr` buffer of `errstr_size` bytes (NULL/0 allowed).
  *  - Every function checks its arguments and returns EB_ERR_INVALID on NULL
  *    or bad sizes instead of crashing.
- *  - Every call is thread-safe, except the destroy functions: the caller
- *    ensures nothing else uses a handle while it is destroyed.
+ *  - Every call is thread-safe, except the destroy functions (the caller
+ *    ensures nothing else uses a handle while it is destroyed) and the
+ *    eb_config_* calls (a config is used by one thread at a time; a bus
+ *    copies its config at open, so nothing is shared afterwards).
  *  - Strings passed in are copied; the caller keeps ownership of its memory.
  *    Pointers returned by accessors are owned by the handle they came from.
  */
@@ -128,8 +130,9 @@ EB_API const char *eb_config_get(const eb_config *cfg, const char *key);
 
 /**
  * @brief Writes every setting as `key = value` lines into a new string,
- * secrets (`*.password`, `sasl.*`, `ssl.key.password`, the password part of
- * `redis.url`) replaced by `********`.
+ * secrets (`*.password`, `sasl.*`, `ssl.key.password`, `ssl.key.pem`, the
+ * password part of a `*url` value such as `redis.url`) replaced by
+ * `********`.
  * @returns 0 and `*out` (free with eb_free()), or an error.
  */
 EB_API int eb_config_dump(const eb_config *cfg, char **out);
@@ -202,9 +205,11 @@ EB_API int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr,
 EB_API int eb_bus_close(eb_bus *bus, int timeout_ms);
 
 /**
- * @brief Frees the bus (closing it first with publish.timeout.ms if it is
+ * @brief Frees the bus (closing it first with close.timeout.ms if it is
  * still open), every subscription handle not yet destroyed, and unloads the
- * plugin unless it asked to stay resident. NULL is allowed.
+ * plugin unless it asked to stay resident. NULL is allowed. Called from a
+ * handler or callback of this bus it would wait for itself: it logs an
+ * error and does nothing.
  */
 EB_API void eb_bus_destroy(eb_bus *bus);
 
@@ -374,7 +379,9 @@ EB_API int eb_sub_wait_ready(eb_sub *sub, int timeout_ms);
  */
 EB_API int eb_unsubscribe(eb_sub *sub);
 
-/** @brief Frees a subscription (unsubscribing first). NULL is allowed. */
+/** @brief Frees a subscription (unsubscribing first, waiting for its
+ *  running handlers). NULL is allowed. From a handler or callback of its
+ *  bus it logs an error and does nothing (it would wait for itself). */
 EB_API void eb_sub_destroy(eb_sub *sub);
 
 /* --------------------------------------------------------------- messages */
