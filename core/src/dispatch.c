@@ -255,14 +255,16 @@ static uint32_t key_hash(const void *key, size_t len)
     return h;
 }
 
-static void owe_resume(eb_dispatch *d, eb_sub *sub)
+/** Under d->mu. @returns true when the sub was not paused before. */
+static bool owe_resume(eb_dispatch *d, eb_sub *sub)
 {
     if (sub->paused || sub->leaving)
-        return;
+        return false;
     sub->paused = true;
     sub->paused_next = d->paused_subs;
     d->paused_subs = sub;
     atomic_fetch_add(&sub->bus->count.paused, 1);
+    return true;
 }
 
 static void wake_worker(eb_dispatch *d, worker *w)
@@ -315,13 +317,17 @@ size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n
     for (size_t i = 0; i < k; i++)
         enqueue_locked(d, msgs[i]);
     d->queued += k;
-    if (k < n && (intake || !sub->started))
-        owe_resume(d, sub);
+    bool paused = k < n && intake && owe_resume(d, sub);
+    if (k < n && !sub->started)
+        owe_resume(d, sub); /* resumed once subscribe() returned */
     wake_for_shared(d);
     if (k)
         atomic_fetch_add(&sub->outstanding, (long)k);
     pthread_mutex_unlock(&d->mu);
     atomic_fetch_add(&sub->bus->count.delivered, k);
+    if (paused)
+        eb__bus_event(sub->bus, EB_EVENT_PAUSED, sub->topic, sub->group, 0,
+                      "the dispatch pool is full: intake paused");
     return k;
 }
 
@@ -332,6 +338,8 @@ static void resume_subs(eb_dispatch *d, eb_sub *list)
         next = sub->paused_next;
         sub->paused_next = NULL;
         sub->bus->tp->resume(sub->state);
+        eb__bus_event(sub->bus, EB_EVENT_RESUMED, sub->topic, sub->group, 0,
+                      "the dispatch pool drained below its low watermark: intake resumed");
     }
     pthread_mutex_lock(&d->mu);
     d->resuming--;

@@ -211,10 +211,11 @@ static void revoke_unwanted(mem_member *m)
 }
 
 /** Under b->mu: takes wanted lanes nobody holds. @returns true when every
- *  wanted lane is owned. */
-static bool acquire_wanted(mem_member *m)
+ *  wanted lane is owned; *gained counts the lanes taken now. */
+static bool acquire_wanted(mem_member *m, unsigned *gained)
 {
     bool complete = true;
+    *gained = 0;
     for (unsigned pi = 0; pi < m->n_lanes; pi++) {
         lane *l = &m->lanes[pi];
         if (l->owned || !wanted(m, pi))
@@ -228,6 +229,7 @@ static bool acquire_wanted(mem_member *m)
         l->generation = ++m->generations;
         l->fetch = m->g->committed[pi];
         eb_lane_fifo_reset(&l->fifo);
+        ++*gained;
     }
     return complete;
 }
@@ -327,7 +329,16 @@ static bool step(mem_member *m, pick *picks)
         revoke_unwanted(m);
         return true;
     }
-    bool complete = acquire_wanted(m);
+    unsigned gained;
+    bool complete = acquire_wanted(m, &gained);
+    if (gained) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "%u partition(s) assigned", gained);
+        pthread_mutex_unlock(&m->b->mu);
+        m->host->event(m->mb->hb, EB_EVENT_ASSIGNED, m->t->name, m->g->name, 0, detail);
+        pthread_mutex_lock(&m->b->mu);
+        return true; /* look again: a wake-up may have come while unlocked */
+    }
     if (complete && !m->ready_sent) {
         m->ready_sent = true;
         pthread_mutex_unlock(&m->b->mu);

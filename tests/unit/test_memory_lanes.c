@@ -126,3 +126,55 @@ Test(memory_lanes, slow_key_pauses_only_its_lane)
     cr_expect_eq(eb_bus_close(bus, 5000), 0);
     eb_bus_destroy(bus);
 }
+
+static atomic_int events[EB_EVENT_ERROR + 1];
+
+static void count_event(eb_bus *bus, const eb_event *ev, void *opaque)
+{
+    cr_assert(ev->type >= EB_EVENT_CONNECTED && ev->type <= EB_EVENT_ERROR);
+    cr_assert_not_null(ev->detail);
+    atomic_fetch_add(&events[ev->type], 1);
+}
+
+static atomic_int handled_all;
+
+/* Waits for the gate like the slow key above, for every message. */
+static eb_result gated(const eb_msg *msg, void *opaque)
+{
+    while (!atomic_load(&gate_open)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_fetch_add(&handled_all, 1);
+    return EB_ACK;
+}
+
+Test(memory_lanes, full_pool_pauses_and_resumes_with_events)
+{
+    char err[512];
+    const char *settings[][2] = {{"memory.name", "pause"}, {"dispatch.workers", "2"},
+                                 {"dispatch.queue.max", "4"},
+                                 {"dispatch.queue.low.watermark", "1"}};
+    eb_config *cfg = eb_config_new();
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(eb_config_set(cfg, settings[i][0], settings[i][1], err, sizeof err), 0);
+    eb_config_set_event_cb(cfg, count_event, NULL);
+    eb_bus *bus;
+    cr_assert_eq(eb_bus_open(cfg, &bus, err, sizeof err), 0, "%s", err);
+    eb_config_destroy(cfg);
+    cr_expect_eq(atomic_load(&events[EB_EVENT_CONNECTED]), 1);
+    eb_sub *sub;
+    cr_assert_eq(eb_subscribe(bus, "t", "g", gated, NULL, NULL, &sub, err, sizeof err), 0);
+    cr_assert_eq(eb_sub_wait_ready(sub, 5000), 0);
+    cr_expect_geq(atomic_load(&events[EB_EVENT_ASSIGNED]), 1);
+    for (int i = 0; i < 50; i++) {
+        eb_outgoing m = {.topic = "t", .payload = &i, .payload_len = sizeof i};
+        cr_assert_eq(eb_publish(bus, &m, NULL, NULL), 0);
+    }
+    wait_for(&events[EB_EVENT_PAUSED], 1);
+    atomic_store(&gate_open, 1);
+    wait_for(&handled_all, 50);
+    wait_for(&events[EB_EVENT_RESUMED], 1);
+    cr_expect_eq(eb_bus_close(bus, 5000), 0);
+    eb_bus_destroy(bus);
+}
