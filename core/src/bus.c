@@ -219,8 +219,8 @@ int eb_bus_close(eb_bus *bus, int timeout_ms)
         return EB_ERR_CLOSED;
     int64_t deadline = eb__deadline_after_ms(timeout_ms);
     int rc = eb__dispatch_drain(bus->dispatch, deadline);
+    wait_calls(bus); /* publishes, subscribes and unsubscribes in progress */
     eb__subs_close_all(bus);
-    wait_calls(bus);
     int flushed = bus->tp->flush(bus->state, deadline);
     if (rc == 0 && flushed != 0)
         rc = EB_ERR_TIMEOUT;
@@ -231,8 +231,19 @@ int eb_bus_close(eb_bus *bus, int timeout_ms)
     bus->dispatch = NULL;
     eb__timers_stop(bus->timers);
     bus->timers = NULL;
+    pthread_mutex_lock(&bus->mu);
     atomic_store(&bus->lifecycle, EB_BUS_CLOSED);
+    pthread_cond_broadcast(&bus->cv);
+    pthread_mutex_unlock(&bus->mu);
     return rc;
+}
+
+void eb__bus_wait_closed(eb_bus *bus)
+{
+    pthread_mutex_lock(&bus->mu);
+    while (atomic_load(&bus->lifecycle) != EB_BUS_CLOSED)
+        pthread_cond_wait(&bus->cv, &bus->mu);
+    pthread_mutex_unlock(&bus->mu);
 }
 
 void eb_bus_destroy(eb_bus *bus)

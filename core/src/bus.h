@@ -126,6 +126,9 @@ void eb__bus_log(eb_bus *bus, eb_log_level level, const char *fmt, ...)
 bool eb__bus_enter(eb_bus *bus);
 void eb__bus_leave(eb_bus *bus);
 
+/** Waits until a close running on another thread has finished. */
+void eb__bus_wait_closed(eb_bus *bus);
+
 /** Publishes through the transport without the public checks (DLQ). */
 int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,
                         eb_delivery_cb cb, void *opaque);

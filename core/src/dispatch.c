@@ -144,6 +144,14 @@ static bool is_stale(const eb_dispatch *d, const eb_msg *m)
     return is_stale_lane(d, m->core.sub, m->lane, m->lane_generation);
 }
 
+bool eb__dispatch_is_stale(eb_dispatch *d, const eb_msg *m)
+{
+    pthread_mutex_lock(&d->mu);
+    bool stale = is_stale(d, m);
+    pthread_mutex_unlock(&d->mu);
+    return stale;
+}
+
 static void notify_waiters(eb_dispatch *d)
 {
     if (atomic_load(&d->waiters) == 0)
@@ -331,12 +339,20 @@ size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n
     return k;
 }
 
-/** Calls resume() for each sub in the list; outside d->mu. */
-static void resume_subs(eb_dispatch *d, eb_sub *list)
+enum { RESUME_MAX = 32 };
+
+/** Subs owed a resume, copied out under d->mu so that the list itself is
+ *  never read without the lock. */
+typedef struct resumable {
+    eb_sub *subs[RESUME_MAX];
+    size_t n;
+} resumable;
+
+/** Outside d->mu: resume() for each; revoke waits while this runs. */
+static void resume_subs(eb_dispatch *d, const resumable *r)
 {
-    for (eb_sub *sub = list, *next; sub; sub = next) {
-        next = sub->paused_next;
-        sub->paused_next = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        eb_sub *sub = r->subs[i];
         sub->bus->tp->resume(sub->state);
         eb__bus_event(sub->bus, EB_EVENT_RESUMED, sub->topic, sub->group, 0,
                       "the dispatch pool drained below its low watermark: intake resumed");
@@ -347,23 +363,60 @@ static void resume_subs(eb_dispatch *d, eb_sub *list)
     pthread_mutex_unlock(&d->mu);
 }
 
-/** Under d->mu: the paused subs to resume once below the low watermark. */
-static eb_sub *take_resumable(eb_dispatch *d)
+/** Under d->mu: takes the started subs owed a resume once the pool is at
+ *  or below its low watermark (subs still subscribing stay owed). */
+static bool take_resumable(eb_dispatch *d, resumable *r)
+{
+    r->n = 0;
+    if (!d->paused_subs || d->queued > d->low_watermark)
+        return false;
+    eb_sub **pp = &d->paused_subs;
+    while (*pp && r->n < RESUME_MAX) {
+        eb_sub *sub = *pp;
+        if (!sub->started) {
+            pp = &sub->paused_next;
+            continue;
+        }
+        *pp = sub->paused_next;
+        sub->paused = false;
+        sub->paused_next = NULL;
+        r->subs[r->n++] = sub;
+    }
+    if (r->n)
+        d->resuming++;
+    return r->n > 0;
+}
+
+/** Under d->mu: a purge may leave the pool empty with subs still owed a
+ *  resume and no batch to prompt it: wake a worker to look. */
+static void prompt_resume(eb_dispatch *d)
 {
     if (!d->paused_subs || d->queued > d->low_watermark)
-        return NULL;
-    eb_sub *list = NULL, *still_owed = NULL;
-    for (eb_sub *sub = d->paused_subs, *next; sub; sub = next) {
-        next = sub->paused_next;
-        eb_sub **to = sub->started ? &list : &still_owed; /* subscribing */
-        sub->paused = !sub->started;
-        sub->paused_next = *to;
-        *to = sub;
-    }
-    d->paused_subs = still_owed;
-    if (list)
-        d->resuming++;
-    return list;
+        return;
+    for (unsigned i = 0; i < d->n_workers; i++)
+        if (d->workers[i].waiting) {
+            wake_worker(d, &d->workers[i]);
+            return;
+        }
+}
+
+/** Under d->mu: removes `sub` from the list of subs owed a resume. */
+static void forget_paused(eb_dispatch *d, eb_sub *sub)
+{
+    eb_sub **pp = &d->paused_subs;
+    while (*pp && *pp != sub)
+        pp = &(*pp)->paused_next;
+    if (*pp)
+        *pp = sub->paused_next;
+    sub->paused = false;
+    sub->paused_next = NULL;
+}
+
+void eb__dispatch_sub_forget(eb_dispatch *d, eb_sub *sub)
+{
+    pthread_mutex_lock(&d->mu);
+    forget_paused(d, sub);
+    pthread_mutex_unlock(&d->mu);
 }
 
 void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub)
@@ -371,15 +424,8 @@ void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub)
     pthread_mutex_lock(&d->mu);
     sub->started = true;
     bool owed = sub->paused;
-    if (owed) {
-        eb_sub **pp = &d->paused_subs;
-        while (*pp && *pp != sub)
-            pp = &(*pp)->paused_next;
-        if (*pp)
-            *pp = sub->paused_next;
-        sub->paused = false;
-        sub->paused_next = NULL;
-    }
+    if (owed)
+        forget_paused(d, sub);
     pthread_mutex_unlock(&d->mu);
     if (owed)
         sub->bus->tp->resume(sub->state);
@@ -419,6 +465,8 @@ static bool start_running(worker *w, eb_msg *m, unsigned batch_seq, bool recheck
     pthread_mutex_lock(&w->ack_mu);
     w->current = (running){true, m->core.sub, m->lane, m->lane_generation};
     pthread_mutex_unlock(&w->ack_mu);
+    /* A retry head came back from the timer: take_batch did not look. */
+    recheck |= (m->core.flags & EB_MSGF_BLOCKING) != 0;
     if (!recheck && atomic_load(&d->revoke_seq) == batch_seq)
         return true;
     pthread_mutex_lock(&d->mu);
@@ -436,6 +484,7 @@ static void finish_running(worker *w)
 }
 
 static void run_one(worker *w, eb_msg *m, unsigned batch_seq, bool recheck);
+static void drop_stale(worker *w, eb_msg *m);
 
 /** Runs the messages that waited behind a finished retry, in order;
  *  when close abandons, they are released instead. */
@@ -456,6 +505,13 @@ static void settle(worker *w, eb_msg *m, eb_result r, blocked_key *bk)
 {
     eb_bus *bus = w->d->bus;
     if (r == EB_RETRY && eb__outcome_may_retry(bus, m)) {
+        if (eb__dispatch_is_stale(w->d, m)) {
+            /* Revoked or abandoned while it ran: its next attempt belongs
+             * to the lane's next owner. */
+            finish_running(w);
+            drop_stale(w, m);
+            return;
+        }
         if (!bk && (m->core.flags & EB_MSGF_KEYED))
             block_key(w, m);
         finish_running(w);
@@ -525,7 +581,9 @@ static void *worker_main(void *arg)
         msgq stale = {0};
         unsigned batch_seq = atomic_load(&d->revoke_seq);
         size_t n = take_batch(d, w, batch, &stale);
-        if (n == 0 && !stale.head) {
+        resumable owed;
+        bool resume = take_resumable(d, &owed);
+        if (n == 0 && !stale.head && !resume) {
             if (d->stopping)
                 break;
             w->waiting = true;
@@ -535,11 +593,10 @@ static void *worker_main(void *arg)
                 pthread_cond_wait(&w->cv, &d->mu);
             continue;
         }
-        eb_sub *resumable = take_resumable(d);
         pthread_mutex_unlock(&d->mu);
         drop_all_stale(w, &stale);
-        if (resumable)
-            resume_subs(d, resumable);
+        if (resume)
+            resume_subs(d, &owed);
         for (size_t i = 0; i < n; i++)
             run_one(w, batch[i], batch_seq, false);
         acks_flush(w);
@@ -654,16 +711,11 @@ bool eb__dispatch_revoke(eb_dispatch *d, eb_sub *sub, const eb_lane_ref *lanes,
     msgq stale = {0};
     pthread_mutex_lock(&d->mu);
     mark_revoked(sub, lanes, n, all);
-    if (all && sub->paused) { /* leaving: owe nothing */
-        eb_sub **pp = &d->paused_subs;
-        while (*pp && *pp != sub)
-            pp = &(*pp)->paused_next;
-        if (*pp)
-            *pp = sub->paused_next;
-        sub->paused = false;
-    }
+    if (all && sub->paused) /* leaving: owe nothing */
+        forget_paused(d, sub);
     atomic_fetch_add(&d->revoke_seq, 1);
     purge_stale_locked(d, &stale);
+    prompt_resume(d);
     pthread_mutex_unlock(&d->mu);
 
     release_queue(&stale);
@@ -695,8 +747,6 @@ void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m)
 
 bool eb__dispatch_abandoning(eb_dispatch *d) { return atomic_load(&d->abandon); }
 
-static bool queues_busy(eb_dispatch *d) { return d->queued + d->in_batch > 0; }
-
 /** Waits until nothing is queued, running, held or on the timer. The
  *  timer count is read without d->mu (the timer lock is taken before
  *  d->mu elsewhere); a message moving between the timer and the queues is
@@ -719,11 +769,32 @@ static void wait_until_empty(eb_dispatch *d)
     }
 }
 
+/** Waits until nothing is queued, running, held or on the timer, or the
+ *  deadline. @returns true when drained. */
+static bool drain_until(eb_dispatch *d, int64_t deadline_ns)
+{
+    for (;;) {
+        size_t timers = eb__timers_pending(d->bus->timers); /* see wait_until_empty */
+        pthread_mutex_lock(&d->mu);
+        bool busy = timers > 0 || d->queued + d->in_batch + atomic_load(&d->held) > 0;
+        int64_t now = eb__now_ns();
+        if (busy && now < deadline_ns) {
+            int64_t soon = now + 1000000; /* the timer does not signal idle_cv */
+            atomic_fetch_add(&d->waiters, 1);
+            eb__cond_wait_until(&d->idle_cv, &d->mu, soon < deadline_ns ? soon : deadline_ns);
+            atomic_fetch_sub(&d->waiters, 1);
+        }
+        pthread_mutex_unlock(&d->mu);
+        if (!busy || now >= deadline_ns)
+            return !busy;
+    }
+}
+
 int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
 {
     msgq abandoned = {0};
+    bool drained = drain_until(d, deadline_ns);
     pthread_mutex_lock(&d->mu);
-    bool drained = wait_locked(d, queues_busy, deadline_ns);
     atomic_store(&d->abandon, true);
     atomic_fetch_add(&d->revoke_seq, 1);
     purge_stale_locked(d, &abandoned);

@@ -42,6 +42,13 @@ void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub);
 bool eb__dispatch_revoke(eb_dispatch *d, eb_sub *sub, const eb_lane_ref *lanes,
                          size_t n, bool all, int64_t deadline_ns);
 
+/** Forgets that `sub` is owed a resume (its subscribe failed). */
+void eb__dispatch_sub_forget(eb_dispatch *d, eb_sub *sub);
+
+/** Was the message's lane revoked (or the queue abandoned) since it was
+ *  delivered? */
+bool eb__dispatch_is_stale(eb_dispatch *d, const eb_msg *m);
+
 /** A retry is due: puts the message back in front of its worker. */
 void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m);
 
@@ -49,8 +56,9 @@ void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m);
 bool eb__dispatch_abandoning(eb_dispatch *d);
 
 /**
- * Close: handles what is queued until `deadline_ns`, then abandons the rest
- * (released unacknowledged) and waits for running handlers and retries.
+ * Close: handles what is queued, held or waiting to be retried until
+ * `deadline_ns`, then abandons the rest (released unacknowledged) and waits
+ * for running handlers.
  * @returns 0, or EB_ERR_TIMEOUT when the deadline cut the drain.
  */
 int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns);

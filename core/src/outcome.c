@@ -40,6 +40,19 @@ void eb__outcome_schedule_retry(eb_bus *bus, eb_msg *m)
     eb__timers_add(bus->timers, m, due);
 }
 
+/** Gives the message back unacknowledged instead of dead-lettering it:
+ *  close abandoned it, or its lane now belongs to another member. */
+static bool give_up_if_stale(eb_bus *bus, eb_msg *m)
+{
+    if (!eb__dispatch_abandoning(bus->dispatch) && !eb__dispatch_is_stale(bus->dispatch, m))
+        return false;
+    eb__sub_release(m->core.sub, &m, 1);
+    return true;
+}
+
+/* Dead-letter attempts are at least this far apart, whatever the backoff. */
+enum { DLQ_RETRY_MIN_MS = 100 };
+
 static void dlq_retry_later(eb_bus *bus, eb_msg *m, int err)
 {
     eb_sub *sub = m->core.sub;
@@ -49,7 +62,8 @@ static void dlq_retry_later(eb_bus *bus, eb_msg *m, int err)
              sub->dlq_topic, eb_strerror(err));
     atomic_fetch_add(&bus->count.dlq_failed, 1);
     eb__bus_event(bus, EB_EVENT_DLQ_FAILED, sub->topic, sub->group, err, detail);
-    int64_t due = eb__now_ns() + backoff_ms(bus, 1) * 1000000;
+    int64_t ms = backoff_ms(bus, 1);
+    int64_t due = eb__now_ns() + (ms < DLQ_RETRY_MIN_MS ? DLQ_RETRY_MIN_MS : ms) * 1000000;
     eb__timers_add(bus->timers, m, due);
 }
 
@@ -62,9 +76,7 @@ static void dlq_delivered(int status, const char *id, void *opaque)
     if (status == 0) {
         atomic_fetch_add(&bus->count.dead_lettered, 1);
         eb__sub_ack(sub, &m, 1);
-    } else if (eb__dispatch_abandoning(bus->dispatch)) {
-        eb__sub_release(sub, &m, 1);
-    } else {
+    } else if (!give_up_if_stale(bus, m)) {
         dlq_retry_later(bus, m, status);
     }
 }
@@ -101,10 +113,8 @@ static int publish_dead_letter(eb_bus *bus, eb_msg *m)
 
 static void send_dead_letter(eb_bus *bus, eb_msg *m)
 {
-    if (eb__dispatch_abandoning(bus->dispatch)) {
-        eb__sub_release(m->core.sub, &m, 1);
+    if (give_up_if_stale(bus, m))
         return;
-    }
     int rc = publish_dead_letter(bus, m);
     if (rc != 0)
         dlq_retry_later(bus, m, rc);

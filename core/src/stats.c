@@ -8,15 +8,21 @@
 #include "bus.h"
 #include "dispatch.h"
 
+/** The transport's JSON; asks again if it grew between sizing and filling. */
 static int transport_json(eb_bus *bus, char **out)
 {
     int len = bus->tp->stats(bus->state, NULL, 0);
-    if (len < 0)
-        return len;
-    if (!(*out = malloc((size_t)len + 1)))
-        return EB_ERR_NOMEM;
-    bus->tp->stats(bus->state, *out, (size_t)len + 1);
-    return 0;
+    for (;;) {
+        if (len < 0)
+            return len;
+        size_t size = (size_t)len + 256;
+        if (!(*out = malloc(size)))
+            return EB_ERR_NOMEM;
+        len = bus->tp->stats(bus->state, *out, size);
+        if (len >= 0 && (size_t)len < size)
+            return 0;
+        free(*out);
+    }
 }
 
 #define COUNTER(name) (unsigned long long)atomic_load(&c->name)

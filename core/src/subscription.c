@@ -24,13 +24,15 @@ static void set_error(char *errstr, size_t size, const char *fmt, const char *ar
         snprintf(errstr, size, fmt, arg);
 }
 
+/* Under sub->mu: free_transport_state may free the sub the moment it sees
+ * zero, so the count must not reach zero before this thread is done with
+ * the mutex. */
 static void outstanding_sub(eb_sub *sub, size_t n)
 {
-    if (atomic_fetch_sub(&sub->outstanding, (long)n) == (long)n) {
-        pthread_mutex_lock(&sub->mu);
+    pthread_mutex_lock(&sub->mu);
+    if (atomic_fetch_sub(&sub->outstanding, (long)n) == (long)n)
         pthread_cond_broadcast(&sub->cv);
-        pthread_mutex_unlock(&sub->mu);
-    }
+    pthread_mutex_unlock(&sub->mu);
 }
 
 void eb__sub_ack(eb_sub *sub, eb_msg *const *msgs, size_t n)
@@ -174,6 +176,11 @@ static int register_sub(eb_bus *bus, eb_sub *sub, char *errstr, size_t size)
     return rc;
 }
 
+static int subscribe_entered(eb_bus *bus, const char *topic, const char *group,
+                             eb_handler handler, void *opaque,
+                             const eb_sub_options *opts, eb_sub **out, char *errstr,
+                             size_t errstr_size);
+
 int eb_subscribe(eb_bus *bus, const char *topic, const char *group,
                  eb_handler handler, void *opaque, const eb_sub_options *opts,
                  eb_sub **out, char *errstr, size_t errstr_size)
@@ -182,10 +189,26 @@ int eb_subscribe(eb_bus *bus, const char *topic, const char *group,
                                   errstr_size);
     if (rc != 0)
         return rc;
+    if (!eb__bus_enter(bus)) { /* close waits for subscribes in progress */
+        set_error(errstr, errstr_size, "%s", "the bus is closed");
+        return EB_ERR_CLOSED;
+    }
+    rc = subscribe_entered(bus, topic, group, handler, opaque, opts, out, errstr,
+                           errstr_size);
+    eb__bus_leave(bus);
+    return rc;
+}
+
+static int subscribe_entered(eb_bus *bus, const char *topic, const char *group,
+                             eb_handler handler, void *opaque,
+                             const eb_sub_options *opts, eb_sub **out, char *errstr,
+                             size_t errstr_size)
+{
     eb_sub *sub = sub_new(bus, topic, group, handler, opaque, opts);
     if (!sub)
         return EB_ERR_NOMEM;
-    if ((rc = register_sub(bus, sub, errstr, errstr_size)) != 0) {
+    int rc = register_sub(bus, sub, errstr, errstr_size);
+    if (rc != 0) {
         sub->opaque_free = NULL; /* not ours to free on failure */
         sub_free(sub);
         return rc;
@@ -197,6 +220,8 @@ int eb_subscribe(eb_bus *bus, const char *topic, const char *group,
     rc = bus->tp->subscribe(bus->state, (eb_host_sub *)sub, &p, &sub->state,
                             errstr, errstr_size);
     if (rc != 0) {
+        /* The transport may have delivered (and been refused) already. */
+        eb__dispatch_sub_forget(bus->dispatch, sub);
         unlink_sub(bus, sub);
         sub->opaque_free = NULL;
         sub_free(sub);
@@ -240,8 +265,10 @@ static bool claim_unsubscribe(eb_sub *sub)
 static void leave(eb_sub *sub)
 {
     eb_bus *bus = sub->bus;
-    bus->tp->unsubscribe(sub->state);
+    /* One revoke timeout for the whole leave: the transport's revoke and
+     * this one end at the same moment. */
     int64_t deadline = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
+    bus->tp->unsubscribe(sub->state);
     eb__dispatch_revoke(bus->dispatch, sub, NULL, 0, true, deadline);
 }
 
@@ -249,12 +276,16 @@ int eb_unsubscribe(eb_sub *sub)
 {
     if (!sub)
         return EB_ERR_INVALID;
-    if (eb__tls_callback_bus == sub->bus)
+    eb_bus *bus = sub->bus;
+    if (eb__tls_callback_bus == bus)
         return EB_ERR_BUSY;
-    if (atomic_load(&sub->bus->lifecycle) != EB_BUS_OPEN || !claim_unsubscribe(sub))
+    if (!eb__bus_enter(bus)) /* close waits for unsubscribes in progress */
         return EB_ERR_CLOSED;
-    leave(sub);
-    return 0;
+    int rc = claim_unsubscribe(sub) ? 0 : EB_ERR_CLOSED;
+    if (rc == 0)
+        leave(sub);
+    eb__bus_leave(bus);
+    return rc;
 }
 
 /** Waits until the core holds none of the sub's messages, then frees the
@@ -282,11 +313,14 @@ void eb_sub_destroy(eb_sub *sub)
                     "callback of its bus: refused (the subscription stays)");
         return;
     }
-    /* Once the bus is closed, close already freed the transport's state. */
-    if (atomic_load(&bus->lifecycle) == EB_BUS_OPEN) {
+    if (eb__bus_enter(bus)) {
         if (claim_unsubscribe(sub))
             leave(sub);
         free_transport_state(sub);
+        eb__bus_leave(bus);
+    } else {
+        /* Closing (or closed): close frees the transport's state. */
+        eb__bus_wait_closed(bus);
     }
     unlink_sub(bus, sub);
     sub_free(sub);

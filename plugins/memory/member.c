@@ -402,7 +402,7 @@ void mem_member_free(mem_member *m)
         return;
     for (size_t i = m->pending_at; i < m->n_pending; i++)
         free_msgs((eb_msg **)&m->pending[i], 1);
-    for (unsigned i = 0; i < m->n_lanes; i++)
+    for (unsigned i = 0; m->lanes && i < m->n_lanes; i++)
         eb_lane_fifo_free(&m->lanes[i].fifo);
     free(m->lanes);
     free(m->pending);

@@ -142,7 +142,9 @@ static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_m
         mem_record_unref(rec); /* the log did not take it */
         return rc;
     }
-    return cb ? mem_producer_report(mb->producer, cb, opaque, partition, offset) : 0;
+    if (cb)
+        mem_producer_report(mb->producer, cb, opaque, partition, offset);
+    return 0;
 }
 
 static int memory_flush(void *state, int64_t deadline_ns)

@@ -4,6 +4,7 @@
  * here and runs on this thread, never inside eb_publish. Flush waits until
  * the queue is empty; stop runs what is left, then joins.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -89,19 +90,30 @@ int mem_producer_start(struct mem_producer **out)
     return 0;
 }
 
-int mem_producer_report(struct mem_producer *p, eb_delivery_cb cb, void *opaque,
-                        unsigned partition, uint64_t offset)
+/** Under p->mu: room for one more report. */
+static bool grow(struct mem_producer *p)
+{
+    if (p->len < p->cap)
+        return true;
+    size_t cap = p->cap ? p->cap * 2 : 1024;
+    report *q = realloc(p->queue, cap * sizeof *q);
+    if (!q)
+        return false;
+    p->queue = q;
+    p->cap = cap;
+    return true;
+}
+
+void mem_producer_report(struct mem_producer *p, eb_delivery_cb cb, void *opaque,
+                         unsigned partition, uint64_t offset)
 {
     pthread_mutex_lock(&p->mu);
-    if (p->len == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 1024;
-        report *q = realloc(p->queue, cap * sizeof *q);
-        if (!q) {
-            pthread_mutex_unlock(&p->mu);
-            return EB_ERR_NOMEM;
-        }
-        p->queue = q;
-        p->cap = cap;
+    /* The message is stored already: out of memory, wait for room rather
+     * than report a stored message as failed or lose its callback. */
+    while (!grow(p)) {
+        pthread_mutex_unlock(&p->mu);
+        sched_yield();
+        pthread_mutex_lock(&p->mu);
     }
     p->queue[p->len++] = (report){cb, opaque, partition, offset};
     if (p->sleeping) {
@@ -109,7 +121,6 @@ int mem_producer_report(struct mem_producer *p, eb_delivery_cb cb, void *opaque,
         pthread_cond_signal(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
-    return 0;
 }
 
 int mem_producer_flush(struct mem_producer *p, int64_t deadline_ns, const eb_host *host)
