@@ -47,6 +47,26 @@ static const char *host_config_get(eb_host_bus *hb, const char *key)
     return eb__config_value(((eb_bus *)hb)->cfg, key);
 }
 
+typedef struct foreach_ctx {
+    int (*fn)(const char *key, const char *value, void *ctx);
+    void *ctx;
+} foreach_ctx;
+
+static int visit_without_origin(const char *key, const char *value, const char *origin,
+                                void *arg)
+{
+    foreach_ctx *fc = arg;
+    return fc->fn(key, value, fc->ctx);
+}
+
+static int host_config_foreach(eb_host_bus *hb, const char *prefix,
+                               int (*fn)(const char *key, const char *value, void *ctx),
+                               void *ctx)
+{
+    foreach_ctx fc = {fn, ctx};
+    return eb__config_foreach(((eb_bus *)hb)->cfg, prefix, visit_without_origin, &fc);
+}
+
 static void host_event(eb_host_bus *hb, eb_event_type type, const char *topic,
                        const char *group, int error, const char *detail)
 {
@@ -93,4 +113,5 @@ const eb_host eb__host = {
     .revoke = host_revoke,
     .ready = host_ready,
     .nearest_key = eb__nearest_key,
+    .config_foreach = host_config_foreach,
 };

@@ -216,7 +216,8 @@ static int subscribe_entered(eb_bus *bus, const char *topic, const char *group,
     eb_sub_params p = {.topic = sub->topic, .group = sub->group,
                        .start = opts && opts->struct_size >= sizeof *opts
                                     ? opts->start : EB_START_DEFAULT,
-                       .lane_max_inflight = (uint32_t)bus->set.lane_max_inflight};
+                       .lane_max_inflight = (uint32_t)bus->set.lane_max_inflight,
+                       .dlq_topic = sub->dlq_topic};
     rc = bus->tp->subscribe(bus->state, (eb_host_sub *)sub, &p, &sub->state,
                             errstr, errstr_size);
     if (rc != 0) {

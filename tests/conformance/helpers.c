@@ -108,6 +108,29 @@ static void conf_event_cb(eb_bus *bus, const eb_event *ev, void *opaque)
 
 static void conf_config_free(void *p) { eb_config_destroy(p); }
 
+/** EB_CONFORMANCE_SET="key=value;key=value": settings known only when the
+ *  suite runs (a server's address), applied after the file. */
+static void apply_env_settings(const char *file, int line, eb_config *cfg)
+{
+    const char *env = getenv("EB_CONFORMANCE_SET");
+    if (!env || !*env)
+        return;
+    char *copy = strdup(env), *save = NULL;
+    CHECK_AT(copy != NULL, "out of memory");
+    for (char *kv = strtok_r(copy, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(kv, '=');
+        char err[512] = "";
+        int rc = eq ? (*eq = '\0', eb_config_set(cfg, kv, eq + 1, err, sizeof err))
+                    : EB_ERR_INVALID;
+        char what[256];
+        snprintf(what, sizeof what, "%s", kv);
+        if (rc != 0)
+            free(copy); /* the check below ends the case */
+        CHECK_AT(rc == 0, "EB_CONFORMANCE_SET: '%s': %s: %s", what, eb_err_name(rc), err);
+    }
+    free(copy);
+}
+
 eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx)
 {
     eb_config *cfg = eb_config_new();
@@ -120,6 +143,7 @@ eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx)
         CHECK_AT(rc == 0, "EB_CONFORMANCE_CONFIG=%s: %s: %s", path,
                  eb_err_name(rc), err);
     }
+    apply_env_settings(file, line, cfg);
     int cb_rc = eb_config_set_event_cb(cfg, conf_event_cb, ctx);
     CHECK_AT(cb_rc == 0, "eb_config_set_event_cb: %s", eb_err_name(cb_rc));
     return cfg;

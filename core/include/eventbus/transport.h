@@ -148,6 +148,13 @@ typedef struct eb_host {
      */
     int (*nearest_key)(const char *key, const char *const *known, char *out,
                        size_t out_size);
+    /**
+     * Calls fn for every key set that starts with `prefix` (e.g. "kafka."),
+     * in the order first set; stops at fn's first non-zero and returns it.
+     */
+    int (*config_foreach)(eb_host_bus *hb, const char *prefix,
+                          int (*fn)(const char *key, const char *value, void *ctx),
+                          void *ctx);
 } eb_host;
 
 /** What subscribe() gets besides the handles. */
@@ -156,6 +163,7 @@ typedef struct eb_sub_params {
     const char *group;             /**< NULL: anonymous member */
     eb_start_position start;
     uint32_t lane_max_inflight;    /**< dispatch.lane.max.inflight */
+    const char *dlq_topic;         /**< where its dead letters go (checked too) */
 } eb_sub_params;
 
 /**

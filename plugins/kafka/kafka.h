@@ -1,0 +1,115 @@
+/*
+ * kafka.h — the Kafka transport's parts, shared by its files:
+ *   kafka_transport.c  the descriptor, config keys and the slots
+ *   config.c           kafka.* settings -> rd_kafka_conf_t, with our defaults
+ *   producer.c         one idempotent producer per bus and its poll thread
+ *                      (delivery reports -> eventbus delivery callbacks)
+ *   admin.c            topic existence checks and creation, metadata waits
+ *   member.c           one consumer per (bus, group): its poll thread,
+ *                      rebalances, lanes, contiguous offset stores
+ *
+ * librdkafka 2.0.2 traps (DESIGN.md): eager assignor only; no batch
+ * consume; pause/resume/assign only on the poll thread; offsets stored are
+ * the next offset, never computed; the plugin stays resident.
+ */
+#ifndef EB_KAFKA_H
+#define EB_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "eventbus/transport.h"
+
+typedef struct kf_producer kf_producer;
+typedef struct kf_known_topic kf_known_topic;
+typedef struct kf_member kf_member;
+typedef struct kf_sub kf_sub;
+
+/** A bus's view of the transport. */
+typedef struct kf_bus {
+    const eb_host *host;
+    eb_host_bus *hb;
+    kf_producer *producer;
+    pthread_mutex_t mu;       /* members */
+    kf_member *members;       /* one per group (anonymous ones each alone) */
+    int topic_partitions;     /* kafka.topic.partitions: 0 = never create */
+    int topic_replication;    /* kafka.topic.replication */
+    int64_t revoke_timeout_ms;
+    int refs;                 /* the bus and each member; under mu */
+    kf_known_topic *known_topics; /* under mu */
+} kf_bus;
+
+/** Members keep the bus's state alive (each takes a reference, under mu,
+ *  when created): their librdkafka handles log through it until destroyed,
+ *  which may be after the transport closed. */
+void kf_bus_unref(kf_bus *kb);
+
+/* ---------------------------------------------------------------- config */
+
+/** Keys of ours under kafka.* that are not librdkafka properties. */
+bool kf_config_is_own_key(const char *key);
+
+/** Checks one kafka.* key at open: ours by range, the rest by asking
+ *  librdkafka (rd_kafka_conf_set on a scratch conf). 0 or EB_ERR_CONFIG. */
+int kf_config_check(const eb_host *host, const char *key, const char *value,
+                    char *errstr, size_t errstr_size);
+
+/**
+ * A librdkafka conf from every kafka.* key of the bus (ours excluded), on
+ * top of eventbus's defaults for `role` ("producer": idempotence on,
+ * acks=all; "consumer": no auto offset store, eager assignor). Logs go to
+ * host->log. @returns 0 or EB_ERR_CONFIG with librdkafka's reason.
+ */
+int kf_config_build(kf_bus *kb, const char *role, rd_kafka_conf_t **out,
+                    char *errstr, size_t errstr_size);
+
+/* -------------------------------------------------------------- producer */
+
+int kf_producer_start(kf_bus *kb, kf_producer **out, char *errstr, size_t errstr_size);
+/** The librdkafka handle (for admin requests and metadata). */
+rd_kafka_t *kf_producer_handle(kf_producer *p);
+/** eb_transport.publish: timeout_ms 0 never waits on a full queue. */
+int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms,
+                        eb_delivery_cb cb, void *opaque);
+int kf_producer_flush(kf_producer *p, int64_t deadline_ns);
+/** Purges what is undelivered (callbacks with EB_ERR_PURGED or
+ *  EB_ERR_UNCERTAIN), joins the poll thread, destroys the handle. */
+void kf_producer_stop(kf_producer *p);
+/** JSON fragment like snprintf: {"outq":N,...}. */
+int kf_producer_stats(kf_producer *p, char *buf, size_t size);
+
+/* ----------------------------------------------------------------- admin */
+
+/**
+ * Makes sure `topic` exists: present in metadata, or created (when
+ * kafka.topic.partitions is set) through the admin API and waited for in
+ * metadata. Otherwise EB_ERR_NOT_FOUND with a sentence saying how to
+ * create it or set kafka.topic.partitions. Blocks up to timeout_ms.
+ */
+int kf_topic_ensure(kf_bus *kb, rd_kafka_t *rk, const char *topic, int timeout_ms,
+                    char *errstr, size_t errstr_size);
+
+/** kf_topic_ensure, remembered: a topic found or created once is not
+ *  asked about again by this bus (known_topics.c). */
+int kf_topic_ensure_once(kf_bus *kb, rd_kafka_t *rk, const char *topic, int timeout_ms,
+                         char *errstr, size_t errstr_size);
+void kf_known_topics_free(kf_bus *kb);
+
+/** Maps librdkafka errors to EB_ERR_* (delivery reports, produce calls). */
+int kf_error_of(rd_kafka_resp_err_t err);
+
+/* ---------------------------------------------------------------- member */
+
+int kf_sub_start(kf_bus *kb, eb_host_sub *hs, const eb_sub_params *p, kf_sub **out,
+                 char *errstr, size_t errstr_size);
+void kf_sub_stop(kf_sub *s);
+void kf_sub_free(kf_sub *s);
+void kf_sub_ack(kf_sub *s, eb_msg *const *msgs, size_t n);
+void kf_sub_release(kf_sub *s, eb_msg *const *msgs, size_t n);
+void kf_sub_resume(kf_sub *s);
+/** Per-partition lag of every member, as a JSON array like snprintf. */
+int kf_members_stats(kf_bus *kb, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,951 @@
+/*
+ * member.c — one Kafka consumer per group member (bus, group), shared by
+ * every subscription of that group in the bus.
+ *
+ * Divisions, in order:
+ *   messages   wrapping an rd_kafka_message_t as an eb_msg
+ *   lanes      per (subscription, partition): generation and in-flight FIFO
+ *   inbox      acks and releases recorded by dispatch threads
+ *   rebalance  assign (positions for "latest" and anonymous members) and
+ *              revoke (handlers finish, offsets stored and committed)
+ *   fetch      rd_kafka_consumer_poll() batches handed to the core; pause
+ *              when the core refuses, resume when it asks
+ *   thread     the poll thread: the only caller of assign, pause, resume,
+ *              subscribe and close on the handle (librdkafka 2.0.2 rules)
+ *   lifecycle  start, stop, free
+ *
+ * The poll thread sleeps in poll(2) on a pipe that librdkafka writes when
+ * its consumer queue gets something (rd_kafka_queue_io_event_enable) and
+ * that ack/release/resume write to wake it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kafka.h"
+#include "lane_fifo.h"
+
+enum { FETCH_BATCH = 256, POLL_IDLE_MS = 200, ASSIGN_TIMEOUT_MS = 10000 };
+
+typedef struct lane {
+    bool assigned;
+    bool full_paused;        /* paused because its FIFO is full */
+    uint64_t generation;
+    eb_lane_fifo fifo;
+} lane;
+
+struct kf_sub {
+    kf_sub *next;            /* m->subs, under m->mu */
+    kf_member *m;
+    eb_host_sub *hs;
+    char *topic;
+    eb_start_position start;
+    uint32_t lane_max;
+    /* poll thread only */
+    lane *lanes;
+    int n_lanes;
+    eb_msg **pending;        /* refused by the core, in order */
+    size_t n_pending, cap_pending;
+    bool paused;
+    bool ready_sent;
+    /* under m->mu */
+    bool resume_requested;
+    bool leaving;            /* unsubscribe asked */
+    bool left;               /* its lanes are revoked and it is off the list */
+};
+
+typedef struct kf_msg {
+    eb_msg base;
+    rd_kafka_message_t *rkm;
+    kf_sub *sub;
+    uint64_t seq;
+    struct kf_msg *next;     /* inbox */
+    bool acked;
+    char id[32];
+    eb_header headers[];
+} kf_msg;
+
+struct kf_member {
+    kf_member *next;         /* kb->members, under kb->mu */
+    kf_bus *kb;
+    char *group;             /* NULL: anonymous */
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    pthread_t thread;
+    int wake[2];             /* pipe: [0] read by the poll thread */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;       /* unsubscribers wait for `left` */
+    kf_sub *subs;
+    kf_msg *inbox;
+    bool topics_changed;
+    bool stopping;
+    uint64_t generations;
+    int n_subs;              /* subs not yet freed; the last frees the member */
+};
+
+static void wake(kf_member *m)
+{
+    char c = 1;
+    ssize_t n = write(m->wake[1], &c, 1);
+    (void)n; /* a full pipe already wakes the thread */
+}
+
+static void log_m(kf_member *m, eb_log_level level, const char *what, const char *detail)
+{
+    m->kb->host->log(m->kb->hb, level, "consumer %s: %s: %s",
+                     m->group ? m->group : "(anonymous)", what, detail);
+}
+
+/* ------------------------------------------------------------ messages */
+
+static void msg_free(kf_msg *km)
+{
+    rd_kafka_message_destroy(km->rkm);
+    free(km);
+}
+
+/** Writes "partition@offset" without snprintf (hot path). */
+static void format_id(char *out, int32_t partition, int64_t offset)
+{
+    char digits[24];
+    int n = 0;
+    uint64_t v = (uint64_t)partition;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0)
+        *out++ = digits[--n];
+    *out++ = '@';
+    v = (uint64_t)offset;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0)
+        *out++ = digits[--n];
+    *out = '\0';
+}
+
+static kf_msg *wrap(kf_sub *s, rd_kafka_message_t *rkm, const lane *l)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    size_t count = 0;
+    if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        count = rd_kafka_header_cnt(hdrs);
+    kf_msg *km = calloc(1, sizeof *km + count * sizeof(eb_header));
+    if (!km)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t size;
+        rd_kafka_header_get_all(hdrs, i, &name, &value, &size);
+        km->headers[i] = (eb_header){name, value ? value : "", value ? size : 0};
+    }
+    km->rkm = rkm;
+    km->sub = s;
+    format_id(km->id, rkm->partition, rkm->offset);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
+    km->base = (eb_msg){.topic = s->topic, .key = rkm->key, .key_len = rkm->key_len,
+                        .payload = rkm->payload ? rkm->payload : "",
+                        .payload_len = rkm->payload ? rkm->len : 0,
+                        .headers = km->headers, .header_count = count, .id = km->id,
+                        .timestamp_ms = ts > 0 ? ts : 0, .delivery_count = 0,
+                        .lane = (uint32_t)rkm->partition,
+                        .lane_generation = l->generation};
+    return km;
+}
+
+/* --------------------------------------------------------------- lanes */
+
+/** Poll thread: the lane of `partition`, grown on demand. NULL when out
+ *  of memory. */
+static lane *lane_of(kf_sub *s, int32_t partition)
+{
+    if (partition < s->n_lanes)
+        return &s->lanes[partition];
+    int n = partition + 1;
+    lane *lanes = realloc(s->lanes, (size_t)n * sizeof *lanes);
+    if (!lanes)
+        return NULL;
+    for (int i = s->n_lanes; i < n; i++) {
+        lanes[i] = (lane){0};
+        if (eb_lane_fifo_init(&lanes[i].fifo, s->lane_max) != 0) {
+            s->lanes = lanes;
+            s->n_lanes = i;
+            return NULL;
+        }
+    }
+    s->lanes = lanes;
+    s->n_lanes = n;
+    return &s->lanes[partition];
+}
+
+static kf_sub *subs_head(kf_member *m);
+
+/** Poll thread: offsets of finished FIFO heads go to librdkafka (the next
+ *  offset to consume, as rd_kafka_offsets_store wants). */
+static void store_finished(kf_member *m)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    for (kf_sub *s = subs_head(m); s; s = s->next) {
+        for (int p = 0; p < s->n_lanes; p++) {
+            uint64_t last;
+            if (s->lanes[p].assigned && eb_lane_fifo_pop_done(&s->lanes[p].fifo, &last))
+                rd_kafka_topic_partition_list_add(list, s->topic, p)->offset =
+                    (int64_t)last + 1;
+        }
+    }
+    if (list->cnt > 0 && m->group) { /* an anonymous member commits nothing */
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(m->rk, list);
+        if (err)
+            log_m(m, EB_LOG_WARN, "storing offsets", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* --------------------------------------------------------------- inbox */
+
+static void inbox_add(kf_sub *s, eb_msg *const *msgs, size_t n, bool acked)
+{
+    kf_member *m = s->m;
+    pthread_mutex_lock(&m->mu);
+    bool was_empty = !m->inbox;
+    for (size_t i = 0; i < n; i++) {
+        kf_msg *km = (kf_msg *)msgs[i];
+        km->acked = acked;
+        km->next = m->inbox;
+        m->inbox = km;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (was_empty)
+        wake(m);
+}
+
+void kf_sub_ack(kf_sub *s, eb_msg *const *msgs, size_t n) { inbox_add(s, msgs, n, true); }
+
+void kf_sub_release(kf_sub *s, eb_msg *const *msgs, size_t n)
+{
+    /* Released messages stay unfinished in their FIFO: the commit stops
+     * before them and the lane's next owner gets them again. */
+    inbox_add(s, msgs, n, false);
+}
+
+/** Poll thread: marks acked messages done (if their lane generation still
+ *  holds), frees every returned message, stores what finished. */
+static void drain_inbox(kf_member *m)
+{
+    pthread_mutex_lock(&m->mu);
+    kf_msg *km = m->inbox;
+    m->inbox = NULL;
+    pthread_mutex_unlock(&m->mu);
+    if (!km)
+        return;
+    for (kf_msg *next; km; km = next) {
+        next = km->next;
+        kf_sub *s = km->sub;
+        lane *l = km->base.lane < (uint32_t)s->n_lanes ? &s->lanes[km->base.lane] : NULL;
+        if (km->acked && l && l->assigned && l->generation == km->base.lane_generation)
+            eb_lane_fifo_mark_done(&l->fifo, km->seq);
+        msg_free(km);
+    }
+    store_finished(m);
+}
+
+/* ----------------------------------------------------------- rebalance */
+
+/**
+ * Poll thread: the list of subs to walk without m->mu. Subscribe only
+ * prepends (under m->mu) and only this thread unlinks, so the nodes from
+ * this head on stay put while it walks them.
+ */
+static kf_sub *subs_head(kf_member *m)
+{
+    pthread_mutex_lock(&m->mu);
+    kf_sub *head = m->subs;
+    pthread_mutex_unlock(&m->mu);
+    return head;
+}
+
+static kf_sub *sub_of_topic(kf_member *m, const char *topic)
+{
+    for (kf_sub *s = subs_head(m); s; s = s->next)
+        if (strcmp(s->topic, topic) == 0)
+            return s;
+    return NULL;
+}
+
+/** Poll thread: pauses or resumes every assigned partition of `s`. */
+static void set_paused(kf_member *m, kf_sub *s, bool paused)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(s->n_lanes);
+    for (int p = 0; p < s->n_lanes; p++)
+        if (s->lanes[p].assigned)
+            rd_kafka_topic_partition_list_add(list, s->topic, p);
+    if (list->cnt > 0) {
+        if (paused)
+            rd_kafka_pause_partitions(m->rk, list);
+        else
+            rd_kafka_resume_partitions(m->rk, list);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    s->paused = paused;
+    for (int p = 0; p < s->n_lanes; p++)
+        s->lanes[p].full_paused = false; /* all resumed; full ones re-paused next */
+}
+
+/** Gives partitions without a committed offset the high watermark, so a
+ *  member starting at the latest misses nothing published after ready. */
+static void position_at_latest(kf_member *m, rd_kafka_topic_partition_list_t *parts)
+{
+    if (m->group)
+        rd_kafka_committed(m->rk, parts, ASSIGN_TIMEOUT_MS);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        kf_sub *s = sub_of_topic(m, tp->topic);
+        bool latest = s && (s->start == EB_START_LATEST ||
+                            (s->start == EB_START_DEFAULT && !m->group));
+        if (!latest || (m->group && tp->offset >= 0))
+            continue;
+        int64_t low, high;
+        if (rd_kafka_query_watermark_offsets(m->rk, tp->topic, tp->partition, &low, &high,
+                                             ASSIGN_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            tp->offset = high;
+    }
+}
+
+static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
+{
+    position_at_latest(m, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        kf_sub *s = sub_of_topic(m, parts->elems[i].topic);
+        lane *l = s ? lane_of(s, parts->elems[i].partition) : NULL;
+        if (!l)
+            continue;
+        l->assigned = true;
+        l->full_paused = false;
+        l->generation = ++m->generations;
+        eb_lane_fifo_reset(&l->fifo);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_assign(m->rk, parts);
+    if (err)
+        log_m(m, EB_LOG_ERROR, "assign", rd_kafka_err2str(err));
+    for (kf_sub *s = subs_head(m); s; s = s->next) {
+        if (s->paused)
+            set_paused(m, s, true); /* still refused: new partitions wait too */
+        if (!s->ready_sent && !s->leaving) {
+            s->ready_sent = true;
+            m->kb->host->ready(s->hs);
+        }
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "%d partition(s) assigned", parts->cnt);
+    m->kb->host->event(m->kb->hb, EB_EVENT_ASSIGNED, NULL, m->group, 0, detail);
+}
+
+/** Poll thread: refused messages of revoked lanes never reached the core. */
+static void drop_pending_of_unassigned(kf_sub *s)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < s->n_pending; i++) {
+        kf_msg *km = (kf_msg *)s->pending[i];
+        lane *l = &s->lanes[km->base.lane];
+        if (l->assigned && l->generation == km->base.lane_generation)
+            s->pending[keep++] = &km->base;
+        else
+            msg_free(km);
+    }
+    s->n_pending = keep;
+}
+
+/** Poll thread: the core lets go of `s`'s lanes in `parts`. */
+static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t *parts)
+{
+    eb_lane_ref refs[parts->cnt > 0 ? parts->cnt : 1];
+    size_t n = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (strcmp(parts->elems[i].topic, s->topic) == 0 && p < s->n_lanes &&
+            s->lanes[p].assigned)
+            refs[n++] = (eb_lane_ref){(uint32_t)p, s->lanes[p].generation};
+    }
+    if (n)
+        m->kb->host->revoke(s->hs, refs, n); /* handlers finish, acks arrive */
+}
+
+static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts)
+{
+    kf_sub *subs = subs_head(m);
+    for (kf_sub *s = subs; s; s = s->next)
+        revoke_sub(m, s, parts);
+    drain_inbox(m);
+    if (m->group) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(m->rk, NULL, 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            log_m(m, EB_LOG_WARN, "commit on revoke", rd_kafka_err2str(err));
+    }
+    for (kf_sub *s = subs; s; s = s->next) {
+        for (int p = 0; p < s->n_lanes; p++) {
+            s->lanes[p].assigned = false;
+            eb_lane_fifo_reset(&s->lanes[p].fifo);
+        }
+        drop_pending_of_unassigned(s);
+    }
+    rd_kafka_assign(m->rk, NULL);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kf_member *m = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        assign(m, parts);
+    else
+        revoke_all(m, parts);
+}
+
+/* --------------------------------------------------------------- fetch */
+
+/** Poll thread: hands `msgs` to the core; keeps and pauses on refusal. */
+static void deliver(kf_member *m, kf_sub *s, eb_msg **msgs, size_t n)
+{
+    size_t k = m->kb->host->deliver(s->hs, msgs, n);
+    if (k == n)
+        return;
+    size_t rest = n - k;
+    if (s->n_pending + rest > s->cap_pending) {
+        size_t cap = s->n_pending + rest + FETCH_BATCH;
+        eb_msg **p = realloc(s->pending, cap * sizeof *p);
+        if (!p) { /* out of memory: drop them unacked; revoke redelivers */
+            for (size_t i = k; i < n; i++)
+                msg_free((kf_msg *)msgs[i]);
+            return;
+        }
+        s->pending = p;
+        s->cap_pending = cap;
+    }
+    memcpy(s->pending + s->n_pending, msgs + k, rest * sizeof *msgs);
+    s->n_pending += rest;
+    if (!s->paused)
+        set_paused(m, s, true);
+}
+
+typedef struct batch {
+    kf_sub *sub;
+    eb_msg *msgs[FETCH_BATCH];
+    size_t n;
+} batch;
+
+static void flush_batch(kf_member *m, batch *b)
+{
+    if (b->n == 0)
+        return;
+    if (b->sub->paused) { /* fetched before the pause took effect */
+        size_t need = b->sub->n_pending + b->n;
+        if (need > b->sub->cap_pending) {
+            eb_msg **p = realloc(b->sub->pending, need * sizeof *p);
+            if (!p) {
+                for (size_t i = 0; i < b->n; i++)
+                    msg_free((kf_msg *)b->msgs[i]);
+                b->n = 0;
+                return;
+            }
+            b->sub->pending = p;
+            b->sub->cap_pending = need;
+        }
+        memcpy(b->sub->pending + b->sub->n_pending, b->msgs, b->n * sizeof *b->msgs);
+        b->sub->n_pending += b->n;
+    } else {
+        deliver(m, b->sub, b->msgs, b->n);
+    }
+    b->n = 0;
+}
+
+static void consumer_error(kf_member *m, rd_kafka_message_t *rkm)
+{
+    const char *why = rd_kafka_message_errstr(rkm);
+    log_m(m, EB_LOG_WARN, "consume", why);
+    m->kb->host->event(m->kb->hb, EB_EVENT_ERROR,
+                       rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : NULL, m->group,
+                       kf_error_of(rkm->err), why);
+    rd_kafka_message_destroy(rkm);
+}
+
+/** Poll thread: one message into its sub's batch. */
+static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
+{
+    if (rkm->err) {
+        consumer_error(m, rkm);
+        return;
+    }
+    kf_sub *s = sub_of_topic(m, rd_kafka_topic_name(rkm->rkt));
+    lane *l = s && rkm->partition < s->n_lanes ? &s->lanes[rkm->partition] : NULL;
+    if (!l || !l->assigned) {
+        rd_kafka_message_destroy(rkm); /* not ours any more */
+        return;
+    }
+    if (b->sub != s)
+        flush_batch(m, b);
+    b->sub = s;
+    kf_msg *km = wrap(s, rkm, l);
+    if (!km) {
+        rd_kafka_message_destroy(rkm); /* unacked: a later owner gets it */
+        return;
+    }
+    km->seq = eb_lane_fifo_push(&l->fifo, (uint64_t)rkm->offset);
+    b->msgs[b->n++] = &km->base;
+    if (eb_lane_fifo_full(&l->fifo) || b->n == FETCH_BATCH)
+        flush_batch(m, b);
+}
+
+static void pause_or_resume(kf_member *m, const char *topic, int partition, bool pause)
+{
+    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, topic, partition);
+    if (pause)
+        rd_kafka_pause_partitions(m->rk, one);
+    else
+        rd_kafka_resume_partitions(m->rk, one);
+    rd_kafka_topic_partition_list_destroy(one);
+}
+
+/** Poll thread: a lane whose FIFO is full stops fetching until acks make
+ *  room; only lanes that change state are touched. */
+static void update_full_lanes(kf_member *m)
+{
+    for (kf_sub *s = subs_head(m); s; s = s->next) {
+        if (s->paused)
+            continue;
+        for (int p = 0; p < s->n_lanes; p++) {
+            lane *l = &s->lanes[p];
+            bool full = l->assigned && eb_lane_fifo_full(&l->fifo);
+            if (full != l->full_paused && l->assigned) {
+                pause_or_resume(m, s->topic, p, full);
+                l->full_paused = full;
+            }
+        }
+    }
+}
+
+/** Poll thread: up to FETCH_BATCH messages. @returns how many. */
+static size_t fetch(kf_member *m)
+{
+    batch b = {0};
+    size_t got = 0;
+    rd_kafka_message_t *rkm;
+    while (got < FETCH_BATCH && (rkm = rd_kafka_consumer_poll(m->rk, 0))) {
+        take(m, rkm, &b);
+        got++;
+    }
+    flush_batch(m, &b);
+    return got;
+}
+
+/* ------------------------------------------------------------- requests */
+
+/** Poll thread: subs the core asked to resume get their refused messages
+ *  first, then their partitions back. */
+static void serve_resumes(kf_member *m)
+{
+    for (kf_sub *s = subs_head(m); s; s = s->next) {
+        pthread_mutex_lock(&m->mu);
+        bool asked = s->resume_requested;
+        s->resume_requested = false;
+        pthread_mutex_unlock(&m->mu);
+        if (!asked || !s->paused)
+            continue;
+        drop_pending_of_unassigned(s);
+        size_t k = m->kb->host->deliver(s->hs, s->pending, s->n_pending);
+        memmove(s->pending, s->pending + k, (s->n_pending - k) * sizeof *s->pending);
+        s->n_pending -= k;
+        if (s->n_pending == 0)
+            set_paused(m, s, false);
+    }
+}
+
+/** Poll thread: an anonymous member takes every partition of its topic
+ *  itself (there is no group to assign them), at the latest offsets. */
+static void assign_anonymous(kf_member *m, const char *topic)
+{
+    const rd_kafka_metadata_t *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(m->rk, topic, NULL);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(m->rk, 0, rkt, &md, ASSIGN_TIMEOUT_MS);
+    rd_kafka_topic_destroy(rkt);
+    if (err) {
+        log_m(m, EB_LOG_ERROR, "metadata for the anonymous member", rd_kafka_err2str(err));
+        m->kb->host->event(m->kb->hb, EB_EVENT_ERROR, topic, NULL, kf_error_of(err),
+                           "cannot read the topic's partitions; not ready");
+        return;
+    }
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(4);
+    for (int i = 0; i < md->topic_cnt; i++)
+        for (int j = 0; j < md->topics[i].partition_cnt; j++)
+            rd_kafka_topic_partition_list_add(parts, topic, md->topics[i].partitions[j].id);
+    rd_kafka_metadata_destroy(md);
+    assign(m, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/** Poll thread: the topic list changed (a sub joined or is leaving). */
+static void resubscribe(kf_member *m)
+{
+    pthread_mutex_lock(&m->mu);
+    bool changed = m->topics_changed;
+    m->topics_changed = false;
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
+    for (kf_sub *s = m->subs; s; s = s->next)
+        if (!s->leaving)
+            rd_kafka_topic_partition_list_add(topics, s->topic, RD_KAFKA_PARTITION_UA);
+    pthread_mutex_unlock(&m->mu);
+    if (changed && topics->cnt > 0 && !m->group) {
+        assign_anonymous(m, topics->elems[0].topic);
+    } else if (changed && topics->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_subscribe(m->rk, topics);
+        if (err)
+            log_m(m, EB_LOG_ERROR, "subscribe", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(topics);
+}
+
+/** Poll thread: leaving subs whose lanes are all revoked are let go. */
+static void let_go_of_leavers(kf_member *m)
+{
+    pthread_mutex_lock(&m->mu);
+    for (kf_sub **pp = &m->subs; *pp;) {
+        kf_sub *s = *pp;
+        bool holds = false;
+        for (int p = 0; p < s->n_lanes; p++)
+            holds |= s->lanes[p].assigned;
+        if (s->leaving && !holds) {
+            *pp = s->next;
+            s->left = true;
+            pthread_cond_broadcast(&m->cv);
+        } else {
+            pp = &s->next;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* -------------------------------------------------------------- thread */
+
+static void wait_for_work(kf_member *m)
+{
+    struct pollfd pfd = {.fd = m->wake[0], .events = POLLIN};
+    if (poll(&pfd, 1, POLL_IDLE_MS) > 0) {
+        char buf[64];
+        while (read(m->wake[0], buf, sizeof buf) > 0)
+            ;
+    }
+}
+
+static void *poll_main(void *arg)
+{
+    kf_member *m = arg;
+    pthread_setname_np(pthread_self(), "eb-kafka-cons");
+    for (;;) {
+        pthread_mutex_lock(&m->mu);
+        bool stopping = m->stopping;
+        pthread_mutex_unlock(&m->mu);
+        if (stopping)
+            break;
+        resubscribe(m);
+        drain_inbox(m);
+        serve_resumes(m);
+        size_t got = fetch(m);
+        update_full_lanes(m);
+        let_go_of_leavers(m);
+        if (got == 0)
+            wait_for_work(m);
+    }
+    /* Close: the final revoke runs here (handlers finish, offsets are
+     * stored and committed), then the member leaves its group. Unsubscribe
+     * first: librdkafka 2.0.2 asserts at destroy when a subscribe issued
+     * just before close is processed during it. */
+    if (m->group)
+        rd_kafka_unsubscribe(m->rk);
+    rd_kafka_consumer_close(m->rk);
+    drain_inbox(m);
+    let_go_of_leavers(m);
+    return NULL;
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+static void member_free(kf_member *m)
+{
+    if (m->queue)
+        rd_kafka_queue_destroy(m->queue);
+    if (m->rk)
+        rd_kafka_destroy(m->rk); /* joins librdkafka's threads */
+    for (int i = 0; i < 2; i++)
+        if (m->wake[i] >= 0)
+            close(m->wake[i]);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m->group);
+    free(m);
+}
+
+static int make_consumer(kf_member *m, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf;
+    int rc = kf_config_build(m->kb, "consumer", &conf, errstr, errstr_size);
+    if (rc != 0)
+        return rc;
+    char err[512], anonymous[96];
+    /* librdkafka assigns through a consumer group even when the
+     * application assigns by hand: an anonymous member gets a private group
+     * id that never joins (assign, not subscribe) and never commits, so it
+     * leaves nothing on the server. */
+    static atomic_uint anonymous_seq;
+    snprintf(anonymous, sizeof anonymous, "eventbus-anonymous-%d-%u-%p", (int)getpid(),
+             atomic_fetch_add(&anonymous_seq, 1), (void *)m);
+    const char *group_id = m->group ? m->group : anonymous;
+    if (rd_kafka_conf_set(conf, "group.id", group_id, err, sizeof err) ||
+        (!m->group && rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err))) {
+        snprintf(errstr, errstr_size, "%s", err);
+        rd_kafka_conf_destroy(conf);
+        return EB_ERR_CONFIG;
+    }
+    rd_kafka_conf_set_opaque(conf, m);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    if (!(m->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err))) {
+        snprintf(errstr, errstr_size, "cannot create the consumer: %s", err);
+        return EB_ERR_TRANSPORT;
+    }
+    rd_kafka_poll_set_consumer(m->rk);
+    m->queue = rd_kafka_queue_get_consumer(m->rk);
+    rd_kafka_queue_io_event_enable(m->queue, m->wake[1], "1", 1);
+    return 0;
+}
+
+static kf_member *member_new(kf_bus *kb, const char *group, char *errstr, size_t size)
+{
+    kf_member *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->kb = kb;
+    m->wake[0] = m->wake[1] = -1;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    bool ok = (!group || (m->group = strdup(group))) && pipe2(m->wake, O_NONBLOCK | O_CLOEXEC) == 0 &&
+              make_consumer(m, errstr, size) == 0 &&
+              pthread_create(&m->thread, NULL, poll_main, m) == 0;
+    if (!ok) {
+        if (!errstr[0])
+            snprintf(errstr, size, "cannot start a Kafka consumer: %s", strerror(errno));
+        member_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/** Under kb->mu: the member of `group` (anonymous subs get their own). */
+static kf_member *find_member(kf_bus *kb, const char *group)
+{
+    for (kf_member *m = kb->members; m && group; m = m->next)
+        if (m->group && strcmp(m->group, group) == 0)
+            return m;
+    return NULL;
+}
+
+static kf_sub *sub_new(kf_member *m, eb_host_sub *hs, const eb_sub_params *p)
+{
+    kf_sub *s = calloc(1, sizeof *s);
+    if (!s || !(s->topic = strdup(p->topic))) {
+        free(s);
+        return NULL;
+    }
+    s->m = m;
+    s->hs = hs;
+    s->start = p->start;
+    s->lane_max = p->lane_max_inflight;
+    return s;
+}
+
+int kf_sub_start(kf_bus *kb, eb_host_sub *hs, const eb_sub_params *p, kf_sub **out,
+                 char *errstr, size_t errstr_size)
+{
+    errstr[0] = '\0';
+    rd_kafka_t *rk = kf_producer_handle(kb->producer);
+    int rc = kf_topic_ensure_once(kb, rk, p->topic, ASSIGN_TIMEOUT_MS, errstr, errstr_size);
+    if (rc == 0 && p->dlq_topic)
+        rc = kf_topic_ensure_once(kb, rk, p->dlq_topic, ASSIGN_TIMEOUT_MS, errstr,
+                                  errstr_size);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&kb->mu);
+    kf_member *m = find_member(kb, p->group);
+    bool created = !m;
+    if (created && (m = member_new(kb, p->group, errstr, errstr_size))) {
+        m->next = kb->members;
+        kb->members = m;
+        kb->refs++; /* dropped in kf_sub_free with the member */
+    }
+    kf_sub *s = m ? sub_new(m, hs, p) : NULL;
+    if (s) {
+        pthread_mutex_lock(&m->mu);
+        s->next = m->subs;
+        m->subs = s;
+        m->n_subs++;
+        m->topics_changed = true;
+        pthread_mutex_unlock(&m->mu);
+    }
+    pthread_mutex_unlock(&kb->mu);
+    if (!s)
+        return m ? EB_ERR_NOMEM : EB_ERR_TRANSPORT;
+    wake(m);
+    *out = s;
+    return 0;
+}
+
+void kf_sub_resume(kf_sub *s)
+{
+    pthread_mutex_lock(&s->m->mu);
+    s->resume_requested = true;
+    pthread_mutex_unlock(&s->m->mu);
+    wake(s->m);
+}
+
+/** Under kb->mu and m->mu: subs still staying. */
+static int staying(const kf_member *m)
+{
+    int n = 0;
+    for (const kf_sub *s = m->subs; s; s = s->next)
+        n += !s->leaving;
+    return n;
+}
+
+void kf_sub_stop(kf_sub *s)
+{
+    kf_member *m = s->m;
+    kf_bus *kb = m->kb;
+    pthread_mutex_lock(&kb->mu);
+    pthread_mutex_lock(&m->mu);
+    s->leaving = true;
+    m->topics_changed = true;
+    bool last = staying(m) == 0;
+    if (last) { /* nobody may join a member that is closing */
+        kf_member **pp = &kb->members;
+        while (*pp != m)
+            pp = &(*pp)->next;
+        *pp = m->next;
+        m->stopping = true;
+    }
+    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&kb->mu);
+    wake(m);
+    if (last) {
+        pthread_join(m->thread, NULL);
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    while (!s->left)
+        pthread_cond_wait(&m->cv, &m->mu);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/** Under m->mu: takes the sub's messages out of the inbox (acks that came
+ *  after its lanes were revoked). */
+static kf_msg *take_inbox_of(kf_member *m, kf_sub *s)
+{
+    kf_msg *mine = NULL;
+    for (kf_msg **pp = &m->inbox; *pp;) {
+        kf_msg *km = *pp;
+        if (km->sub == s) {
+            *pp = km->next;
+            km->next = mine;
+            mine = km;
+        } else {
+            pp = &km->next;
+        }
+    }
+    return mine;
+}
+
+void kf_sub_free(kf_sub *s)
+{
+    kf_member *m = s->m;
+    pthread_mutex_lock(&m->mu);
+    kf_msg *late = take_inbox_of(m, s);
+    bool last = --m->n_subs == 0;
+    pthread_mutex_unlock(&m->mu);
+    for (kf_msg *next; late; late = next) {
+        next = late->next;
+        msg_free(late);
+    }
+    for (size_t i = 0; i < s->n_pending; i++)
+        msg_free((kf_msg *)s->pending[i]);
+    for (int i = 0; i < s->n_lanes; i++)
+        eb_lane_fifo_free(&s->lanes[i].fifo);
+    free(s->lanes);
+    free(s->pending);
+    free(s->topic);
+    free(s);
+    if (last) {
+        kf_bus *kb = m->kb;
+        member_free(m);
+        kf_bus_unref(kb); /* librdkafka may log until rd_kafka_destroy returned */
+    }
+}
+
+/* --------------------------------------------------------------- stats */
+
+typedef struct out_buf {
+    char *buf;
+    size_t size, len;
+} out_buf;
+
+static void out(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(out_buf *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->size ? o->size - o->len : 0;
+    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+/** Lag per assigned partition: high watermark minus the position. */
+static void member_stats(out_buf *o, kf_member *m)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    out(o, "{\"group\":\"%s\",\"partitions\":[", m->group ? m->group : "");
+    if (rd_kafka_assignment(m->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_position(m->rk, parts);
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            int64_t low = 0, high = 0;
+            rd_kafka_get_watermark_offsets(m->rk, tp->topic, tp->partition, &low, &high);
+            int64_t lag = tp->offset >= 0 && high >= tp->offset ? high - tp->offset : -1;
+            out(o, "%s{\"topic\":\"%s\",\"partition\":%" PRId32 ",\"lag\":%" PRId64 "}",
+                i ? "," : "", tp->topic, tp->partition, lag);
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    out(o, "]}");
+}
+
+int kf_members_stats(kf_bus *kb, char *buf, size_t size)
+{
+    out_buf o = {buf, size, 0};
+    out(&o, "[");
+    pthread_mutex_lock(&kb->mu);
+    for (kf_member *m = kb->members; m; m = m->next) {
+        member_stats(&o, m);
+        out(&o, "%s", m->next ? "," : "");
+    }
+    pthread_mutex_unlock(&kb->mu);
+    out(&o, "]");
+    return (int)o.len;
+}
