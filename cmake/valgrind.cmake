@@ -4,6 +4,23 @@
 # exit 99, in child processes too.
 include_guard(GLOBAL)
 
+# eb_valgrind_command(OUT): the valgrind command line every valgrind test
+# uses, for tests that wrap it in something else (a server address).
+function(eb_valgrind_command out)
+  find_program(EB_VALGRIND valgrind REQUIRED)
+  set(${out}
+      ${EB_VALGRIND}
+      --error-exitcode=99
+      --leak-check=full
+      --errors-for-leak-kinds=definite,indirect
+      --show-leak-kinds=definite,indirect
+      --track-origins=no
+      --trace-children=yes
+      --child-silent-after-fork=no
+      --suppressions=${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../tests/valgrind.supp
+      PARENT_SCOPE)
+endfunction()
+
 # eb_register_valgrind_test(NAME TARGET t LABEL l TIMEOUT s [ARGS...] [ENV...] [WILL_FAIL])
 # Registers an existing executable target to run under valgrind. Valgrind
 # cannot run sanitized code: in an EB_SANITIZE build nothing is registered.
@@ -12,25 +29,13 @@ function(eb_register_valgrind_test name)
   if(NOT EB_SANITIZE STREQUAL "")
     return()
   endif()
-  find_program(EB_VALGRIND valgrind REQUIRED)
-  # Set here, not at file scope: the include guard would hide file-scope
-  # variables from every directory but the first that includes this file.
-  set(options
-      --error-exitcode=99
-      --leak-check=full
-      --errors-for-leak-kinds=definite,indirect
-      --show-leak-kinds=definite,indirect
-      --track-origins=no
-      --trace-children=yes
-      --child-silent-after-fork=no
-      --suppressions=${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../tests/valgrind.supp)
+  eb_valgrind_command(valgrind)
   set(will_fail)
   if(T_WILL_FAIL)
     set(will_fail WILL_FAIL)
   endif()
   eb_register_test(${name} LABEL ${T_LABEL} TIMEOUT ${T_TIMEOUT}
-                   COMMAND ${EB_VALGRIND} ${options}
-                           $<TARGET_FILE:${T_TARGET}> ${T_ARGS}
+                   COMMAND ${valgrind} $<TARGET_FILE:${T_TARGET}> ${T_ARGS}
                    ${will_fail} ENV ${T_ENV})
 endfunction()
 

@@ -108,11 +108,11 @@ static void conf_event_cb(eb_bus *bus, const eb_event *ev, void *opaque)
 
 static void conf_config_free(void *p) { eb_config_destroy(p); }
 
-/** EB_CONFORMANCE_SET="key=value;key=value": settings known only when the
+/** EB_TEST_SET="key=value;key=value": settings known only when the
  *  suite runs (a server's address), applied after the file. */
 static void apply_env_settings(const char *file, int line, eb_config *cfg)
 {
-    const char *env = getenv("EB_CONFORMANCE_SET");
+    const char *env = getenv("EB_TEST_SET");
     if (!env || !*env)
         return;
     char *copy = strdup(env), *save = NULL;
@@ -126,7 +126,7 @@ static void apply_env_settings(const char *file, int line, eb_config *cfg)
         snprintf(what, sizeof what, "%s", kv);
         if (rc != 0)
             free(copy); /* the check below ends the case */
-        CHECK_AT(rc == 0, "EB_CONFORMANCE_SET: '%s': %s: %s", what, eb_err_name(rc), err);
+        CHECK_AT(rc == 0, "EB_TEST_SET: '%s': %s: %s", what, eb_err_name(rc), err);
     }
     free(copy);
 }

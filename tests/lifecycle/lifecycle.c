@@ -12,6 +12,10 @@
  * Odd cycles destroy the subscriptions themselves before the bus; even
  * cycles leave them to eb_bus_destroy().
  *
+ * The transport is the memory transport unless EB_TEST_CONFIG names a
+ * properties file; EB_TEST_SET="key=value;..." adds settings known only
+ * at run time (a broker's address; see tests/conformance/with_server.sh).
+ *
  * usage: lifecycle [cycles]   (default 100)
  * Exits 0 when every cycle passed, 1 at the first failure (with a sentence).
  */
@@ -26,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
     TOPIC_COUNT = 3,
@@ -40,8 +45,9 @@ enum {
     MAX_TRACKED_THREADS = 1024,
 };
 
-static const char *const topics[TOPIC_COUNT] = {
-    "lifecycle.a", "lifecycle.b", "lifecycle.c"};
+/* Unique per run: a broker outlives test runs, and Kafka topics are never
+ * deleted under a consumer (librdkafka 2.0.2 can hang at close then). */
+static char topics[TOPIC_COUNT][64];
 static const char group[] = "lc";
 
 /* What one cycle saw; written by bus threads, read by main. */
@@ -202,6 +208,30 @@ static void publish_messages(eb_bus *bus, struct cycle_counts *counts)
     }
 }
 
+/** The config of EB_TEST_CONFIG and EB_TEST_SET (see the top comment). */
+static eb_config *test_config(void)
+{
+    eb_config *cfg = eb_config_new();
+    if (cfg == NULL)
+        fail("eb_config_new returned NULL");
+    char err[512] = "";
+    const char *path = getenv("EB_TEST_CONFIG");
+    if (path && *path && eb_config_load(cfg, path, err, sizeof err) != 0)
+        fail("EB_TEST_CONFIG=%s: %s", path, err);
+    const char *set = getenv("EB_TEST_SET");
+    char *copy = strdup(set ? set : ""), *save = NULL;
+    for (char *kv = strtok_r(copy, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            fail("EB_TEST_SET: '%s' is not key=value", kv);
+        *eq = '\0';
+        if (eb_config_set(cfg, kv, eq + 1, err, sizeof err) != 0)
+            fail("EB_TEST_SET: %s", err);
+    }
+    free(copy);
+    return cfg;
+}
+
 /* Returns the number of threads seen while the bus was open. */
 static int run_cycle(void)
 {
@@ -211,9 +241,7 @@ static int run_cycle(void)
     atomic_init(&counts.delivery_failed, 0);
     char errstr[512] = "";
 
-    eb_config *cfg = eb_config_new();
-    if (cfg == NULL)
-        fail("eb_config_new returned NULL");
+    eb_config *cfg = test_config();
     eb_bus *bus = NULL;
     check_call(eb_bus_open(cfg, &bus, errstr, sizeof errstr), "eb_bus_open", errstr);
     eb_config_destroy(cfg);
@@ -262,6 +290,8 @@ int main(int argc, char **argv)
         }
     }
 
+    for (int t = 0; t < TOPIC_COUNT; t++)
+        snprintf(topics[t], sizeof topics[t], "lifecycle-%d-%d", (int)getpid(), t);
     static long before[MAX_TRACKED_THREADS];
     int before_count = list_threads(before, MAX_TRACKED_THREADS);
     int threads_open = 0;
