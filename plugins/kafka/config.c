@@ -321,6 +321,14 @@ static void forward_log(const rd_kafka_t *rk, int level, const char *facility,
                       rd_kafka_name(rk), facility, line);
 }
 
+/* librdkafka's error callback: runs on its threads; feeds the health. */
+static void forward_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kf_bus *kb = route_of(rk);
+    if (kb)
+        kf_health_error(kb, (rd_kafka_resp_err_t)err, reason);
+}
+
 /* ------------------------------------------------------------------ build */
 
 typedef struct property {
@@ -431,6 +439,7 @@ int kf_config_build(kf_bus *kb, const char *role, rd_kafka_conf_t **out,
         return rc;
     }
     rd_kafka_conf_set_log_cb(b.conf, forward_log);
+    rd_kafka_conf_set_error_cb(b.conf, forward_error);
     rd_kafka_conf_interceptor_add_on_new(b.conf, route_interceptor, route_remember, kb);
     *out = b.conf;
     return 0;

@@ -17,6 +17,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,7 +40,15 @@ typedef struct kf_bus {
     int64_t revoke_timeout_ms;
     int refs;                 /* the bus and each member; under mu */
     kf_known_topic *known_topics; /* under mu */
+    atomic_bool down;         /* all brokers unreachable (health) */
+    char down_reason[256];    /* under mu */
 } kf_bus;
+
+/** Health: librdkafka reported an error (all brokers down makes the bus
+ *  DOWN and raises EB_EVENT_DISCONNECTED); a delivered or fetched message
+ *  brings it back (EB_EVENT_CONNECTED). Any thread. */
+void kf_health_error(kf_bus *kb, rd_kafka_resp_err_t err, const char *reason);
+void kf_health_ok(kf_bus *kb);
 
 /** Members keep the bus's state alive (each takes a reference, under mu,
  *  when created): their librdkafka handles log through it until destroyed,

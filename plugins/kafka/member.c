@@ -485,6 +485,7 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
         consumer_error(m, rkm);
         return;
     }
+    kf_health_ok(m->kb);
     kf_sub *s = sub_of_topic(m, rd_kafka_topic_name(rkm->rkt));
     lane *l = s && rkm->partition < s->n_lanes ? &s->lanes[rkm->partition] : NULL;
     if (!l || !l->assigned) {

@@ -154,8 +154,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (d) {
         int status = delivery_status(m);
         char id[48];
-        if (status == 0)
+        if (status == 0) {
             snprintf(id, sizeof id, "%d@%lld", (int)m->partition, (long long)m->offset);
+            kf_health_ok(p->kb);
+        }
         d->cb(status, status == 0 ? id : NULL, d->opaque);
         free(d);
     }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -771,6 +772,42 @@ Test(kafka_broker, a_message_above_the_brokers_limit_fails_as_too_large)
     cr_expect_eq(rc, EB_ERR_TOO_LARGE, "%s", eb_err_name(rc));
     free(big);
     eb_bus_close(bus, 5000);
+    eb_bus_destroy(bus);
+    reports_free(rs);
+}
+
+/* ------------------------------------------------------------------ health */
+
+static atomic_int disconnected_events;
+
+static void count_disconnected(eb_bus *bus, const eb_event *ev, void *opaque)
+{
+    if (ev->type == EB_EVENT_DISCONNECTED)
+        atomic_fetch_add(&disconnected_events, 1);
+}
+
+Test(kafka_unreachable, health_says_down_and_an_event_says_disconnected)
+{
+    eb_config *cfg = config_of("127.0.0.1:1", NULL);
+    eb_config_set_event_cb(cfg, count_disconnected, NULL);
+    eb_bus *bus = NULL;
+    cr_assert_eq(eb_bus_open(cfg, &bus, err, sizeof err), 0, "%s", err);
+    eb_config_destroy(cfg);
+    reports *rs = reports_new();
+    publish_plain(bus, "eb-test-health", rs, 1); /* makes librdkafka connect */
+    eb_health h = {0};
+    int64_t deadline = now_ms() + 10000;
+    while (now_ms() < deadline) {
+        cr_assert_eq(eb_bus_health(bus, &h), 0);
+        if (h.state == EB_HEALTH_DOWN)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL); /* polling the health with a deadline */
+    }
+    cr_expect_eq(h.state, EB_HEALTH_DOWN, "health: %d (%s)", h.state, h.detail);
+    cr_expect(strstr(h.detail, "no broker reachable") != NULL, "%s", h.detail);
+    cr_expect_geq(atomic_load(&disconnected_events), 1);
+    eb_bus_close(bus, 1000);
     eb_bus_destroy(bus);
     reports_free(rs);
 }
