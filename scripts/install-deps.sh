@@ -13,7 +13,19 @@ packages=(
   libltdl-dev
   libcriterion-dev
   valgrind
+  librdkafka-dev
+  libhiredis-dev
+  # Test servers and clients (tests/servers/): kcat talks to the Kafka
+  # broker, whose jars mvn fetches from Maven Central; redis-server.
+  kcat
+  maven
+  redis-server
 )
+# The Kafka broker runs on the machine's Java (17 on Debian 12); install
+# Debian's default only where there is none.
+if ! command -v java >/dev/null; then
+  packages+=(default-jre-headless)
+fi
 
 # dpkg-query prints nothing for a package it has never heard of, so anything
 # not reported as "install ok installed" is missing.

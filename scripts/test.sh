@@ -2,7 +2,11 @@
 # test.sh — the README's test command (and CI's): installs what is missing,
 # then builds and runs every test in three builds under build/:
 #   asan   address+undefined: criterion suites, lifecycle, ASan canaries
-#          (every label except tsan, valgrind and bench)
+#          (every label except tsan, valgrind and bench); the only phase
+#          with test servers: a Kafka broker (tests/servers/kafka.sh) runs
+#          around its ctest, for the tests labelled kafka
+#          (EB_KAFKA_BOOTSTRAP). If EB_KAFKA_BOOTSTRAP is already set, the
+#          tests use that cluster and no broker is started.
 #   tsan   thread, without criterion (it cannot run under TSan): label tsan
 #   plain  no sanitizer: labels valgrind and bench (smoke size)
 # Every phase runs even when an earlier one failed, so one run shows every
@@ -26,17 +30,57 @@ total_failed=0
 summaries=()
 run_start=$SECONDS
 
+# The servers this script started, stopped after their phase and on any
+# exit (failure, ^C, SIGTERM), never left running.
+kafka_started=0
+external_kafka=${EB_KAFKA_BOOTSTRAP:-}
+
+stop_servers() {
+  if ((kafka_started)); then
+    kafka_started=0
+    bash tests/servers/kafka.sh stop
+  fi
+  # The next phases run without servers (unless the caller gave a cluster).
+  if [[ -z $external_kafka ]]; then
+    unset EB_KAFKA_BOOTSTRAP EB_KAFKA_CONTROLLER EB_KAFKA_VERSION_RUNNING \
+          EB_KAFKA_RUN_DIR EB_KAFKA_CTL EB_KAFKA_START_SECONDS
+  fi
+}
+trap stop_servers EXIT
+trap 'stop_servers; exit 130' INT
+trap 'stop_servers; exit 143' TERM
+
+# start_servers NAME SERVERS: starts what a phase needs ("kafka" or "none")
+# and exports its address; false, having said why, if a server cannot start.
+start_servers() {
+  local name=$1 servers=$2 env
+  [[ $servers == none ]] && return 0
+  if [[ -n $external_kafka ]]; then
+    echo "=== $name: Kafka tests use the cluster at EB_KAFKA_BOOTSTRAP=$external_kafka"
+    return 0
+  fi
+  echo "=== $name: start the Kafka broker (tests/servers/kafka.sh)"
+  if ! env=$(bash tests/servers/kafka.sh start); then
+    echo "=== $name: the Kafka broker did not start: the kafka tests cannot run (see above)"
+    return 1
+  fi
+  eval "$env"
+  kafka_started=1
+  echo "=== $name: Kafka $EB_KAFKA_VERSION_RUNNING at $EB_KAFKA_BOOTSTRAP, ready in ${EB_KAFKA_START_SECONDS}s"
+}
+
 if ! bash scripts/install-deps.sh; then
   echo "test.sh: installing the dependencies failed"
   echo "0 passed, 1 failed"
   exit 1
 fi
 
-# run_phase NAME CMAKE_ARGS... -- CTEST_ARGS...
-# Configures, builds and tests build/NAME; adds its counts to the totals.
+# run_phase NAME SERVERS CMAKE_ARGS... -- CTEST_ARGS...
+# Configures, builds and tests build/NAME, with the servers SERVERS ("kafka"
+# or "none") running around its ctest; adds its counts to the totals.
 run_phase() {
-  local name=$1
-  shift
+  local name=$1 servers=$2
+  shift 2
   local -a cmake_args=() ctest_args=()
   while (($# > 0)) && [[ $1 != -- ]]; do
     cmake_args+=("$1")
@@ -47,7 +91,7 @@ run_phase() {
 
   local dir=build/$name log=build/$name.ctest.log
   local start=$SECONDS configure_s=0 build_s=0 test_s=0 t
-  local passed=0 failed=0 status=ok
+  local passed=0 failed=0 status=ok server_failed=0
 
   echo
   echo "=== $name: configure"
@@ -72,6 +116,19 @@ run_phase() {
   fi
 
   if [[ $status == ok ]]; then
+    if ! start_servers "$name" "$servers"; then
+      # The phase fails, but its other tests still run. ctest heeds only
+      # one -LE, so kafka joins the phase's exclusion regex.
+      server_failed=1
+      local i excluded=0
+      for ((i = 0; i + 1 < ${#ctest_args[@]}; i++)); do
+        if [[ ${ctest_args[i]} == -LE ]]; then
+          ctest_args[i + 1]="${ctest_args[i + 1]}|kafka"
+          excluded=1
+        fi
+      done
+      ((excluded)) || ctest_args+=(-LE kafka)
+    fi
     echo "=== $name: test"
     t=$SECONDS
     ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$jobs" \
@@ -87,6 +144,11 @@ run_phase() {
     fi
     if ((rc != 0)); then
       status="ctest exited $rc"
+    fi
+    stop_servers
+    if ((server_failed)); then
+      status="Kafka broker did not start; ${status/#ok/other tests ok}"
+      failed=$((failed + 1))
     fi
   fi
 
@@ -105,11 +167,11 @@ run_phase() {
 for phase in "${phases[@]}"; do
   case $phase in
     asan)
-      run_phase asan -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench' ;;
+      run_phase asan kafka -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench' ;;
     tsan)
-      run_phase tsan -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
+      run_phase tsan none -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
     plain)
-      run_phase plain -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench' ;;
+      run_phase plain kafka -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench' ;;
     *)
       echo "test.sh: unknown phase '$phase' (asan, tsan or plain)"
       summaries+=("$phase: unknown phase")
