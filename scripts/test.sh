@@ -2,13 +2,14 @@
 # test.sh — the README's test command (and CI's): installs what is missing,
 # then builds and runs every test in three builds under build/:
 #   asan   address+undefined: criterion suites, lifecycle, ASan canaries
-#          (every label except tsan, valgrind and bench); the only phase
-#          with test servers: a Kafka broker (tests/servers/kafka.sh) runs
-#          around its ctest, for the tests labelled kafka
+#          (every label except tsan, valgrind and bench), and the server
+#          suites (label kafka) against a Kafka broker
+#          (tests/servers/kafka.sh) started around its ctest
 #          (EB_KAFKA_BOOTSTRAP). If EB_KAFKA_BOOTSTRAP is already set, the
 #          tests use that cluster and no broker is started.
 #   tsan   thread, without criterion (it cannot run under TSan): label tsan
-#   plain  no sanitizer: labels valgrind and bench (smoke size)
+#   plain  no sanitizer: labels valgrind and bench (smoke size), with a
+#          broker too for valgrind's few Kafka cycles and the Kafka bench
 # Every phase runs even when an earlier one failed, so one run shows every
 # failure; the exit status is non-zero if any phase failed. The last line
 # is "N passed, N failed", summed over the phases.
