@@ -1,0 +1,292 @@
+/*
+ * test_kafka_mock.c — faults a real broker cannot give on demand, from
+ * librdkafka's mock cluster (3 brokers, hosted by an rd_kafka_t of this
+ * process; no real broker needed):
+ *   - retriable produce errors: every publish confirmed exactly once and
+ *     handled exactly once;
+ *   - the group coordinator moving between brokers mid-stream: nothing
+ *     lost, and the final commit reaches the new coordinator;
+ *   - a partition leader down for a while: nothing lost once it returns.
+ * The mock's fresh group join takes a fixed 3 s (DESIGN.md): each case
+ * joins once and has no rebalance, so the file runs in about 20 s.
+ */
+#include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kafka_helpers.h"
+
+enum { BROKERS = 3, PARTITIONS = 3 };
+
+/* The Kafka protocol's ApiKey of Produce: librdkafka 2.0.2 installs no
+ * header with its API_KEY_PRODUCE. */
+enum { API_KEY_PRODUCE = 0 };
+
+/* ---------------------------------------------------------- mock cluster */
+
+static rd_kafka_t *mock_host;
+static rd_kafka_mock_cluster_t *mock;
+
+/** Starts a 3-broker cluster with `topic` (and its DLQ topic, which
+ *  subscribe checks), partition p led by broker p + 1. @returns the
+ *  cluster's bootstrap servers. */
+static const char *mock_start(const char *topic)
+{
+    char why[256], dlq[160];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    cr_assert_eq(rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why), 0);
+    mock_host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    cr_assert_not_null(mock_host, "%s", why);
+    mock = rd_kafka_mock_cluster_new(mock_host, BROKERS);
+    cr_assert_not_null(mock);
+    snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+    cr_assert_eq(rd_kafka_mock_topic_create(mock, topic, PARTITIONS, BROKERS), 0);
+    cr_assert_eq(rd_kafka_mock_topic_create(mock, dlq, 1, BROKERS), 0);
+    for (int p = 0; p < PARTITIONS; p++)
+        cr_assert_eq(rd_kafka_mock_partition_set_leader(mock, topic, p, p + 1), 0);
+    return rd_kafka_mock_cluster_bootstraps(mock);
+}
+
+static void mock_stop(void)
+{
+    rd_kafka_mock_cluster_destroy(mock);
+    rd_kafka_destroy(mock_host);
+}
+
+/* Offsets committed 10 times a second: a commit to a coordinator that
+ * moved shows within the case. Reconnects to a broker that is back come
+ * within half a second (librdkafka's backoff grows to 10 s by default). */
+static const kt_setting mock_settings[] = {
+    {"kafka.auto.commit.interval.ms", "100"},
+    {"kafka.reconnect.backoff.max.ms", "500"},
+    {"kafka.message.timeout.ms", "30000"},
+    {NULL, NULL},
+};
+
+static void publish_range(eb_bus *bus, kt_tracker *t, const char *topic, size_t from,
+                          size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "key-%zu", i % 64);
+        int rc = kt_publish(bus, t, topic, i, key);
+        cr_assert_eq(rc, 0, "publish %zu: %s", i, eb_err_name(rc));
+    }
+}
+
+/** Every publish reported exactly once, as stored. */
+static void expect_confirmed_once(const kt_tracker *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        cr_expect_eq(t->reports[i], 1, "message %zu: %d delivery callbacks", i, t->reports[i]);
+        cr_expect_eq(t->status[i], 0, "message %zu: status %s", i, eb_err_name(t->status[i]));
+    }
+}
+
+static void wait_all(kt_tracker *t, const char *what)
+{
+    size_t n = t->n;
+    cr_assert(kt_wait(t, kt_reports_at_least, &n, 40000), "%s: %zu of %zu delivery callbacks",
+              what, t->n_reports, n);
+    cr_assert(kt_wait(t, kt_handled_at_least, &n, 40000), "%s: %zu of %zu handled", what,
+              t->n_handled_distinct, n);
+}
+
+/** Revokes so far (call before close, whose final revoke does not count). */
+static size_t revokes(kt_tracker *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n_revokes;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/** Duplicates fail a case only when no revoke happened (DESIGN.md). */
+static void expect_no_duplicates_without_revoke(const kt_tracker *t, size_t revoked,
+                                                const char *what)
+{
+    size_t dups = kt_duplicates(t);
+    printf("mock %s: %zu handled, %zu duplicates, %zu revokes before close\n", what,
+           t->n_handled_distinct, dups, revoked);
+    if (revoked == 0)
+        cr_expect_eq(dups, 0, "%s: %zu messages handled twice without a revoke", what, dups);
+}
+
+/* ------------------------------------------------ retriable produce errors */
+
+Test(kafka_mock, retriable_produce_errors_confirm_each_publish_once, .timeout = 60)
+{
+    enum { N = 1000 };
+    char topic[128], group[128];
+    kt_unique(topic, sizeof topic, "mock-produce");
+    kt_unique(group, sizeof group, "mock-produce-g");
+    const char *bootstrap = mock_start(topic);
+    kt_tracker *t = kt_tracker_new(N);
+    eb_bus *bus = kt_open(bootstrap, mock_settings, kt_tracker_event, t);
+    eb_sub *sub = kt_subscribe_ready(bus, topic, group, kt_handle, t, 20000);
+
+    /* The first Produce requests of each leader fail with retriable
+     * errors, and two more wherever they land. */
+    for (int b = 1; b <= BROKERS; b++)
+        cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                         mock, b, API_KEY_PRODUCE, 3,
+                         RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 0,
+                         RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0,
+                         RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, 0),
+                     0);
+    rd_kafka_mock_push_request_errors(mock, API_KEY_PRODUCE, 2,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    publish_range(bus, t, topic, 0, N);
+    wait_all(t, "produce errors");
+    size_t revoked = revokes(t);
+    for (int b = 1; b <= BROKERS; b++) {
+        size_t left = 99;
+        cr_assert_eq(rd_kafka_mock_broker_error_stack_cnt(mock, b, API_KEY_PRODUCE, &left), 0);
+        cr_expect_eq(left, 0, "broker %d: %zu injected errors were never hit", b, left);
+    }
+    cr_expect_eq(eb_bus_close(bus, 10000), 0);
+    expect_confirmed_once(t);
+    expect_no_duplicates_without_revoke(t, revoked, "produce errors");
+
+    eb_sub_destroy(sub);
+    eb_bus_destroy(bus);
+    kt_tracker_free(t);
+    mock_stop();
+}
+
+/* ------------------------------------------------------ coordinator moves */
+
+static bool handled_below(const kt_tracker *t, void *arg)
+{
+    size_t to = *(size_t *)arg;
+    for (size_t i = 0; i < to; i++)
+        if (!t->handled[i])
+            return false;
+    return true;
+}
+
+Test(kafka_mock, coordinator_moves_lose_nothing, .timeout = 60)
+{
+    enum { ROUNDS = 4, PER_ROUND = 250, N = ROUNDS * PER_ROUND };
+    char topic[128], group[128];
+    kt_unique(topic, sizeof topic, "mock-coord");
+    kt_unique(group, sizeof group, "mock-coord-g");
+    const char *bootstrap = mock_start(topic);
+    cr_assert_eq(rd_kafka_mock_coordinator_set(mock, "group", group, 1), 0);
+    kt_tracker *t = kt_tracker_new(N);
+    eb_bus *bus = kt_open(bootstrap, mock_settings, kt_tracker_event, t);
+    eb_sub *sub = kt_subscribe_ready(bus, topic, group, kt_handle, t, 20000);
+
+    /* Each round: publish, move the coordinator while those messages are
+     * handled and their offsets committed, wait until they are handled. */
+    for (int r = 0; r < ROUNDS; r++) {
+        size_t to = (size_t)(r + 1) * PER_ROUND;
+        publish_range(bus, t, topic, (size_t)r * PER_ROUND, to);
+        int coordinator = (r + 1) % BROKERS + 1;
+        cr_assert_eq(rd_kafka_mock_coordinator_set(mock, "group", group, coordinator), 0);
+        cr_assert(kt_wait(t, handled_below, &to, 30000),
+                  "round %d (coordinator now broker %d): %zu of %zu handled", r, coordinator,
+                  t->n_handled_distinct, to);
+    }
+    wait_all(t, "coordinator moves");
+    size_t revoked = revokes(t);
+    /* Close commits the final offsets to the last coordinator. */
+    cr_expect_eq(eb_bus_close(bus, 10000), 0);
+    expect_confirmed_once(t);
+    expect_no_duplicates_without_revoke(t, revoked, "coordinator moves");
+
+    int64_t end[PARTITIONS] = {0}, committed[PARTITIONS];
+    for (size_t i = 0; i < N; i++)
+        if (t->partition[i] >= 0 && t->offset[i] + 1 > end[t->partition[i]])
+            end[t->partition[i]] = t->offset[i] + 1;
+    kt_committed(bootstrap, group, topic, PARTITIONS, committed);
+    for (int p = 0; p < PARTITIONS; p++)
+        cr_expect_eq(committed[p], end[p], "partition %d: committed %lld, end %lld", p,
+                     (long long)committed[p], (long long)end[p]);
+
+    eb_sub_destroy(sub);
+    eb_bus_destroy(bus);
+    kt_tracker_free(t);
+    mock_stop();
+}
+
+/* ---------------------------------------------------------- broker down */
+
+typedef struct paced {
+    eb_bus *bus;
+    kt_tracker *t;
+    const char *topic;
+    atomic_size_t next;
+} paced;
+
+static void *publish_paced(void *arg)
+{
+    paced *p = arg;
+    for (size_t i = 0; i < p->t->n; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "key-%zu", i % 64);
+        if (kt_publish(p->bus, p->t, p->topic, i, key) != 0)
+            break; /* the test sees the missing messages */
+        atomic_store(&p->next, i + 1);
+        /* A stream of about 500 messages/s, spanning the outage. */
+        nanosleep(&(struct timespec){0, 2 * 1000000L}, NULL);
+    }
+    return NULL;
+}
+
+Test(kafka_mock, leader_down_and_back_loses_nothing, .timeout = 60)
+{
+    enum { N = 1500, DOWN = 2 /* leads partition 1 */, OUTAGE_MS = 2000 };
+    char topic[128], group[128];
+    kt_unique(topic, sizeof topic, "mock-down");
+    kt_unique(group, sizeof group, "mock-down-g");
+    const char *bootstrap = mock_start(topic);
+    /* The coordinator stays up: the outage is a partition leader's. */
+    cr_assert_eq(rd_kafka_mock_coordinator_set(mock, "group", group, 1), 0);
+    kt_tracker *t = kt_tracker_new(N);
+    eb_bus *consumer = kt_open(bootstrap, mock_settings, kt_tracker_event, t);
+    eb_sub *sub = kt_subscribe_ready(consumer, topic, group, kt_handle, t, 20000);
+    eb_bus *producer = kt_open(bootstrap, mock_settings, NULL, NULL);
+
+    paced p = {.bus = producer, .t = t, .topic = topic};
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, publish_paced, &p), 0);
+    size_t warm = 200;
+    cr_assert(kt_wait(t, kt_handled_at_least, &warm, 20000), "%zu handled before the outage",
+              t->n_handled_distinct);
+    cr_assert_eq(rd_kafka_mock_broker_set_down(mock, DOWN), 0);
+    size_t down_at = atomic_load(&p.next);
+    /* The outage: broker 2 stays down this long while publishing goes on. */
+    nanosleep(&(struct timespec){OUTAGE_MS / 1000, (OUTAGE_MS % 1000) * 1000000L}, NULL);
+    size_t up_at = atomic_load(&p.next);
+    cr_assert_eq(rd_kafka_mock_broker_set_up(mock, DOWN), 0);
+    pthread_join(thread, NULL);
+    cr_assert_eq(atomic_load(&p.next), N, "publish %zu failed", atomic_load(&p.next));
+
+    wait_all(t, "leader down");
+    size_t revoked = revokes(t);
+    cr_expect_eq(eb_bus_close(consumer, 10000), 0);
+    expect_confirmed_once(t);
+    size_t outage_partition1 = 0;
+    for (size_t i = down_at; i < up_at; i++)
+        outage_partition1 += t->partition[i] == 1;
+    printf("mock leader down: messages %zu..%zu published during the outage, %zu of them to "
+           "the downed leader's partition\n",
+           down_at, up_at, outage_partition1);
+    cr_expect_gt(outage_partition1, 0, "nothing went to the downed leader during the outage");
+    expect_no_duplicates_without_revoke(t, revoked, "leader down");
+
+    eb_sub_destroy(sub);
+    eb_bus_destroy(consumer);
+    cr_expect_eq(eb_bus_close(producer, 10000), 0);
+    eb_bus_destroy(producer);
+    kt_tracker_free(t);
+    mock_stop();
+}
