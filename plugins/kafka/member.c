@@ -35,10 +35,12 @@
 enum { FETCH_BATCH = 256, POLL_IDLE_MS = 200, ASSIGN_TIMEOUT_MS = 10000 };
 
 typedef struct lane {
-    bool assigned;
+    bool assigned;           /* written under m->mu (stats read it) */
     bool full_paused;        /* paused because its FIFO is full */
     uint64_t generation;
     eb_lane_fifo fifo;
+    /* The first offset not yet finished (-1: unknown), for the lag. */
+    atomic_int_fast64_t unfinished;
 } lane;
 
 struct kf_sub {
@@ -172,20 +174,35 @@ static lane *lane_of(kf_sub *s, int32_t partition)
     if (partition < s->n_lanes)
         return &s->lanes[partition];
     int n = partition + 1;
+    pthread_mutex_lock(&s->m->mu); /* stats walk the lanes under it */
     lane *lanes = realloc(s->lanes, (size_t)n * sizeof *lanes);
-    if (!lanes)
-        return NULL;
-    for (int i = s->n_lanes; i < n; i++) {
-        lanes[i] = (lane){0};
-        if (eb_lane_fifo_init(&lanes[i].fifo, s->lane_max) != 0) {
-            s->lanes = lanes;
-            s->n_lanes = i;
-            return NULL;
+    if (lanes) {
+        s->lanes = lanes;
+        for (; s->n_lanes < n; s->n_lanes++) {
+            lanes[s->n_lanes] = (lane){0};
+            atomic_init(&lanes[s->n_lanes].unfinished, -1);
+            if (eb_lane_fifo_init(&lanes[s->n_lanes].fifo, s->lane_max) != 0)
+                break;
         }
     }
-    s->lanes = lanes;
-    s->n_lanes = n;
-    return &s->lanes[partition];
+    pthread_mutex_unlock(&s->m->mu);
+    return partition < s->n_lanes ? &s->lanes[partition] : NULL;
+}
+
+/** Poll thread: the lane's first unfinished offset after a push or pop. */
+static void note_unfinished(lane *l, int64_t if_empty)
+{
+    const eb_lane_fifo *f = &l->fifo;
+    int64_t head = eb_lane_fifo_len(f) ? (int64_t)f->offsets[f->head_seq % f->cap] : if_empty;
+    atomic_store_explicit(&l->unfinished, head, memory_order_relaxed);
+}
+
+static void set_assigned(kf_member *m, lane *l, bool assigned)
+{
+    pthread_mutex_lock(&m->mu);
+    l->assigned = assigned;
+    pthread_mutex_unlock(&m->mu);
+    atomic_store(&l->unfinished, -1);
 }
 
 static kf_sub *subs_head(kf_member *m);
@@ -198,9 +215,11 @@ static void store_finished(kf_member *m)
     for (kf_sub *s = subs_head(m); s; s = s->next) {
         for (int p = 0; p < s->n_lanes; p++) {
             uint64_t last;
-            if (s->lanes[p].assigned && eb_lane_fifo_pop_done(&s->lanes[p].fifo, &last))
+            if (s->lanes[p].assigned && eb_lane_fifo_pop_done(&s->lanes[p].fifo, &last)) {
                 rd_kafka_topic_partition_list_add(list, s->topic, p)->offset =
                     (int64_t)last + 1;
+                note_unfinished(&s->lanes[p], (int64_t)last + 1);
+            }
         }
     }
     if (list->cnt > 0 && m->group) { /* an anonymous member commits nothing */
@@ -329,7 +348,7 @@ static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
         lane *l = s ? lane_of(s, parts->elems[i].partition) : NULL;
         if (!l)
             continue;
-        l->assigned = true;
+        set_assigned(m, l, true);
         l->full_paused = false;
         l->generation = ++m->generations;
         eb_lane_fifo_reset(&l->fifo);
@@ -393,7 +412,7 @@ static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts)
     }
     for (kf_sub *s = subs; s; s = s->next) {
         for (int p = 0; p < s->n_lanes; p++) {
-            s->lanes[p].assigned = false;
+            set_assigned(m, &s->lanes[p], false);
             eb_lane_fifo_reset(&s->lanes[p].fifo);
         }
         drop_pending_of_unassigned(s);
@@ -501,6 +520,8 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
         return;
     }
     km->seq = eb_lane_fifo_push(&l->fifo, (uint64_t)rkm->offset);
+    if (eb_lane_fifo_len(&l->fifo) == 1)
+        note_unfinished(l, rkm->offset);
     b->msgs[b->n++] = &km->base;
     if (eb_lane_fifo_full(&l->fifo) || b->n == FETCH_BATCH)
         flush_batch(m, b);
@@ -917,23 +938,27 @@ static void out(out_buf *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
-/** Lag per assigned partition: high watermark minus the position. */
+/** Lag per assigned partition: the high watermark minus the first offset
+ *  not yet finished (handled and acknowledged), or -1 when not known yet. */
 static void member_stats(out_buf *o, kf_member *m)
 {
-    rd_kafka_topic_partition_list_t *parts = NULL;
     out(o, "{\"group\":\"%s\",\"partitions\":[", m->group ? m->group : "");
-    if (rd_kafka_assignment(m->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_position(m->rk, parts);
-        for (int i = 0; i < parts->cnt; i++) {
-            rd_kafka_topic_partition_t *tp = &parts->elems[i];
-            int64_t low = 0, high = 0;
-            rd_kafka_get_watermark_offsets(m->rk, tp->topic, tp->partition, &low, &high);
-            int64_t lag = tp->offset >= 0 && high >= tp->offset ? high - tp->offset : -1;
-            out(o, "%s{\"topic\":\"%s\",\"partition\":%" PRId32 ",\"lag\":%" PRId64 "}",
-                i ? "," : "", tp->topic, tp->partition, lag);
+    bool first = true;
+    pthread_mutex_lock(&m->mu);
+    for (kf_sub *s = m->subs; s; s = s->next) {
+        for (int p = 0; p < s->n_lanes; p++) {
+            if (!s->lanes[p].assigned)
+                continue;
+            int64_t low = -1, high = -1;
+            rd_kafka_get_watermark_offsets(m->rk, s->topic, p, &low, &high);
+            int64_t unfinished = atomic_load(&s->lanes[p].unfinished);
+            int64_t lag = unfinished >= 0 && high >= unfinished ? high - unfinished : -1;
+            out(o, "%s{\"topic\":\"%s\",\"partition\":%d,\"lag\":%" PRId64 "}",
+                first ? "" : ",", s->topic, p, lag);
+            first = false;
         }
-        rd_kafka_topic_partition_list_destroy(parts);
     }
+    pthread_mutex_unlock(&m->mu);
     out(o, "]}");
 }
 
