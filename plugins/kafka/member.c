@@ -23,12 +23,12 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "json_out.h"
 #include "kafka.h"
 #include "lane_fifo.h"
 
@@ -921,28 +921,13 @@ void kf_sub_free(kf_sub *s)
 
 /* --------------------------------------------------------------- stats */
 
-typedef struct out_buf {
-    char *buf;
-    size_t size, len;
-} out_buf;
-
-static void out(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(out_buf *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = o->len < o->size ? o->size - o->len : 0;
-    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n;
-}
-
 /** Lag per assigned partition: the high watermark minus the first offset
  *  not yet finished (handled and acknowledged), or -1 when not known yet. */
-static void member_stats(out_buf *o, kf_member *m)
+static void member_stats(eb_json_out *o, kf_member *m)
 {
-    out(o, "{\"group\":\"%s\",\"partitions\":[", m->group ? m->group : "");
+    eb_json_printf(o, "{\"group\":");
+    eb_json_string(o, m->group ? m->group : "");
+    eb_json_printf(o, ",\"partitions\":[");
     bool first = true;
     pthread_mutex_lock(&m->mu);
     for (kf_sub *s = m->subs; s; s = s->next) {
@@ -953,25 +938,25 @@ static void member_stats(out_buf *o, kf_member *m)
             rd_kafka_get_watermark_offsets(m->rk, s->topic, p, &low, &high);
             int64_t unfinished = atomic_load(&s->lanes[p].unfinished);
             int64_t lag = unfinished >= 0 && high >= unfinished ? high - unfinished : -1;
-            out(o, "%s{\"topic\":\"%s\",\"partition\":%d,\"lag\":%" PRId64 "}",
+            eb_json_printf(o, "%s{\"topic\":\"%s\",\"partition\":%d,\"lag\":%" PRId64 "}",
                 first ? "" : ",", s->topic, p, lag);
             first = false;
         }
     }
     pthread_mutex_unlock(&m->mu);
-    out(o, "]}");
+    eb_json_printf(o, "]}");
 }
 
 int kf_members_stats(kf_bus *kb, char *buf, size_t size)
 {
-    out_buf o = {buf, size, 0};
-    out(&o, "[");
+    eb_json_out o = {buf, size, 0};
+    eb_json_printf(&o, "[");
     pthread_mutex_lock(&kb->mu);
     for (kf_member *m = kb->members; m; m = m->next) {
         member_stats(&o, m);
-        out(&o, "%s", m->next ? "," : "");
+        eb_json_printf(&o, "%s", m->next ? "," : "");
     }
     pthread_mutex_unlock(&kb->mu);
-    out(&o, "]");
+    eb_json_printf(&o, "]");
     return (int)o.len;
 }

@@ -8,11 +8,11 @@
  * (until its deadline, then EB_ERR_FULL). What a group without a live
  * member loses is counted in its `lost`.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_out.h"
 #include "memory.h"
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -438,80 +438,47 @@ void mem_broker_release(mem_broker *b)
 
 /* ----------------------------------------------------------------- stats */
 
-typedef struct out_buf {
-    char *buf;
-    size_t size, len;
-} out_buf;
-
-static void out(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(out_buf *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = o->len < o->size ? o->size - o->len : 0;
-    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n;
-}
-
-/** A JSON string: topic and group names may hold quotes and controls. */
-static void out_string(out_buf *o, const char *s)
-{
-    out(o, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            out(o, "\\%c", c);
-        else if (c < 0x20)
-            out(o, "\\u%04x", c);
-        else
-            out(o, "%c", c);
-    }
-    out(o, "\"");
-}
-
-static void group_stats(out_buf *o, const mem_topic *t, const mem_group *g)
+static void group_stats(eb_json_out *o, const mem_topic *t, const mem_group *g)
 {
     uint64_t lag = 0;
     for (unsigned i = 0; i < t->n_parts; i++)
         lag += t->parts[i].next_offset - g->committed[i];
-    out(o, "{\"name\":");
-    out_string(o, g->name ? g->name : "");
-    out(o, ",\"members\":%zu,\"lag\":%llu,\"lost\":%llu}", g->n_members,
+    eb_json_printf(o, "{\"name\":");
+    eb_json_string(o, g->name ? g->name : "");
+    eb_json_printf(o, ",\"members\":%zu,\"lag\":%llu,\"lost\":%llu}", g->n_members,
         (unsigned long long)lag, (unsigned long long)g->lost);
 }
 
-static void topic_stats(out_buf *o, const mem_topic *t)
+static void topic_stats(eb_json_out *o, const mem_topic *t)
 {
     uint64_t messages = 0, bytes = 0;
     for (unsigned i = 0; i < t->n_parts; i++) {
         messages += t->parts[i].len;
         bytes += t->parts[i].bytes;
     }
-    out(o, "{\"name\":");
-    out_string(o, t->name);
-    out(o, ",\"partitions\":%u,\"messages\":%llu,\"bytes\":%llu,\"groups\":[",
+    eb_json_printf(o, "{\"name\":");
+    eb_json_string(o, t->name);
+    eb_json_printf(o, ",\"partitions\":%u,\"messages\":%llu,\"bytes\":%llu,\"groups\":[",
         t->n_parts, (unsigned long long)messages, (unsigned long long)bytes);
     for (const mem_group *g = t->groups; g; g = g->next) {
         group_stats(o, t, g);
-        out(o, "%s", g->next ? "," : "");
+        eb_json_printf(o, "%s", g->next ? "," : "");
     }
-    out(o, "]}");
+    eb_json_printf(o, "]}");
 }
 
 int mem_broker_stats(mem_broker *b, char *buf, size_t size)
 {
-    out_buf o = {buf, size, 0};
+    eb_json_out o = {buf, size, 0};
     pthread_mutex_lock(&b->mu);
-    out(&o, "{\"broker\":");
-    out_string(&o, b->name);
-    out(&o, ",\"topics\":[");
+    eb_json_printf(&o, "{\"broker\":");
+    eb_json_string(&o, b->name);
+    eb_json_printf(&o, ",\"topics\":[");
     for (const mem_topic *t = b->topics; t; t = t->next) {
         topic_stats(&o, t);
-        out(&o, "%s", t->next ? "," : "");
+        eb_json_printf(&o, "%s", t->next ? "," : "");
     }
-    out(&o, "]}");
+    eb_json_printf(&o, "]}");
     pthread_mutex_unlock(&b->mu);
     return (int)o.len;
 }
