@@ -1,0 +1,1007 @@
+/*
+ * kafka_bench.c — the Kafka transport against raw librdkafka doing the
+ * same work, in one run, against the same broker and settings: 100-byte
+ * messages, 1,000 keys, fresh 6-partition topics and fresh groups.
+ *
+ *   produce    raw rd_kafka_producev loop (eventbus's producer settings:
+ *              idempotence, acks=all, linger.ms=5, murmur2_random; delivery
+ *              reports counted; flush) vs eb_publish with delivery
+ *              callbacks counted, then eb_flush
+ *   consume    a raw group consumer (eager assignor, auto offset store off,
+ *              rd_kafka_consumer_poll, rd_kafka_offsets_store of every
+ *              message, auto commit of stored offsets) vs a group
+ *              subscription dispatching to 4 workers with a no-op handler;
+ *              both read the same backlog (the round's raw-produced topic),
+ *              timed from the first message to the last
+ *   end-to-end one process publishing while it consumes a fresh topic, at
+ *              full speed and paced at 50% of eventbus's peak: msgs/s and
+ *              latency of every SAMPLE-th message (its publish time travels
+ *              in the payload)
+ *
+ * Every run is a forked child, so threads and peak RSS (wait4) are those
+ * of that run alone. Rounds alternate raw and eventbus; medians are
+ * reported.
+ *
+ * Usage: kafka_bench [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR]
+ *                    [--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]...
+ * --set adds an eventbus setting to every bus of the run (tuning
+ * experiments: --set kafka.queued.min.messages=1000000); the raw loops keep
+ * eventbus's defaults.
+ * --only runs one of raw-produce, eb-publish, raw-consume, eb-subscribe,
+ * raw-e2e, eb-e2e once in this process (consumers get their backlog from a
+ * forked raw producer first), for a profiler: perf record -g kafka_bench
+ * --only eb-subscribe, then perf report --pid of the pid it prints.
+ * The broker comes from --bootstrap or $EB_KAFKA_BOOTSTRAP; without one it
+ * exits 77 (skipped).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "eventbus/eventbus.h"
+
+enum { PAYLOAD = 100, KEYS = 1000, PARTITIONS = 6, WORKERS = 4, SAMPLE = 16,
+       STRIPES = 16, HIST_BUCKETS = 64 * 16, MAX_ROUNDS = 16,
+       WARM_UP = 1000 /* messages before each timed part: metadata, producer id,
+                         fetch positions and connections settle first */ };
+
+static const char *bootstrap;
+static const char *extra_settings[32]; /* --set KEY=VALUE */
+static int n_extra_settings;
+static int64_t deadline_s = 300; /* for any one wait of a run */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kafka_bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+/* ---------------------------------------------------- latency histogram */
+
+typedef struct histogram {
+    atomic_uint_fast64_t bucket[HIST_BUCKETS];
+} histogram;
+
+static unsigned bucket_of(uint64_t ns)
+{
+    if (ns < 16)
+        return (unsigned)ns;
+    unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
+    unsigned sub = (unsigned)(ns >> (msb - 4)) & 15;
+    return (msb - 3) * 16 + sub;
+}
+
+static uint64_t bucket_floor(unsigned b)
+{
+    if (b < 16)
+        return b;
+    unsigned msb = b / 16 + 3, sub = b % 16;
+    return ((uint64_t)(16 + sub)) << (msb - 4);
+}
+
+static void hist_add(histogram *h, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&h->bucket[bucket_of(ns)], 1, memory_order_relaxed);
+}
+
+static double hist_quantile_us(histogram *h, double q)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        total += h->bucket[i];
+    uint64_t want = (uint64_t)(q * (double)total), seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->bucket[i];
+        if (seen > want)
+            return (double)bucket_floor(i) / 1000.0;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- messages */
+
+static char keys[KEYS][8];
+static int key_len[KEYS];
+
+static void make_keys(void)
+{
+    for (int k = 0; k < KEYS; k++)
+        key_len[k] = snprintf(keys[k], sizeof keys[k], "k%d", k);
+}
+
+/** The payload of message i: its publish time in the first 8 bytes when
+ *  it is sampled (and the run measures latency), else 0. */
+static void stamp(unsigned char *payload, long i, bool timed)
+{
+    int64_t t = timed && i % SAMPLE == 0 ? now_ns() : 0;
+    memcpy(payload, &t, sizeof t);
+}
+
+/** Paces message i to `rate` msgs/s (rate > 0) in bursts every 100 us
+ *  with a sleep between: a spinning pacer would take a core from the
+ *  threads being measured. */
+static void pace(int64_t start, long i, double rate)
+{
+    if (rate <= 0)
+        return;
+    int64_t ahead = start + (int64_t)((double)i * 1e9 / rate) - now_ns();
+    if (ahead > 100000)
+        sleep_us((long)(ahead / 1000));
+}
+
+static void record_latency(histogram *h, const void *payload, size_t len)
+{
+    int64_t sent;
+    if (len < sizeof sent)
+        return;
+    memcpy(&sent, payload, sizeof sent);
+    if (sent)
+        hist_add(h, (uint64_t)(now_ns() - sent));
+}
+
+/** CPU seconds (user + system) of every thread of this process so far. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double cpu_us_per(double cpu_start, long messages)
+{
+    return (cpu_now() - cpu_start) * 1e6 / (double)messages;
+}
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* ------------------------------------------------------- raw librdkafka */
+
+static void conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof err) != RD_KAFKA_CONF_OK)
+        die("%s=%s: %s", name, value, err);
+}
+
+/** Creates `topic` with `partitions` partitions and waits until metadata
+ *  shows each with a leader. */
+static void create_topic(const char *topic, int partitions)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    conf_set(conf, "bootstrap.servers", bootstrap);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk)
+        die("admin client: %s", err);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof err);
+    if (!nt)
+        die("new topic %s: %s", topic, err);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (!ev)
+        die("creating topic %s: no answer in 30 s from %s", topic, bootstrap);
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **results =
+        res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+    if (rd_kafka_event_error(ev))
+        die("creating topic %s: %s", topic, rd_kafka_event_error_string(ev));
+    if (cnt == 1 && rd_kafka_topic_result_error(results[0]))
+        die("creating topic %s: %s", topic, rd_kafka_topic_result_error_string(results[0]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    for (int64_t give_up = now_ns() + 30 * 1000000000LL;;) {
+        const rd_kafka_metadata_t *md;
+        bool ready = false;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ready = md->topic_cnt == 1 && !md->topics[0].err &&
+                    md->topics[0].partition_cnt == partitions;
+            for (int i = 0; ready && i < md->topics[0].partition_cnt; i++)
+                ready = md->topics[0].partitions[i].leader >= 0;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (ready)
+            break;
+        if (now_ns() > give_up)
+            die("topic %s not in metadata after 30 s", topic);
+        sleep_us(50000);
+    }
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+}
+
+typedef struct raw_dr {
+    long ok, failed;
+    rd_kafka_resp_err_t first_error;
+} raw_dr;
+
+static void raw_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    raw_dr *dr = opaque;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        dr->ok++;
+    } else {
+        if (!dr->failed++)
+            dr->first_error = m->err;
+    }
+}
+
+/** The settings eventbus's producer uses (plugins/kafka/config.c). */
+static rd_kafka_t *raw_producer(raw_dr *dr)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    conf_set(conf, "bootstrap.servers", bootstrap);
+    conf_set(conf, "client.id", "kafka-bench-raw-producer");
+    conf_set(conf, "enable.idempotence", "true");
+    conf_set(conf, "acks", "all");
+    conf_set(conf, "linger.ms", "5");
+    conf_set(conf, "partitioner", "murmur2_random");
+    rd_kafka_conf_set_dr_msg_cb(conf, raw_on_delivery);
+    rd_kafka_conf_set_opaque(conf, dr);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk)
+        die("raw producer: %s", err);
+    return rk;
+}
+
+/** The produce loop: reports served on this thread between produces and
+ *  while the queue is full. */
+static void raw_produce_all(rd_kafka_t *rk, const char *topic, long n, bool timed,
+                            double rate)
+{
+    unsigned char payload[PAYLOAD] = {0};
+    int64_t start = now_ns();
+    for (long i = 0; i < n; i++) {
+        pace(start, i, rate);
+        stamp(payload, i, timed);
+        for (;;) {
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic),
+                RD_KAFKA_V_KEY(keys[i % KEYS], (size_t)key_len[i % KEYS]),
+                RD_KAFKA_V_VALUE(payload, sizeof payload),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                die("raw produce: %s", rd_kafka_err2str(err));
+            rd_kafka_poll(rk, 1);
+        }
+        rd_kafka_poll(rk, 0);
+    }
+}
+
+static void raw_flush(rd_kafka_t *rk, raw_dr *dr, long n)
+{
+    if (rd_kafka_flush(rk, (int)deadline_s * 1000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        die("raw flush: %d message(s) still queued", rd_kafka_outq_len(rk));
+    if (dr->ok != n)
+        die("raw produce: %ld of %ld delivered, %ld failed (%s)", dr->ok, n, dr->failed,
+            rd_kafka_err2str(dr->first_error));
+}
+
+enum { MAX_PARTITIONS = 64 };
+
+/* The raw consumer: what a librdkafka user writes to get eventbus's
+ * semantics (plugins/kafka/config.c's consumer settings). Offsets are
+ * stored through one reused single-element list per partition: a list
+ * caches its partition's handle in the element, so one list may not be
+ * re-pointed at another partition, and every list must be gone before
+ * rd_kafka_destroy() (a cached handle keeps it waiting). */
+typedef struct raw_consumer {
+    rd_kafka_t *rk;
+    char topic[128];
+    rd_kafka_topic_partition_list_t *store[MAX_PARTITIONS];
+    atomic_bool assigned;
+    histogram *hist;                        /* NULL: no latency */
+    atomic_long got;    /* written by the consuming thread only */
+    int64_t first_ns;
+} raw_consumer;
+
+static void raw_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    raw_consumer *c = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, parts);
+        atomic_store(&c->assigned, true);
+    } else {
+        rd_kafka_commit(rk, NULL, 0);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void raw_consumer_open(raw_consumer *c, const char *topic, const char *group)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    conf_set(conf, "bootstrap.servers", bootstrap);
+    conf_set(conf, "client.id", "kafka-bench-raw-consumer");
+    conf_set(conf, "group.id", group);
+    conf_set(conf, "enable.auto.commit", "true");
+    conf_set(conf, "auto.commit.interval.ms", "1000");
+    conf_set(conf, "enable.auto.offset.store", "false");
+    conf_set(conf, "partition.assignment.strategy", "range,roundrobin");
+    conf_set(conf, "auto.offset.reset", "earliest");
+    conf_set(conf, "enable.partition.eof", "false");
+    rd_kafka_conf_set_rebalance_cb(conf, raw_rebalance);
+    rd_kafka_conf_set_opaque(conf, c);
+    char err[512];
+    if (!(c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err)))
+        die("raw consumer: %s", err);
+    rd_kafka_poll_set_consumer(c->rk);
+    snprintf(c->topic, sizeof c->topic, "%s", topic);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e)
+        die("raw subscribe: %s", rd_kafka_err2str(e));
+}
+
+/** Polls until n messages were consumed, storing the offset of each. */
+static void raw_consume_all(raw_consumer *c, long n)
+{
+    int64_t give_up = now_ns() + deadline_s * 1000000000LL;
+    while (atomic_load_explicit(&c->got, memory_order_relaxed) < n) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, 100);
+        if (!rkm) {
+            if (now_ns() > give_up)
+                die("raw consume: only %ld of %ld in %lld s", atomic_load(&c->got), n,
+                    (long long)deadline_s);
+            continue;
+        }
+        if (rkm->err) {
+            fprintf(stderr, "kafka_bench: raw consume: %s\n", rd_kafka_message_errstr(rkm));
+        } else {
+            if (atomic_load_explicit(&c->got, memory_order_relaxed) == 0)
+                c->first_ns = now_ns();
+            atomic_store_explicit(&c->got, atomic_load_explicit(&c->got, memory_order_relaxed) + 1,
+                                  memory_order_release);
+            if (c->hist)
+                record_latency(c->hist, rkm->payload, rkm->len);
+            if (rkm->partition >= MAX_PARTITIONS)
+                die("raw consume: partition %d", (int)rkm->partition);
+            rd_kafka_topic_partition_list_t **store = &c->store[rkm->partition];
+            if (!*store) {
+                *store = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(*store, c->topic, rkm->partition);
+            }
+            (*store)->elems[0].offset = rkm->offset + 1; /* the next one */
+            rd_kafka_offsets_store(c->rk, *store);
+        }
+        rd_kafka_message_destroy(rkm);
+    }
+}
+
+static void raw_consumer_close(raw_consumer *c)
+{
+    rd_kafka_consumer_close(c->rk); /* commits what was stored */
+    for (int p = 0; p < MAX_PARTITIONS; p++)
+        if (c->store[p])
+            rd_kafka_topic_partition_list_destroy(c->store[p]);
+    rd_kafka_destroy(c->rk);
+}
+
+/* ---------------------------------------------------------------- eventbus */
+
+/* The handler should cost what the raw consumer's loop body costs: nothing.
+ * So it counts on a stripe of its own (one shared counter would bounce
+ * between cores per message). */
+typedef struct stripe {
+    atomic_long n;
+    char pad[64 - sizeof(atomic_long)];
+} stripe;
+
+typedef struct run_state {
+    stripe handled[STRIPES];
+    atomic_llong first_ns; /* first handler call */
+    bool timed;
+    histogram hist;
+} run_state;
+
+static atomic_int next_stripe;
+static __thread int my_stripe = -1;
+
+static long handled_total(run_state *rs)
+{
+    long n = 0;
+    for (int i = 0; i < STRIPES; i++)
+        n += atomic_load_explicit(&rs->handled[i].n, memory_order_acquire);
+    return n;
+}
+
+static eb_result noop_handler(const eb_msg *msg, void *opaque)
+{
+    run_state *rs = opaque;
+    if (my_stripe < 0)
+        my_stripe = atomic_fetch_add(&next_stripe, 1) % STRIPES;
+    if (atomic_load_explicit(&rs->first_ns, memory_order_relaxed) == 0) {
+        long long zero = 0;
+        atomic_compare_exchange_strong(&rs->first_ns, &zero, now_ns());
+    }
+    if (rs->timed) {
+        size_t len;
+        const void *payload = eb_msg_payload(msg, &len);
+        record_latency(&rs->hist, payload, len);
+    }
+    atomic_long *n = &rs->handled[my_stripe].n;
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                          memory_order_release);
+    return EB_ACK;
+}
+
+/* Delivery callbacks run on the producer's one poll thread. */
+typedef struct delivered {
+    atomic_long ok, failed;
+    atomic_int first_error;
+} delivered;
+
+static void on_delivered(int status, const char *id, void *opaque)
+{
+    delivered *d = opaque;
+    if (status == 0) {
+        atomic_fetch_add_explicit(&d->ok, 1, memory_order_relaxed);
+    } else if (atomic_fetch_add(&d->failed, 1) == 0) {
+        atomic_store(&d->first_error, status);
+    }
+}
+
+static eb_bus *open_bus(void)
+{
+    eb_config *cfg = eb_config_new();
+    char err[512] = "", set[600];
+    int rc = eb_config_set(cfg, "transport", "kafka", err, sizeof err);
+    if (rc == 0)
+        rc = eb_config_set(cfg, "kafka.bootstrap.servers", bootstrap, err, sizeof err);
+    if (rc == 0) {
+        snprintf(set, sizeof set, "%d", WORKERS);
+        rc = eb_config_set(cfg, "dispatch.workers", set, err, sizeof err);
+    }
+#ifdef EB_BENCH_PLUGIN_DIR
+    if (rc == 0 && !getenv("EVENTBUS_PLUGIN_PATH"))
+        rc = eb_config_set(cfg, "plugin.path", EB_BENCH_PLUGIN_DIR, err, sizeof err);
+#endif
+    for (int i = 0; rc == 0 && i < n_extra_settings; i++) { /* later settings win */
+        snprintf(set, sizeof set, "%s", extra_settings[i]);
+        char *eq = strchr(set, '=');
+        if (!eq)
+            die("--set %s: KEY=VALUE expected", set);
+        *eq = '\0';
+        rc = eb_config_set(cfg, set, eq + 1, err, sizeof err);
+    }
+    eb_bus *bus = NULL;
+    if (rc == 0)
+        rc = eb_bus_open(cfg, &bus, err, sizeof err);
+    eb_config_destroy(cfg);
+    if (rc != 0)
+        die("open: %s: %s", eb_strerror(rc), err);
+    return bus;
+}
+
+static void eb_publish_all(eb_bus *bus, const char *topic, long n, bool timed, double rate,
+                           delivered *d)
+{
+    unsigned char payload[PAYLOAD] = {0};
+    int64_t start = now_ns();
+    for (long i = 0; i < n; i++) {
+        pace(start, i, rate);
+        stamp(payload, i, timed);
+        eb_outgoing m = {.topic = topic, .key = keys[i % KEYS],
+                         .key_len = (size_t)key_len[i % KEYS], .payload = payload,
+                         .payload_len = PAYLOAD};
+        int rc;
+        while ((rc = eb_publish(bus, &m, on_delivered, d)) == EB_ERR_FULL)
+            ;
+        if (rc != 0)
+            die("publish: %s", eb_strerror(rc));
+    }
+}
+
+static void eb_flush_checked(eb_bus *bus, delivered *d, long n)
+{
+    int rc = eb_flush(bus, (int)deadline_s * 1000);
+    if (rc != 0)
+        die("flush: %s", eb_strerror(rc));
+    if (atomic_load(&d->ok) != n)
+        die("publish: %ld of %ld delivered, %ld failed (%s)", atomic_load(&d->ok), n,
+            atomic_load(&d->failed), eb_strerror(atomic_load(&d->first_error)));
+}
+
+static eb_sub *subscribe(eb_bus *bus, const char *topic, const char *group, run_state *rs)
+{
+    eb_sub *sub;
+    char err[512] = "";
+    int rc = eb_subscribe(bus, topic, group, noop_handler, rs, NULL, &sub, err, sizeof err);
+    if (rc != 0)
+        die("subscribe: %s: %s", eb_strerror(rc), err);
+    if ((rc = eb_sub_wait_ready(sub, 30000)) != 0)
+        die("subscribe: not ready: %s", eb_strerror(rc));
+    return sub;
+}
+
+static void wait_handled(run_state *rs, long n)
+{
+    int64_t give_up = now_ns() + deadline_s * 1000000000LL;
+    while (handled_total(rs) < n) {
+        if (now_ns() > give_up)
+            die("only %ld of %ld handled in %lld s", handled_total(rs), n,
+                (long long)deadline_s);
+        sleep_us(1000); /* polling a counter with a deadline; 1 ms in runs of seconds */
+    }
+}
+
+static double close_bus(eb_bus *bus)
+{
+    int64_t start = now_ns();
+    int rc = eb_bus_close(bus, 10000);
+    if (rc != 0)
+        die("close: %s", eb_strerror(rc));
+    double ms = (double)(now_ns() - start) / 1e6;
+    eb_bus_destroy(bus);
+    return ms;
+}
+
+/* ------------------------------------------------------------------ runs */
+
+typedef struct job {
+    char topic[128], group[128];
+    long n;
+    double rate; /* end-to-end: msgs/s, 0 = full speed */
+} job;
+
+typedef struct row {
+    double msgs_per_s, p50_us, p99_us, close_ms, rss_mib;
+    double cpu_us; /* CPU time of the whole process per message (all threads) */
+    int threads;
+} row;
+
+static row run_raw_produce(const job *j)
+{
+    create_topic(j->topic, PARTITIONS);
+    raw_dr dr = {0};
+    rd_kafka_t *rk = raw_producer(&dr);
+    raw_produce_all(rk, j->topic, WARM_UP, false, 0);
+    raw_flush(rk, &dr, WARM_UP);
+    int64_t start = now_ns();
+    double cpu = cpu_now();
+    raw_produce_all(rk, j->topic, j->n, false, 0);
+    raw_flush(rk, &dr, WARM_UP + j->n);
+    row r = {.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9),
+             .cpu_us = cpu_us_per(cpu, j->n), .threads = count_threads()};
+    int64_t close_start = now_ns();
+    rd_kafka_destroy(rk);
+    r.close_ms = (double)(now_ns() - close_start) / 1e6;
+    return r;
+}
+
+static row run_eb_publish(const job *j)
+{
+    create_topic(j->topic, PARTITIONS);
+    delivered d = {0};
+    eb_bus *bus = open_bus();
+    eb_publish_all(bus, j->topic, WARM_UP, false, 0, &d);
+    eb_flush_checked(bus, &d, WARM_UP);
+    int64_t start = now_ns();
+    double cpu = cpu_now();
+    eb_publish_all(bus, j->topic, j->n, false, 0, &d);
+    eb_flush_checked(bus, &d, WARM_UP + j->n);
+    row r = {.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9),
+             .cpu_us = cpu_us_per(cpu, j->n), .threads = count_threads()};
+    r.close_ms = close_bus(bus);
+    return r;
+}
+
+static row run_raw_consume(const job *j)
+{
+    raw_consumer c = {0};
+    double cpu = cpu_now(); /* the join's CPU is noise next to N messages */
+    raw_consumer_open(&c, j->topic, j->group);
+    raw_consume_all(&c, WARM_UP + j->n);
+    row r = {.msgs_per_s = (double)(WARM_UP + j->n) / ((double)(now_ns() - c.first_ns) / 1e9),
+             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = count_threads()};
+    int64_t start = now_ns();
+    raw_consumer_close(&c);
+    r.close_ms = (double)(now_ns() - start) / 1e6;
+    return r;
+}
+
+static void create_dlq_topic(const char *topic)
+{
+    char dlq[160];
+    snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+    create_topic(dlq, 1);
+}
+
+static row run_eb_subscribe(const job *j)
+{
+    create_dlq_topic(j->topic);
+    run_state *rs = calloc(1, sizeof *rs);
+    eb_bus *bus = open_bus();
+    double cpu = cpu_now();
+    subscribe(bus, j->topic, j->group, rs);
+    wait_handled(rs, WARM_UP + j->n);
+    row r = {.msgs_per_s = (double)(WARM_UP + j->n) /
+                           ((double)(now_ns() - atomic_load(&rs->first_ns)) / 1e9),
+             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = count_threads()};
+    r.close_ms = close_bus(bus);
+    free(rs);
+    return r;
+}
+
+typedef struct consumer_arg {
+    raw_consumer *c;
+    long n;
+} consumer_arg;
+
+static void *raw_consumer_main(void *arg)
+{
+    consumer_arg *a = arg;
+    raw_consume_all(a->c, a->n);
+    return NULL;
+}
+
+static row run_raw_e2e(const job *j)
+{
+    create_topic(j->topic, PARTITIONS);
+    histogram *hist = calloc(1, sizeof *hist);
+    raw_consumer c = {.hist = hist};
+    raw_consumer_open(&c, j->topic, j->group);
+    raw_dr dr = {0};
+    rd_kafka_t *producer = raw_producer(&dr);
+    for (int64_t give_up = now_ns() + 30 * 1000000000LL; !atomic_load(&c.assigned);) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c.rk, 10); /* serves the join */
+        if (rkm)
+            die("raw end-to-end: a message before any was produced");
+        if (now_ns() > give_up)
+            die("raw end-to-end: no assignment in 30 s");
+    }
+    consumer_arg arg = {&c, WARM_UP + j->n};
+    pthread_t consumer;
+    if (pthread_create(&consumer, NULL, raw_consumer_main, &arg) != 0)
+        die("raw end-to-end: cannot start the consumer thread");
+    raw_produce_all(producer, j->topic, WARM_UP, false, 0);
+    raw_flush(producer, &dr, WARM_UP);
+    for (int64_t give_up = now_ns() + 30 * 1000000000LL; atomic_load(&c.got) < WARM_UP;) {
+        if (now_ns() > give_up)
+            die("raw end-to-end: warm-up not consumed in 30 s");
+        sleep_us(100);
+    }
+    int64_t start = now_ns();
+    double cpu = cpu_now();
+    raw_produce_all(producer, j->topic, j->n, true, j->rate);
+    row r = {.threads = count_threads()};
+    raw_flush(producer, &dr, WARM_UP + j->n);
+    pthread_join(consumer, NULL);
+    r.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9);
+    r.cpu_us = cpu_us_per(cpu, j->n);
+    r.p50_us = hist_quantile_us(hist, 0.50);
+    r.p99_us = hist_quantile_us(hist, 0.99);
+    int64_t close_start = now_ns();
+    raw_consumer_close(&c);
+    rd_kafka_destroy(producer);
+    r.close_ms = (double)(now_ns() - close_start) / 1e6;
+    free(hist);
+    return r;
+}
+
+static row run_eb_e2e(const job *j)
+{
+    create_topic(j->topic, PARTITIONS);
+    create_dlq_topic(j->topic);
+    run_state *rs = calloc(1, sizeof *rs);
+    rs->timed = true;
+    delivered d = {0};
+    eb_bus *bus = open_bus();
+    subscribe(bus, j->topic, j->group, rs);
+    eb_publish_all(bus, j->topic, WARM_UP, false, 0, &d);
+    eb_flush_checked(bus, &d, WARM_UP);
+    wait_handled(rs, WARM_UP);
+    int64_t start = now_ns();
+    double cpu = cpu_now();
+    eb_publish_all(bus, j->topic, j->n, true, j->rate, &d);
+    row r = {.threads = count_threads()};
+    eb_flush_checked(bus, &d, WARM_UP + j->n);
+    wait_handled(rs, WARM_UP + j->n);
+    r.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9);
+    r.cpu_us = cpu_us_per(cpu, j->n);
+    r.p50_us = hist_quantile_us(&rs->hist, 0.50);
+    r.p99_us = hist_quantile_us(&rs->hist, 0.99);
+    r.close_ms = close_bus(bus);
+    free(rs);
+    return r;
+}
+
+/**
+ * Runs `fn` in a child process: its threads and peak RSS are the run's
+ * own, and nothing (librdkafka's state, the plugin) carries over to the
+ * next run. The parent never starts a thread, so fork is safe.
+ */
+static row in_child(row (*fn)(const job *), const job *j)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        die("pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        row r = fn(j);
+        ssize_t w = write(fds[1], &r, sizeof r);
+        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fds[1]);
+    row r;
+    ssize_t got = read(fds[0], &r, sizeof r);
+    close(fds[0]);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0 || got != (ssize_t)sizeof r)
+        die("run on %s failed", j->topic);
+    r.rss_mib = (double)ru.ru_maxrss / 1024;
+    return r;
+}
+
+/* -------------------------------------------------------------- report */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double s[MAX_ROUNDS];
+    memcpy(s, v, (size_t)n * sizeof *v);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return s[n / 2];
+}
+
+typedef struct series {
+    double rate[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], close_ms[MAX_ROUNDS],
+        rss[MAX_ROUNDS], threads[MAX_ROUNDS], cpu_us[MAX_ROUNDS];
+    int n;
+} series;
+
+static void add_row(series *s, row r)
+{
+    s->rate[s->n] = r.msgs_per_s;
+    s->p50[s->n] = r.p50_us;
+    s->p99[s->n] = r.p99_us;
+    s->close_ms[s->n] = r.close_ms;
+    s->rss[s->n] = r.rss_mib;
+    s->threads[s->n] = r.threads;
+    s->cpu_us[s->n] = r.cpu_us;
+    s->n++;
+}
+
+static double rate_of(const series *s) { return median(s->rate, s->n); }
+
+static void print_series(const char *name, const series *s, bool latency, const series *raw)
+{
+    double rate = rate_of(s);
+    printf("%-30s %10.0f %7.1f", name, rate, rate * PAYLOAD / 1e6);
+    if (latency)
+        printf(" %9.0f %9.0f", median(s->p50, s->n), median(s->p99, s->n));
+    else
+        printf(" %9s %9s", "-", "-");
+    printf(" %6.2f %7.0f %7.1f %8.1f", median(s->cpu_us, s->n), median(s->threads, s->n),
+           median(s->rss, s->n), median(s->close_ms, s->n));
+    if (raw)
+        printf("   %.2fx  (cpu %.2fx)", rate / rate_of(raw),
+               median(s->cpu_us, s->n) / median(raw->cpu_us, raw->n));
+    printf("\n");
+}
+
+typedef struct named_run {
+    const char *name;
+    row (*fn)(const job *);
+    bool needs_backlog;
+} named_run;
+
+static const named_run named_runs[] = {
+    {"raw-produce", run_raw_produce, false}, {"eb-publish", run_eb_publish, false},
+    {"raw-consume", run_raw_consume, true},  {"eb-subscribe", run_eb_subscribe, true},
+    {"raw-e2e", run_raw_e2e, false},         {"eb-e2e", run_eb_e2e, false},
+};
+
+/** --only: one run in this process, for a profiler. */
+static int run_only(const char *name, long n, double rate)
+{
+    for (size_t i = 0; i < sizeof named_runs / sizeof named_runs[0]; i++) {
+        const named_run *nr = &named_runs[i];
+        if (strcmp(nr->name, name) != 0)
+            continue;
+        job j = {.n = n, .rate = rate};
+        snprintf(j.topic, sizeof j.topic, "kbench-only-%d-%lld", (int)getpid(),
+                 (long long)(time(NULL) % 100000));
+        snprintf(j.group, sizeof j.group, "%.100s-group", j.topic);
+        if (nr->needs_backlog)
+            in_child(run_raw_produce, &j);
+        fprintf(stderr, "kafka_bench: %s in pid %d\n", name, (int)getpid());
+        row r = nr->fn(&j);
+        printf("%-30s %10.0f msgs/s  %.2f us/msg  p50 %.0f us  p99 %.0f us  threads %d  "
+               "close %.1f ms\n",
+               name, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us, r.threads, r.close_ms);
+        return 0;
+    }
+    fprintf(stderr, "kafka_bench: --only: no run named %s\n", name);
+    return 2;
+}
+
+static void progress(const char *what, int round, row r)
+{
+    fprintf(stderr,
+            "kafka_bench: round %d %-24s %10.0f msgs/s  %5.2f us/msg  p50 %8.0f us  p99 %8.0f us\n",
+            round + 1, what, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us);
+}
+
+int main(int argc, char **argv)
+{
+    long n = 1000000;
+    int rounds = 3;
+    const char *only = NULL;
+    double only_rate = 0;
+    bootstrap = getenv("EB_KAFKA_BOOTSTRAP");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--smoke") == 0)
+            n = 20000, rounds = 1, deadline_s = 120;
+        else if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
+            n = atol(argv[++i]);
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--bootstrap") == 0 && i + 1 < argc)
+            bootstrap = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
+            only_rate = atof(argv[++i]);
+        else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_extra_settings < 32)
+            extra_settings[n_extra_settings++] = argv[++i];
+        else {
+            fprintf(stderr,
+                    "usage: %s [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR] "
+                    "[--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]...\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (rounds < 1 || rounds > MAX_ROUNDS || n < 1000) {
+        fprintf(stderr, "kafka_bench: rounds must be 1..%d and messages >= 1000\n",
+                MAX_ROUNDS);
+        return 2;
+    }
+    if (!bootstrap || !*bootstrap) {
+        printf("skip: no broker: set EB_KAFKA_BOOTSTRAP or pass --bootstrap "
+               "(tests/servers/kafka.sh start)\n");
+        return 77;
+    }
+    make_keys();
+    if (only)
+        return run_only(only, n, only_rate);
+    printf("kafka_bench: %ld messages of %d bytes, %d keys, %d partitions, %d workers, "
+           "%d round(s), medians; broker %s (librdkafka %s)\n",
+           n, PAYLOAD, KEYS, PARTITIONS, WORKERS, rounds, bootstrap, rd_kafka_version_str());
+    fflush(stdout);
+
+    series raw_prod = {0}, eb_pub = {0}, raw_cons = {0}, eb_cons = {0}, raw_e2e = {0},
+           eb_e2e = {0}, raw_half = {0}, eb_half = {0};
+    char run_id[32];
+    snprintf(run_id, sizeof run_id, "kbench-%d-%lld", (int)getpid(),
+             (long long)(time(NULL) % 100000));
+    for (int r = 0; r < rounds; r++) {
+        job j = {.n = n};
+        row x;
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw", run_id, r);
+        add_row(&raw_prod, x = in_child(run_raw_produce, &j));
+        progress("raw produce", r, x);
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-eb", run_id, r);
+        add_row(&eb_pub, x = in_child(run_eb_publish, &j));
+        progress("eventbus publish", r, x);
+
+        /* Both consumers read the same backlog: the raw-produced topic. */
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw", run_id, r);
+        snprintf(j.group, sizeof j.group, "%s-r%d-raw-group", run_id, r);
+        add_row(&raw_cons, x = in_child(run_raw_consume, &j));
+        progress("raw consume", r, x);
+        snprintf(j.group, sizeof j.group, "%s-r%d-eb-group", run_id, r);
+        add_row(&eb_cons, x = in_child(run_eb_subscribe, &j));
+        progress("eventbus subscribe", r, x);
+
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw-e2e", run_id, r);
+        snprintf(j.group, sizeof j.group, "%s-r%d-raw-e2e-group", run_id, r);
+        add_row(&raw_e2e, x = in_child(run_raw_e2e, &j));
+        progress("raw end-to-end", r, x);
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-eb-e2e", run_id, r);
+        snprintf(j.group, sizeof j.group, "%s-r%d-eb-e2e-group", run_id, r);
+        add_row(&eb_e2e, x = in_child(run_eb_e2e, &j));
+        progress("eventbus end-to-end", r, x);
+    }
+    /* Latency at a fixed rate, the same for both: 50% of eventbus's peak,
+     * where p99 means something. */
+    double half_rate = rate_of(&eb_e2e) / 2;
+    for (int r = 0; r < rounds; r++) {
+        job j = {.n = n / 2, .rate = half_rate};
+        row x;
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw-half", run_id, r);
+        snprintf(j.group, sizeof j.group, "%s-r%d-raw-half-group", run_id, r);
+        add_row(&raw_half, x = in_child(run_raw_e2e, &j));
+        progress("raw end-to-end @50%", r, x);
+        snprintf(j.topic, sizeof j.topic, "%s-r%d-eb-half", run_id, r);
+        snprintf(j.group, sizeof j.group, "%s-r%d-eb-half-group", run_id, r);
+        add_row(&eb_half, x = in_child(run_eb_e2e, &j));
+        progress("eventbus end-to-end @50%", r, x);
+    }
+
+    char half_raw_name[64], half_eb_name[64];
+    snprintf(half_raw_name, sizeof half_raw_name, "raw end-to-end @%.0f/s", half_rate);
+    snprintf(half_eb_name, sizeof half_eb_name, "eventbus end-to-end @%.0f/s", half_rate);
+    printf("%-30s %10s %7s %9s %9s %6s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
+           "p99 us", "us/msg", "threads", "RSS MiB", "close ms", "eventbus/raw");
+    print_series("raw produce", &raw_prod, false, NULL);
+    print_series("eventbus publish", &eb_pub, false, &raw_prod);
+    print_series("raw consume (store each)", &raw_cons, false, NULL);
+    print_series("eventbus subscribe (4 workers)", &eb_cons, false, &raw_cons);
+    print_series("raw end-to-end", &raw_e2e, true, NULL);
+    print_series("eventbus end-to-end", &eb_e2e, true, &raw_e2e);
+    print_series(half_raw_name, &raw_half, true, NULL);
+    print_series(half_eb_name, &eb_half, true, &raw_half);
+    double pub_ratio = rate_of(&eb_pub) / rate_of(&raw_prod);
+    double sub_ratio = rate_of(&eb_cons) / rate_of(&raw_cons);
+    printf("goals: publish >= 0.90x raw produce: %.2fx %s; handling >= 0.70x raw consume "
+           "(0.80x stretch): %.2fx %s\n",
+           pub_ratio, pub_ratio >= 0.9 ? "met" : "MISSED", sub_ratio,
+           sub_ratio >= 0.8 ? "met (stretch too)" : sub_ratio >= 0.7 ? "met" : "MISSED");
+    printf("us/msg: CPU time (user+system, every thread of the run's process) per message; "
+           "threads and RSS are each run's own (a forked child); close: eb_bus_close, or the "
+           "raw handles' close and destroy\n");
+    return 0;
+}
