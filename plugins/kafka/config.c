@@ -356,6 +356,11 @@ static const property producer_defaults[] = {
  * member also commits synchronously on revoke); a new group starts at the
  * earliest retained message (DESIGN.md); eager assignors only (see
  * refused_properties); no partition-EOF events unless asked for.
+ * queued.min.messages: librdkafka 2.0.2 stops fetching a partition whose
+ * local queue holds more than this and looks again only a second later
+ * (fetch.queue.backoff.ms arrived in 2.2.0), which stalled a consumer
+ * catching up on a backlog for most of each second; the memory bound that
+ * remains is queued.max.messages.kbytes (64 MiB by default).
  */
 static const property consumer_defaults[] = {
     {"client.id", "eventbus-consumer"},
@@ -364,6 +369,7 @@ static const property consumer_defaults[] = {
     {"partition.assignment.strategy", "range,roundrobin"},
     {"auto.offset.reset", "earliest"},
     {"enable.partition.eof", "false"},
+    {"queued.min.messages", "10000000"},
     {NULL, NULL},
 };
 

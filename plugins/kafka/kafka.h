@@ -106,6 +106,9 @@ int kf_topic_ensure_once(kf_bus *kb, rd_kafka_t *rk, const char *topic, int time
                          char *errstr, size_t errstr_size);
 void kf_known_topics_free(kf_bus *kb);
 
+/** Writes "partition@offset" into out (at least 32 bytes). */
+void kf_format_id(char *out, int32_t partition, int64_t offset);
+
 /** Maps librdkafka errors to EB_ERR_* (delivery reports, produce calls). */
 int kf_error_of(rd_kafka_resp_err_t err);
 

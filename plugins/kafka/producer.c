@@ -155,7 +155,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         int status = delivery_status(m);
         char id[48];
         if (status == 0) {
-            snprintf(id, sizeof id, "%d@%lld", (int)m->partition, (long long)m->offset);
+            kf_format_id(id, m->partition, m->offset);
             kf_health_ok(p->kb);
         }
         d->cb(status, status == 0 ? id : NULL, d->opaque);
@@ -334,7 +334,11 @@ void kf_producer_stop(kf_producer *p)
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     wait_idle(p, INT64_MAX);
     atomic_store(&p->stopping, true);
-    rd_kafka_yield(p->rk);
+    /* rd_kafka_yield() only flags the calling thread: wake the poll
+     * thread's rd_kafka_poll() through its queue instead. */
+    rd_kafka_queue_t *main_queue = rd_kafka_queue_get_main(p->rk);
+    rd_kafka_queue_yield(main_queue);
+    rd_kafka_queue_destroy(main_queue);
     pthread_join(p->thread, NULL);
     rd_kafka_destroy(p->rk);
     producer_free(p);
