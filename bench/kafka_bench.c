@@ -50,10 +50,11 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "bench_common.h"
 #include "eventbus/eventbus.h"
 
 enum { PAYLOAD = 100, KEYS = 1000, PARTITIONS = 6, WORKERS = 4, SAMPLE = 16,
-       STRIPES = 16, HIST_BUCKETS = 64 * 16, MAX_ROUNDS = 16,
+       STRIPES = 16, MAX_ROUNDS = 16,
        WARM_UP = 1000 /* messages before each timed part: metadata, producer id,
                          fetch positions and connections settle first */ };
 
@@ -62,12 +63,6 @@ static const char *extra_settings[32]; /* --set KEY=VALUE */
 static int n_extra_settings;
 static int64_t deadline_s = 300; /* for any one wait of a run */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void sleep_us(long us)
 {
@@ -86,47 +81,6 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
     exit(1);
 }
 
-/* ---------------------------------------------------- latency histogram */
-
-typedef struct histogram {
-    atomic_uint_fast64_t bucket[HIST_BUCKETS];
-} histogram;
-
-static unsigned bucket_of(uint64_t ns)
-{
-    if (ns < 16)
-        return (unsigned)ns;
-    unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
-    unsigned sub = (unsigned)(ns >> (msb - 4)) & 15;
-    return (msb - 3) * 16 + sub;
-}
-
-static uint64_t bucket_floor(unsigned b)
-{
-    if (b < 16)
-        return b;
-    unsigned msb = b / 16 + 3, sub = b % 16;
-    return ((uint64_t)(16 + sub)) << (msb - 4);
-}
-
-static void hist_add(histogram *h, uint64_t ns)
-{
-    atomic_fetch_add_explicit(&h->bucket[bucket_of(ns)], 1, memory_order_relaxed);
-}
-
-static double hist_quantile_us(histogram *h, double q)
-{
-    uint64_t total = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
-        total += h->bucket[i];
-    uint64_t want = (uint64_t)(q * (double)total), seen = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->bucket[i];
-        if (seen > want)
-            return (double)bucket_floor(i) / 1000.0;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------- messages */
 
@@ -183,16 +137,6 @@ static double cpu_us_per(double cpu_start, long messages)
     return (cpu_now() - cpu_start) * 1e6 / (double)messages;
 }
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
 
 /* ------------------------------------------------------- raw librdkafka */
 

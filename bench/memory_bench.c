@@ -16,58 +16,12 @@
 #include <time.h>
 #include <dirent.h>
 
+#include "bench_common.h"
 #include "eventbus/eventbus.h"
 
-enum { PAYLOAD = 100, KEYS = 1000, HIST_BUCKETS = 64 * 16 };
+enum { PAYLOAD = 100, KEYS = 1000 };
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
-/* ---------------------------------------------------- latency histogram */
-
-typedef struct histogram {
-    atomic_uint_fast64_t bucket[HIST_BUCKETS];
-} histogram;
-
-static unsigned bucket_of(uint64_t ns)
-{
-    if (ns < 16)
-        return (unsigned)ns;
-    unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
-    unsigned sub = (unsigned)(ns >> (msb - 4)) & 15;
-    return (msb - 3) * 16 + sub;
-}
-
-static uint64_t bucket_floor(unsigned b)
-{
-    if (b < 16)
-        return b;
-    unsigned msb = b / 16 + 3, sub = b % 16;
-    return ((uint64_t)(16 + sub)) << (msb - 4);
-}
-
-static void hist_add(histogram *h, uint64_t ns)
-{
-    atomic_fetch_add_explicit(&h->bucket[bucket_of(ns)], 1, memory_order_relaxed);
-}
-
-static double hist_quantile_us(histogram *h, double q)
-{
-    uint64_t total = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
-        total += h->bucket[i];
-    uint64_t want = (uint64_t)(q * (double)total), seen = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->bucket[i];
-        if (seen > want)
-            return (double)bucket_floor(i) / 1000.0;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------ baseline */
 
@@ -171,16 +125,6 @@ static eb_result noop_handler(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
 
 typedef struct eb_result_row {
     double msgs_per_s, p50_us, p99_us, close_ms;

@@ -90,6 +90,7 @@ struct kf_member {
     bool stopping;
     uint64_t generations;
     int n_subs;              /* subs not yet freed; the last frees the member */
+    bool closed;             /* librdkafka finished closing the consumer */
 };
 
 static void wake(kf_member *m)
@@ -668,6 +669,38 @@ static void wait_for_work(kf_member *m)
     }
 }
 
+enum { CLOSE_SLACK_MS = 5000 };
+
+/**
+ * Poll thread: the final revoke runs here (handlers finish, offsets are
+ * stored and committed), then the member leaves its group. Unsubscribe
+ * first: librdkafka 2.0.2 asserts at destroy when a subscribe issued just
+ * before close is processed during it. The close is asynchronous and
+ * bounded (the revoke timeout plus a margin): a close that librdkafka does
+ * not finish (seen under valgrind with a topic its metadata had not caught
+ * up with) is abandoned, and the handle is then destroyed without it.
+ */
+static void close_consumer(kf_member *m)
+{
+    if (m->group)
+        rd_kafka_unsubscribe(m->rk);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(m->rk, q);
+    if (error) {
+        log_m(m, EB_LOG_WARN, "close", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    int64_t deadline = m->kb->host->now_ns() +
+                       (m->kb->revoke_timeout_ms + CLOSE_SLACK_MS) * 1000000;
+    while (!rd_kafka_consumer_closed(m->rk) && m->kb->host->now_ns() < deadline)
+        rd_kafka_queue_poll_callback(q, 100); /* serves the final rebalance */
+    m->closed = rd_kafka_consumer_closed(m->rk);
+    if (!m->closed)
+        log_m(m, EB_LOG_ERROR, "close",
+              "librdkafka did not finish closing the consumer in time; leaving without it");
+    rd_kafka_queue_destroy(q);
+}
+
 static void *poll_main(void *arg)
 {
     kf_member *m = arg;
@@ -687,13 +720,7 @@ static void *poll_main(void *arg)
         if (got == 0)
             wait_for_work(m);
     }
-    /* Close: the final revoke runs here (handlers finish, offsets are
-     * stored and committed), then the member leaves its group. Unsubscribe
-     * first: librdkafka 2.0.2 asserts at destroy when a subscribe issued
-     * just before close is processed during it. */
-    if (m->group)
-        rd_kafka_unsubscribe(m->rk);
-    rd_kafka_consumer_close(m->rk);
+    close_consumer(m);
     drain_inbox(m);
     let_go_of_leavers(m);
     return NULL;
@@ -705,8 +732,8 @@ static void member_free(kf_member *m)
 {
     if (m->queue)
         rd_kafka_queue_destroy(m->queue);
-    if (m->rk)
-        rd_kafka_destroy(m->rk); /* joins librdkafka's threads */
+    if (m->rk) /* joins librdkafka's threads */
+        rd_kafka_destroy_flags(m->rk, m->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     for (int i = 0; i < 2; i++)
         if (m->wake[i] >= 0)
             close(m->wake[i]);

@@ -1,0 +1,76 @@
+/*
+ * bench_common.h — what every benchmark measures with: the monotonic clock,
+ * a lock-free latency histogram (16 sub-buckets per power of two, relaxed
+ * atomic counts), the thread count of the process, and medians.
+ */
+#ifndef EB_BENCH_COMMON_H
+#define EB_BENCH_COMMON_H
+
+#include <dirent.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { HIST_BUCKETS = 64 * 16 };
+
+static inline int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct histogram {
+    atomic_uint_fast64_t bucket[HIST_BUCKETS];
+} histogram;
+
+static inline unsigned bucket_of(uint64_t ns)
+{
+    if (ns < 16)
+        return (unsigned)ns;
+    unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
+    unsigned sub = (unsigned)(ns >> (msb - 4)) & 15;
+    return (msb - 3) * 16 + sub;
+}
+
+static inline uint64_t bucket_floor(unsigned b)
+{
+    if (b < 16)
+        return b;
+    unsigned msb = b / 16 + 3, sub = b % 16;
+    return ((uint64_t)(16 + sub)) << (msb - 4);
+}
+
+static inline void hist_add(histogram *h, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&h->bucket[bucket_of(ns)], 1, memory_order_relaxed);
+}
+
+/** The q-quantile in microseconds (0 when empty). */
+static inline double hist_quantile_us(histogram *h, double q)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        total += h->bucket[i];
+    uint64_t want = (uint64_t)(q * (double)total), seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->bucket[i];
+        if (seen > want)
+            return (double)bucket_floor(i) / 1000.0;
+    }
+    return 0;
+}
+
+static inline int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+#endif
