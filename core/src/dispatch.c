@@ -27,7 +27,7 @@
 #include "sync.h"
 #include "timers.h"
 
-enum { BATCH = 64, ACK_BATCH = 64 };
+enum { BATCH = 256, ACK_BATCH = 64 };
 
 /* ------------------------------------------------------------------ queues */
 
