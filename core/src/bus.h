@@ -129,8 +129,15 @@ void eb__bus_leave(eb_bus *bus);
 /** Waits until a close running on another thread has finished. */
 void eb__bus_wait_closed(eb_bus *bus);
 
-/** Publishes through the transport without the public checks (DLQ). */
+/** Publishes through the transport without the public checks (DLQ);
+ *  `token` from eb__delivery_token(), or NULL for no outcome. */
 int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,
-                        eb_delivery_cb cb, void *opaque);
+                        void *token);
+
+/** A token that makes the transport's host->delivered() call cb. NULL when
+ *  out of memory. */
+void *eb__delivery_token(eb_delivery_cb cb, void *opaque);
+/** host->delivered: runs the token's callback (thread marked), frees it. */
+void eb__delivered(eb_host_bus *hb, void *token, int status, const char *id);
 
 #endif

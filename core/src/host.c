@@ -114,4 +114,5 @@ const eb_host eb__host = {
     .ready = host_ready,
     .nearest_key = eb__nearest_key,
     .config_foreach = host_config_foreach,
+    .delivered = eb__delivered,
 };

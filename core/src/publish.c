@@ -1,8 +1,9 @@
 /*
  * publish.c — eb_publish() and eb_flush(): argument and size checks, the
- * no-wait rule for handlers and callbacks, and the trampoline that marks a
- * delivery callback's thread so that closing from it is refused (BUSY)
- * rather than deadlocking.
+ * no-wait rule for handlers and callbacks, and the delivery token: the one
+ * allocation per publish that asks for an outcome, handed back by the
+ * transport through host->delivered(), which marks the callback's thread
+ * so that closing from it is refused (BUSY) rather than deadlocking.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +13,30 @@
 
 enum { TOPIC_MAX = 249 };
 
-typedef struct delivery_ctx {
-    eb_bus *bus;
+typedef struct delivery_token {
     eb_delivery_cb cb;
     void *opaque;
-} delivery_ctx;
+} delivery_token;
 
-static void delivered(int status, const char *id, void *arg)
+void *eb__delivery_token(eb_delivery_cb cb, void *opaque)
 {
-    delivery_ctx *ctx = arg;
+    delivery_token *t = malloc(sizeof *t);
+    if (t)
+        *t = (delivery_token){cb, opaque};
+    return t;
+}
+
+void eb__delivered(eb_host_bus *hb, void *token, int status, const char *id)
+{
+    eb_bus *bus = (eb_bus *)hb;
+    delivery_token *t = token;
     eb_bus *outer = eb__tls_callback_bus;
-    eb__tls_callback_bus = ctx->bus;
+    eb__tls_callback_bus = bus;
     if (status != 0)
-        atomic_fetch_add(&ctx->bus->count.publish_failed, 1);
-    ctx->cb(status, id, ctx->opaque);
+        atomic_fetch_add(&bus->count.publish_failed, 1);
+    t->cb(status, status == 0 ? id : NULL, t->opaque);
     eb__tls_callback_bus = outer;
-    free(ctx);
+    free(t);
 }
 
 static int check_headers(const eb_header *h, size_t n, size_t *bytes)
@@ -60,11 +69,11 @@ static int check_outgoing(const eb_bus *bus, const eb_outgoing *m)
 }
 
 int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,
-                        eb_delivery_cb cb, void *opaque)
+                        void *token)
 {
     if (!eb__bus_enter(bus))
         return EB_ERR_CLOSED;
-    int rc = bus->tp->publish(bus->state, out, timeout_ms, cb, opaque);
+    int rc = bus->tp->publish(bus->state, out, timeout_ms, token);
     eb__bus_leave(bus);
     if (rc == 0)
         atomic_fetch_add(&bus->count.published, 1);
@@ -80,15 +89,12 @@ int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb, void *opa
         return rc;
     /* Handlers and callbacks never wait: a full transport says so at once. */
     int64_t timeout_ms = eb__tls_callback_bus ? 0 : bus->set.publish_timeout_ms;
-    delivery_ctx *ctx = NULL;
-    if (cb) {
-        if (!(ctx = malloc(sizeof *ctx)))
-            return EB_ERR_NOMEM;
-        *ctx = (delivery_ctx){bus, cb, opaque};
-    }
-    rc = eb__bus_publish_raw(bus, msg, timeout_ms, ctx ? delivered : NULL, ctx);
+    void *token = NULL;
+    if (cb && !(token = eb__delivery_token(cb, opaque)))
+        return EB_ERR_NOMEM;
+    rc = eb__bus_publish_raw(bus, msg, timeout_ms, token);
     if (rc != 0)
-        free(ctx);
+        free(token);
     return rc;
 }
 

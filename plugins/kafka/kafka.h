@@ -81,7 +81,7 @@ int kf_producer_start(kf_bus *kb, kf_producer **out, char *errstr, size_t errstr
 rd_kafka_t *kf_producer_handle(kf_producer *p);
 /** eb_transport.publish: timeout_ms 0 never waits on a full queue. */
 int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms,
-                        eb_delivery_cb cb, void *opaque);
+                        void *token);
 int kf_producer_flush(kf_producer *p, int64_t deadline_ns);
 /** Purges what is undelivered (callbacks with EB_ERR_PURGED or
  *  EB_ERR_UNCERTAIN), joins the poll thread, destroys the handle. */

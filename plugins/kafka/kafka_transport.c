@@ -88,7 +88,7 @@ static void kafka_close(void *state)
  * fails through the delivery callback.
  */
 static int kafka_publish(void *state, const eb_outgoing *msg, int64_t timeout_ms,
-                         eb_delivery_cb cb, void *opaque)
+                         void *token)
 {
     kf_bus *kb = state;
     if (kb->topic_partitions > 0 && timeout_ms > 0) {
@@ -97,7 +97,7 @@ static int kafka_publish(void *state, const eb_outgoing *msg, int64_t timeout_ms
         if (rc != 0)
             return rc;
     }
-    return kf_producer_publish(kb->producer, msg, timeout_ms, cb, opaque);
+    return kf_producer_publish(kb->producer, msg, timeout_ms, token);
 }
 
 static int kafka_flush(void *state, int64_t deadline_ns)

@@ -31,12 +31,6 @@ struct kf_producer {
     pthread_cond_t cv;       /* CLOCK_MONOTONIC */
 };
 
-/** What a publish asks to be told: travels as the message's opaque. */
-typedef struct delivery {
-    eb_delivery_cb cb;
-    void *opaque;
-} delivery;
-
 /* ---------------------------------------------------------------- errors */
 
 int kf_error_of(rd_kafka_resp_err_t err)
@@ -150,16 +144,15 @@ static int delivery_status(const rd_kafka_message_t *m)
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     kf_producer *p = opaque;
-    delivery *d = m->_private;
-    if (d) {
+    void *token = m->_private; /* the core's: travels as the message's opaque */
+    if (token) {
         int status = delivery_status(m);
         char id[48];
         if (status == 0) {
             kf_format_id(id, m->partition, m->offset);
             kf_health_ok(p->kb);
         }
-        d->cb(status, status == 0 ? id : NULL, d->opaque);
-        free(d);
+        p->kb->host->delivered(p->kb->hb, token, status, status == 0 ? id : NULL);
     }
     atomic_fetch_sub(&p->inflight, 1);
 }
@@ -253,7 +246,7 @@ static rd_kafka_headers_t *headers_of(const eb_outgoing *m)
  * the headers only when it accepts the message. A NULL key stays NULL (no
  * key); a non-NULL key of length 0 is sent as an empty key.
  */
-static rd_kafka_resp_err_t produce_once(kf_producer *p, const eb_outgoing *m, delivery *d)
+static rd_kafka_resp_err_t produce_once(kf_producer *p, const eb_outgoing *m, void *token)
 {
     rd_kafka_headers_t *hdrs = headers_of(m);
     rd_kafka_vu_t vus[6] = {
@@ -261,7 +254,7 @@ static rd_kafka_resp_err_t produce_once(kf_producer *p, const eb_outgoing *m, de
         {.vtype = RD_KAFKA_VTYPE_VALUE,
          .u.mem = {(void *)non_null(m->payload), m->payload_len}},
         {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
-        {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = d},
+        {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = token},
     };
     size_t n = 4;
     if (m->key)
@@ -286,14 +279,8 @@ static int64_t deadline_after(const kf_producer *p, int64_t timeout_ms)
 }
 
 int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms,
-                        eb_delivery_cb cb, void *opaque)
+                        void *token)
 {
-    delivery *d = NULL;
-    if (cb) {
-        if (!(d = malloc(sizeof *d)))
-            return EB_ERR_NOMEM;
-        *d = (delivery){cb, opaque};
-    }
     /* The poll thread waiting for itself would never serve the reports that
      * make room: from a delivery callback, never wait. */
     if (pthread_equal(pthread_self(), p->thread))
@@ -303,7 +290,7 @@ int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms
     int64_t deadline_ns = 0;
     for (;;) {
         unsigned long seen = atomic_load(&p->served);
-        rd_kafka_resp_err_t err = produce_once(p, m, d);
+        rd_kafka_resp_err_t err = produce_once(p, m, token);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         bool full = err == RD_KAFKA_RESP_ERR__QUEUE_FULL;
@@ -312,7 +299,6 @@ int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms
         if (!full || timeout_ms <= 0 || !wait_for_progress(p, seen, deadline_ns)) {
             atomic_fetch_sub(&p->inflight, 1);
             note_progress(p);
-            free(d);
             return kf_error_of(err);
         }
     }

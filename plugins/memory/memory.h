@@ -160,9 +160,9 @@ void mem_member_wake(mem_member *m);
 
 /* -------------------------------------------------------------- producer */
 
-int mem_producer_start(struct mem_producer **out);
+int mem_producer_start(const eb_host *host, eb_host_bus *hb, struct mem_producer **out);
 /** Queues a delivery callback (status 0: stored at partition@offset). */
-void mem_producer_report(struct mem_producer *p, eb_delivery_cb cb, void *opaque,
+void mem_producer_report(struct mem_producer *p, void *token,
                         unsigned partition, uint64_t offset);
 int mem_producer_flush(struct mem_producer *p, int64_t deadline_ns,
                        const eb_host *host);

@@ -101,7 +101,7 @@ static int memory_open(const eb_host *host, eb_host_bus *hb, void **state,
                                 (size_t)setting(host, hb, "memory.retention.messages"),
                                 (size_t)setting(host, hb, "memory.retention.bytes"),
                                 &mb->broker, errstr, errstr_size);
-    if (rc == 0 && (rc = mem_producer_start(&mb->producer)) != 0)
+    if (rc == 0 && (rc = mem_producer_start(host, hb, &mb->producer)) != 0)
         mem_broker_release(mb->broker);
     if (rc != 0) {
         free(mb);
@@ -128,7 +128,7 @@ static int64_t wall_clock_ms(void)
 }
 
 static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_ms,
-                          eb_delivery_cb cb, void *opaque)
+                          void *token)
 {
     mem_bus *mb = state;
     mem_record *rec = mem_record_new(msg, wall_clock_ms());
@@ -142,8 +142,8 @@ static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_m
         mem_record_unref(rec); /* the log did not take it */
         return rc;
     }
-    if (cb)
-        mem_producer_report(mb->producer, cb, opaque, partition, offset);
+    if (token)
+        mem_producer_report(mb->producer, token, partition, offset);
     return 0;
 }
 

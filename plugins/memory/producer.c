@@ -11,13 +11,14 @@
 #include "memory.h"
 
 typedef struct report {
-    eb_delivery_cb cb;
-    void *opaque;
+    void *token;
     unsigned partition;
     uint64_t offset;
 } report;
 
 struct mem_producer {
+    const eb_host *host;
+    eb_host_bus *hb;
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* work for the thread */
     pthread_cond_t idle_cv;  /* flushers */
@@ -28,13 +29,13 @@ struct mem_producer {
     bool stopping, sleeping;
 };
 
-static void run_reports(const report *r, size_t n)
+static void run_reports(struct mem_producer *p, const report *r, size_t n)
 {
     char id[48];
     for (size_t i = 0; i < n; i++) {
         snprintf(id, sizeof id, "%u@%llu", r[i].partition,
                  (unsigned long long)r[i].offset);
-        r[i].cb(0, id, r[i].opaque);
+        p->host->delivered(p->hb, r[i].token, 0, id);
     }
 }
 
@@ -59,7 +60,7 @@ static void *producer_main(void *arg)
         p->len = p->cap = 0;
         p->running = n;
         pthread_mutex_unlock(&p->mu);
-        run_reports(batch, n);
+        run_reports(p, batch, n);
         free(batch);
         pthread_mutex_lock(&p->mu);
         p->running = 0;
@@ -70,11 +71,13 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
-int mem_producer_start(struct mem_producer **out)
+int mem_producer_start(const eb_host *host, eb_host_bus *hb, struct mem_producer **out)
 {
     struct mem_producer *p = calloc(1, sizeof *p);
     if (!p)
         return EB_ERR_NOMEM;
+    p->host = host;
+    p->hb = hb;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     pthread_condattr_t attr;
@@ -104,8 +107,8 @@ static bool grow(struct mem_producer *p)
     return true;
 }
 
-void mem_producer_report(struct mem_producer *p, eb_delivery_cb cb, void *opaque,
-                         unsigned partition, uint64_t offset)
+void mem_producer_report(struct mem_producer *p, void *token, unsigned partition,
+                         uint64_t offset)
 {
     pthread_mutex_lock(&p->mu);
     /* The message is stored already: out of memory, wait for room rather
@@ -115,7 +118,7 @@ void mem_producer_report(struct mem_producer *p, eb_delivery_cb cb, void *opaque
         sched_yield();
         pthread_mutex_lock(&p->mu);
     }
-    p->queue[p->len++] = (report){cb, opaque, partition, offset};
+    p->queue[p->len++] = (report){token, partition, offset};
     if (p->sleeping) {
         p->sleeping = false;
         pthread_cond_signal(&p->cv);

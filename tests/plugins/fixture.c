@@ -52,8 +52,7 @@ static void fixture_nothing(void *state)
 }
 
 static int fixture_publish(void *state, const eb_outgoing *msg,
-                           int64_t timeout_ms, eb_delivery_cb cb,
-                           void *opaque)
+                           int64_t timeout_ms, void *token)
 {
     return EB_ERR_UNSUPPORTED;
 }

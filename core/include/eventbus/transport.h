@@ -155,6 +155,13 @@ typedef struct eb_host {
     int (*config_foreach)(eb_host_bus *hb, const char *prefix,
                           int (*fn)(const char *key, const char *value, void *ctx),
                           void *ctx);
+    /**
+     * The outcome of the publish that carried `token`: call exactly once
+     * per non-NULL token, from a transport thread, never inside publish().
+     * status 0 with the stored message's id ("3@1024"), or an EB_ERR_*
+     * with id NULL. The token is the core's; do not touch it afterwards.
+     */
+    void (*delivered)(eb_host_bus *hb, void *token, int status, const char *id);
 } eb_host;
 
 /** What subscribe() gets besides the handles. */
@@ -189,7 +196,7 @@ typedef struct eb_transport {
     int (*open)(const eb_host *host, eb_host_bus *hb, void **state,
                 char *errstr, size_t errstr_size);
     /**
-     * Closes: every undelivered publish gets its callback (EB_ERR_PURGED
+     * Closes: every undelivered publish gets host->delivered() (EB_ERR_PURGED
      * or EB_ERR_UNCERTAIN), every thread is joined, everything but the
      * subscription states is freed. Called after every subscription was
      * unsubscribed; release() and sub_destroy() may follow it.
@@ -197,12 +204,13 @@ typedef struct eb_transport {
     void (*close)(void *state);
     /**
      * Publishes a copy of `msg`. Waits for room at most `timeout_ms`; 0
-     * means never wait (the clock is read only when waiting is needed). The callback runs later on
-     * a transport thread, exactly once, never inside publish().
+     * means never wait (the clock is read only when waiting is needed).
+     * A non-NULL `token` asks for the outcome: host->delivered() with it,
+     * later, exactly once (one pointer to keep per message: librdkafka's
+     * opaque, say; nothing to allocate). Not called when publish fails.
      * @returns 0, EB_ERR_FULL, EB_ERR_TOO_LARGE, EB_ERR_TRANSPORT...
      */
-    int (*publish)(void *state, const eb_outgoing *msg, int64_t timeout_ms,
-                   eb_delivery_cb cb, void *opaque);
+    int (*publish)(void *state, const eb_outgoing *msg, int64_t timeout_ms, void *token);
     /** Waits until every callback of earlier publishes ran. 0 or TIMEOUT. */
     int (*flush)(void *state, int64_t deadline_ns);
     /** Starts a subscription; delivery begins through host->deliver(). */
