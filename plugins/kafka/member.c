@@ -91,6 +91,9 @@ struct kf_member {
     uint64_t generations;
     int n_subs;              /* subs not yet freed; the last frees the member */
     bool closed;             /* librdkafka finished closing the consumer */
+    /* Poll thread: the sub of the last message's topic handle. */
+    rd_kafka_topic_t *last_rkt;
+    kf_sub *last_sub;
 };
 
 static void wake(kf_member *m)
@@ -506,7 +509,13 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
         return;
     }
     kf_health_ok(m->kb);
-    kf_sub *s = sub_of_topic(m, rd_kafka_topic_name(rkm->rkt));
+    /* One lookup per topic, not per message: librdkafka keeps one topic
+     * handle per topic; the cache is dropped whenever a sub is let go. */
+    if (rkm->rkt != m->last_rkt) {
+        m->last_rkt = rkm->rkt;
+        m->last_sub = sub_of_topic(m, rd_kafka_topic_name(rkm->rkt));
+    }
+    kf_sub *s = m->last_sub;
     lane *l = s && rkm->partition < s->n_lanes ? &s->lanes[rkm->partition] : NULL;
     if (!l || !l->assigned) {
         rd_kafka_message_destroy(rkm); /* not ours any more */
@@ -647,6 +656,7 @@ static void let_go_of_leavers(kf_member *m)
         for (int p = 0; p < s->n_lanes; p++)
             holds |= s->lanes[p].assigned;
         if (s->leaving && !holds) {
+            m->last_rkt = NULL; /* the lookup cache may point at it */
             *pp = s->next;
             s->left = true;
             pthread_cond_broadcast(&m->cv);
