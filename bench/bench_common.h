@@ -1,7 +1,7 @@
 /*
  * bench_common.h — what every benchmark measures with: the monotonic clock,
  * a lock-free latency histogram (16 sub-buckets per power of two, relaxed
- * atomic counts), the thread count of the process, and medians.
+ * atomic counts), a striped counter, and the thread count of the process.
  */
 #ifndef EB_BENCH_COMMON_H
 #define EB_BENCH_COMMON_H
@@ -60,6 +60,37 @@ static inline double hist_quantile_us(histogram *h, double q)
             return (double)bucket_floor(i) / 1000.0;
     }
     return 0;
+}
+
+/* A counter each thread bumps on a stripe of its own: handlers should cost
+ * what the baseline's consumer costs, and one shared counter would bounce
+ * between cores once per message. */
+enum { STRIPES = 16 };
+
+typedef struct striped_counter {
+    struct {
+        atomic_long n;
+        char pad[64 - sizeof(atomic_long)];
+    } stripe[STRIPES];
+} striped_counter;
+
+static inline void counter_add_one(striped_counter *c)
+{
+    static atomic_int next_stripe;
+    static __thread int my_stripe = -1;
+    if (my_stripe < 0)
+        my_stripe = atomic_fetch_add(&next_stripe, 1) % STRIPES;
+    atomic_long *n = &c->stripe[my_stripe].n;
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+static inline long counter_total(striped_counter *c)
+{
+    long n = 0;
+    for (int i = 0; i < STRIPES; i++)
+        n += atomic_load_explicit(&c->stripe[i].n, memory_order_acquire);
+    return n;
 }
 
 static inline int count_threads(void)

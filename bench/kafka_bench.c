@@ -54,7 +54,7 @@
 #include "eventbus/eventbus.h"
 
 enum { PAYLOAD = 100, KEYS = 1000, PARTITIONS = 6, WORKERS = 4, SAMPLE = 16,
-       STRIPES = 16, MAX_ROUNDS = 16,
+       MAX_ROUNDS = 16,
        WARM_UP = 1000 /* messages before each timed part: metadata, producer id,
                          fetch positions and connections settle first */ };
 
@@ -62,7 +62,6 @@ static const char *bootstrap;
 static const char *extra_settings[32]; /* --set KEY=VALUE */
 static int n_extra_settings;
 static int64_t deadline_s = 300; /* for any one wait of a run */
-
 
 static void sleep_us(long us)
 {
@@ -80,7 +79,6 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
     va_end(ap);
     exit(1);
 }
-
 
 /* ------------------------------------------------------------- messages */
 
@@ -136,7 +134,6 @@ static double cpu_us_per(double cpu_start, long messages)
 {
     return (cpu_now() - cpu_start) * 1e6 / (double)messages;
 }
-
 
 /* ------------------------------------------------------- raw librdkafka */
 
@@ -375,34 +372,17 @@ static void raw_consumer_close(raw_consumer *c)
 /* The handler should cost what the raw consumer's loop body costs: nothing.
  * So it counts on a stripe of its own (one shared counter would bounce
  * between cores per message). */
-typedef struct stripe {
-    atomic_long n;
-    char pad[64 - sizeof(atomic_long)];
-} stripe;
 
 typedef struct run_state {
-    stripe handled[STRIPES];
+    striped_counter handled;
     atomic_llong first_ns; /* first handler call */
     bool timed;
     histogram hist;
 } run_state;
 
-static atomic_int next_stripe;
-static __thread int my_stripe = -1;
-
-static long handled_total(run_state *rs)
-{
-    long n = 0;
-    for (int i = 0; i < STRIPES; i++)
-        n += atomic_load_explicit(&rs->handled[i].n, memory_order_acquire);
-    return n;
-}
-
 static eb_result noop_handler(const eb_msg *msg, void *opaque)
 {
     run_state *rs = opaque;
-    if (my_stripe < 0)
-        my_stripe = atomic_fetch_add(&next_stripe, 1) % STRIPES;
     if (atomic_load_explicit(&rs->first_ns, memory_order_relaxed) == 0) {
         long long zero = 0;
         atomic_compare_exchange_strong(&rs->first_ns, &zero, now_ns());
@@ -412,9 +392,7 @@ static eb_result noop_handler(const eb_msg *msg, void *opaque)
         const void *payload = eb_msg_payload(msg, &len);
         record_latency(&rs->hist, payload, len);
     }
-    atomic_long *n = &rs->handled[my_stripe].n;
-    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
-                          memory_order_release);
+    counter_add_one(&rs->handled);
     return EB_ACK;
 }
 
@@ -510,9 +488,9 @@ static eb_sub *subscribe(eb_bus *bus, const char *topic, const char *group, run_
 static void wait_handled(run_state *rs, long n)
 {
     int64_t give_up = now_ns() + deadline_s * 1000000000LL;
-    while (handled_total(rs) < n) {
+    while (counter_total(&rs->handled) < n) {
         if (now_ns() > give_up)
-            die("only %ld of %ld handled in %lld s", handled_total(rs), n,
+            die("only %ld of %ld handled in %lld s", counter_total(&rs->handled), n,
                 (long long)deadline_s);
         sleep_us(1000); /* polling a counter with a deadline; 1 ms in runs of seconds */
     }

@@ -21,8 +21,6 @@
 
 enum { PAYLOAD = 100, KEYS = 1000 };
 
-
-
 /* ------------------------------------------------------------ baseline */
 
 /* A bounded ring (like the dispatcher's pool), so the producer hands over
@@ -86,45 +84,24 @@ static double run_baseline(long n)
  * So it counts on a stripe of its own (one shared counter would bounce
  * between cores per message) and only every SAMPLE-th message carries a
  * send time to measure. */
-enum { SAMPLE = 16, STRIPES = 16 };
-
-typedef struct stripe {
-    atomic_long n;
-    char pad[64 - sizeof(atomic_long)];
-} stripe;
+enum { SAMPLE = 16 };
 
 typedef struct run_state {
-    stripe handled[STRIPES];
+    striped_counter handled;
     histogram hist;
 } run_state;
-
-static atomic_int next_stripe;
-static __thread int my_stripe = -1;
-
-static long handled_total(run_state *rs)
-{
-    long n = 0;
-    for (int i = 0; i < STRIPES; i++)
-        n += atomic_load_explicit(&rs->handled[i].n, memory_order_acquire);
-    return n;
-}
 
 static eb_result noop_handler(const eb_msg *msg, void *opaque)
 {
     run_state *rs = opaque;
-    if (my_stripe < 0)
-        my_stripe = atomic_fetch_add(&next_stripe, 1) % STRIPES;
     size_t len;
     int64_t sent;
     memcpy(&sent, eb_msg_payload(msg, &len), sizeof sent);
     if (sent)
         hist_add(&rs->hist, (uint64_t)(now_ns() - sent));
-    atomic_long *n = &rs->handled[my_stripe].n;
-    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
-                          memory_order_release);
+    counter_add_one(&rs->handled);
     return EB_ACK;
 }
-
 
 typedef struct eb_result_row {
     double msgs_per_s, p50_us, p99_us, close_ms;
@@ -192,10 +169,10 @@ static void publish_all(eb_bus *bus, long n, bool keyed, double rate)
 static void wait_handled(run_state *rs, long n)
 {
     int64_t deadline = now_ns() + 120 * 1000000000LL;
-    while (handled_total(rs) < n) {
+    while (counter_total(&rs->handled) < n) {
         if (now_ns() > deadline) {
             fprintf(stderr, "memory_bench: only %ld of %ld handled in 120 s\n",
-                    handled_total(rs), n);
+                    counter_total(&rs->handled), n);
             exit(1);
         }
         struct timespec ts = {0, 100000};

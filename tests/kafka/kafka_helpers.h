@@ -25,6 +25,10 @@ int64_t kt_now_ms(void);
 /** EB_KAFKA_BOOTSTRAP, or skips the test when it is unset. */
 const char *kt_real_broker(void);
 
+/** Creates a topic (replication 1) with librdkafka's admin API,
+ *  independently of eventbus; asserts it worked. */
+void kt_create_topic(const char *bootstrap, const char *topic, int partitions);
+
 /** Writes "eb-<what>-<pid>-<ms>-<serial>" into out: a topic or group name
  *  no earlier run used. */
 void kt_unique(char *out, size_t size, const char *what);

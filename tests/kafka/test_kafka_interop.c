@@ -307,32 +307,6 @@ static void on_published(int status, const char *id, void *opaque)
     __atomic_store_n(slot, status == 0 ? 1 : status, __ATOMIC_SEQ_CST);
 }
 
-static void create_topic(const char *bootstrap, const char *topic, int partitions)
-{
-    char why[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, why, sizeof why), 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    cr_assert_not_null(rk, "%s", why);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, why, sizeof why);
-    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(opts, 15000, why, sizeof why);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    cr_assert_not_null(ev, "CreateTopics: no answer");
-    size_t n = 0;
-    const rd_kafka_topic_result_t **res =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    cr_assert_eq(n, 1);
-    cr_assert_eq(rd_kafka_topic_result_error(res[0]), 0, "%s",
-                 rd_kafka_topic_result_error_string(res[0]));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_NewTopic_destroy(nt);
-    rd_kafka_destroy(rk);
-}
 
 /*
  * kcat's records, with the format "@@%K %S\n%k%s\n": key length (-1: none)
@@ -442,7 +416,7 @@ Test(kafka_interop, eventbus_publishes_kcat_consumes, .timeout = 120)
     build_out_specs();
     char topic[128];
     kt_unique(topic, sizeof topic, "interop-out");
-    create_topic(bootstrap, topic, 2);
+    kt_create_topic(bootstrap, topic, 2);
     eb_bus *bus = kt_open(bootstrap, NULL, NULL, NULL);
     int status[N_OUT] = {0};
     for (int i = 0; i < N_OUT; i++) {

@@ -13,27 +13,15 @@
 #include <time.h>
 
 #include "eventbus/eventbus.h"
+#include "test_wait.h"
 
 static char err[512];
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap(void)
-{
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static void wait_for(atomic_int *counter, int want)
 {
-    int64_t deadline = now_ms() + 10000;
-    while (atomic_load(counter) < want && now_ms() < deadline)
-        nap();
+    int64_t deadline = test_now_ms() + 10000;
+    while (atomic_load(counter) < want && test_now_ms() < deadline)
+        test_next_look();
     cr_assert_geq(atomic_load(counter), want, "waited 10 s for %d, have %d", want,
                   atomic_load(counter));
 }
@@ -91,10 +79,10 @@ Test(dispatch_edges, close_with_a_retry_waiting_times_out_and_runs_nothing_more)
     publish(bus, "t", "k");
     wait_for(&calls, 1);
     atomic_store(&stopping, 1);
-    int64_t start = now_ms();
+    int64_t start = test_now_ms();
     cr_expect_eq(eb_bus_close(bus, 200), EB_ERR_TIMEOUT,
                  "a retry still waiting at the deadline was abandoned");
-    cr_expect_lt(now_ms() - start, 900, "close waited for the retry's backoff");
+    cr_expect_lt(test_now_ms() - start, 900, "close waited for the retry's backoff");
     cr_expect_eq(atomic_load(&calls_after_stop), 0, "a handler ran after close began");
     eb_bus_destroy(bus);
 }
@@ -106,10 +94,10 @@ Test(dispatch_edges, unsubscribe_with_a_retry_waiting_runs_nothing_more)
     publish(bus, "t", "k");
     wait_for(&calls, 1);
     atomic_store(&stopping, 1);
-    int64_t start = now_ms();
+    int64_t start = test_now_ms();
     cr_expect_eq(eb_unsubscribe(sub), 0);
     eb_sub_destroy(sub);
-    cr_expect_lt(now_ms() - start, 900, "unsubscribe or destroy waited for the backoff");
+    cr_expect_lt(test_now_ms() - start, 900, "unsubscribe or destroy waited for the backoff");
     cr_expect_eq(atomic_load(&calls_after_stop), 0, "a handler ran after unsubscribe");
     cr_expect_eq(eb_bus_close(bus, 1000), 0);
     eb_bus_destroy(bus);
@@ -123,7 +111,7 @@ static eb_result gated_a(const eb_msg *msg, void *opaque)
 {
     atomic_fetch_add(&a_calls, 1);
     while (!atomic_load(&gate))
-        nap(); /* stuck until the test opens the gate: the point of it */
+        test_next_look(); /* stuck until the test opens the gate: the point of it */
     return EB_ACK;
 }
 

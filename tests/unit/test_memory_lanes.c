@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "eventbus/eventbus.h"
+#include "test_wait.h"
 
 enum { MESSAGES = 400, BOUND = 20 };
 
@@ -40,8 +41,7 @@ static eb_result handler(const eb_msg *msg, void *opaque)
     const char *key = eb_msg_key(msg, &len);
     if (len == 4 && memcmp(key, "slow", 4) == 0)
         while (!atomic_load(&gate_open)) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
+            test_next_look();
         }
     atomic_fetch_add(&handled_in[partition_of(eb_msg_id(msg))], 1);
     return EB_ACK;
@@ -58,19 +58,11 @@ static long delivered_to_core(eb_bus *bus)
     return n;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wait_for(atomic_int *counter, int want)
 {
-    int64_t deadline = now_ms() + 10000;
-    while (atomic_load(counter) < want && now_ms() < deadline) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+    int64_t deadline = test_now_ms() + 10000;
+    while (atomic_load(counter) < want && test_now_ms() < deadline) {
+        test_next_look();
     }
     cr_assert_geq(atomic_load(counter), want, "waited 10 s for %d, have %d", want,
                   atomic_load(counter));
@@ -112,10 +104,9 @@ Test(memory_lanes, slow_key_pauses_only_its_lane)
      * to its bound and no further while its oldest message is unfinished. */
     int other_total = atomic_load(&published_in[other]);
     wait_for(&handled_in[other], other_total);
-    int64_t deadline = now_ms() + 10000;
-    while (delivered_to_core(bus) - other_total < BOUND && now_ms() < deadline) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+    int64_t deadline = test_now_ms() + 10000;
+    while (delivered_to_core(bus) - other_total < BOUND && test_now_ms() < deadline) {
+        test_next_look();
     }
     long slow_lane = delivered_to_core(bus) - other_total;
     cr_expect_eq(slow_lane, BOUND, "lane %d: %ld delivered while its oldest is stuck; the "
@@ -142,8 +133,7 @@ static atomic_int handled_all;
 static eb_result gated(const eb_msg *msg, void *opaque)
 {
     while (!atomic_load(&gate_open)) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+        test_next_look();
     }
     atomic_fetch_add(&handled_all, 1);
     return EB_ACK;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "eventbus/eventbus.h"
+#include "test_wait.h"
 
 static eb_bus *open_small_broker(const char *name, const char *publish_timeout_ms)
 {
@@ -42,18 +43,10 @@ static atomic_int handled;
 static eb_result gated_handler(const eb_msg *msg, void *opaque)
 {
     while (!atomic_load(&release_gate)) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+        test_next_look();
     }
     atomic_fetch_add(&handled, 1);
     return EB_ACK;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 Test(memory_retention, live_group_holds_retention_then_full)
@@ -66,15 +59,14 @@ Test(memory_retention, live_group_holds_retention_then_full)
     cr_assert_eq(eb_sub_wait_ready(sub, 5000), 0);
     for (int i = 0; i < 10; i++)
         cr_assert_eq(publish_one(bus, i), 0);
-    int64_t start = now_ms();
+    int64_t start = test_now_ms();
     cr_assert_eq(publish_one(bus, 10), EB_ERR_FULL, "the 11th publish must not drop a record "
                  "the live group still needs");
-    cr_assert_geq(now_ms() - start, 150, "publish must wait publish.timeout.ms before FULL");
+    cr_assert_geq(test_now_ms() - start, 150, "publish must wait publish.timeout.ms before FULL");
     atomic_store(&release_gate, 1);
-    int64_t deadline = now_ms() + 5000;
-    while (atomic_load(&handled) < 10 && now_ms() < deadline) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+    int64_t deadline = test_now_ms() + 5000;
+    while (atomic_load(&handled) < 10 && test_now_ms() < deadline) {
+        test_next_look();
     }
     cr_assert_eq(atomic_load(&handled), 10, "all stored messages are handled");
     cr_assert_eq(publish_one(bus, 11), 0, "room again once the group moved on");
