@@ -121,6 +121,7 @@ static void bus_free(eb_bus *bus)
     eb_config_destroy(bus->cfg);
     pthread_cond_destroy(&bus->cv);
     pthread_mutex_destroy(&bus->mu);
+    pthread_mutex_destroy(&bus->tokens.mu);
     free(bus);
 }
 
@@ -158,6 +159,7 @@ int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr, size_t errstr_
     if (!bus)
         return EB_ERR_NOMEM;
     pthread_mutex_init(&bus->mu, NULL);
+    pthread_mutex_init(&bus->tokens.mu, NULL);
     eb__cond_init(&bus->cv);
     int rc = open_parts(bus, cfg, errstr, errstr_size);
     if (rc != 0) {

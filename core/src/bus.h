@@ -49,6 +49,22 @@ typedef struct eb_counters {
     atomic_uint_fast64_t paused;
 } eb_counters;
 
+/* Delivery tokens: (cb, opaque) pairs a publish asks an outcome for. The
+ * first EB_INTERNED_TOKENS distinct pairs of a bus are kept in this table
+ * for its life, so the common publisher (one callback, one context) neither
+ * allocates per publish nor frees on the transport's thread; other pairs
+ * get a token of their own (publish.c). */
+enum { EB_INTERNED_TOKENS = 16 };
+typedef struct eb_token {
+    eb_delivery_cb cb;
+    void *opaque;
+} eb_token;
+typedef struct eb_token_table {
+    atomic_int used;       /* slots filled, published with release */
+    pthread_mutex_t mu;    /* serialises filling */
+    eb_token slot[EB_INTERNED_TOKENS];
+} eb_token_table;
+
 struct eb_sub {
     eb_bus *bus;
     char *topic;
@@ -97,6 +113,7 @@ struct eb_bus {
     eb_dispatch *dispatch;
     eb_timers *timers;
     eb_counters count;
+    eb_token_table tokens;
 };
 
 /* The thread's role, so calls that would deadlock are refused (BUSY) and
@@ -134,10 +151,16 @@ void eb__bus_wait_closed(eb_bus *bus);
 int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,
                         void *token);
 
-/** A token that makes the transport's host->delivered() call cb. NULL when
- *  out of memory. */
-void *eb__delivery_token(eb_delivery_cb cb, void *opaque);
-/** host->delivered: runs the token's callback (thread marked), frees it. */
+/** A token that makes the transport's host->delivered() call cb: an
+ *  interned one when (cb, opaque) is or can become one of the bus's, else
+ *  a new one. NULL when out of memory. */
+void *eb__delivery_token(eb_bus *bus, eb_delivery_cb cb, void *opaque);
+/** A token of its own, never interned: for per-message opaques (DLQ). */
+void *eb__delivery_token_new(eb_delivery_cb cb, void *opaque);
+/** Gives back a token the transport refused. */
+void eb__delivery_token_drop(eb_bus *bus, void *token);
+/** host->delivered: runs the token's callback (thread marked), frees it
+ *  unless it is one of the bus's interned tokens. */
 void eb__delivered(eb_host_bus *hb, void *token, int status, const char *id);
 
 #endif

@@ -106,10 +106,10 @@ static int publish_dead_letter(eb_bus *bus, eb_msg *m)
     eb_outgoing out = {.topic = sub->dlq_topic, .key = m->key, .key_len = m->key_len,
                        .payload = m->payload, .payload_len = m->payload_len,
                        .headers = h, .header_count = n};
-    void *token = eb__delivery_token(dlq_delivered, m);
+    void *token = eb__delivery_token_new(dlq_delivered, m);
     int rc = token ? eb__bus_publish_raw(bus, &out, 0, token) : EB_ERR_NOMEM;
     if (rc != 0)
-        free(token);
+        eb__delivery_token_drop(bus, token);
     free(h);
     return rc;
 }

@@ -1,9 +1,10 @@
 /*
  * publish.c — eb_publish() and eb_flush(): argument and size checks, the
- * no-wait rule for handlers and callbacks, and the delivery token: the one
- * allocation per publish that asks for an outcome, handed back by the
- * transport through host->delivered(), which marks the callback's thread
- * so that closing from it is refused (BUSY) rather than deadlocking.
+ * no-wait rule for handlers and callbacks, and delivery tokens: what a
+ * publish that asks for an outcome hands the transport, handed back through
+ * host->delivered(), which marks the callback's thread so that closing from
+ * it is refused (BUSY) rather than deadlocking. Tokens of the first 16
+ * (cb, opaque) pairs are interned in the bus (bus.h), others allocated.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,30 +14,67 @@
 
 enum { TOPIC_MAX = 249 };
 
-typedef struct delivery_token {
-    eb_delivery_cb cb;
-    void *opaque;
-} delivery_token;
-
-void *eb__delivery_token(eb_delivery_cb cb, void *opaque)
+void *eb__delivery_token_new(eb_delivery_cb cb, void *opaque)
 {
-    delivery_token *t = malloc(sizeof *t);
+    eb_token *t = malloc(sizeof *t);
     if (t)
-        *t = (delivery_token){cb, opaque};
+        *t = (eb_token){cb, opaque};
     return t;
+}
+
+static eb_token *find_interned(eb_token_table *tt, int from, int to, eb_delivery_cb cb,
+                               void *opaque)
+{
+    for (int i = from; i < to; i++)
+        if (tt->slot[i].cb == cb && tt->slot[i].opaque == opaque)
+            return &tt->slot[i];
+    return NULL;
+}
+
+/* Filled slots never change, so the lookup reads them without a lock; only
+ * filling one is serialised. A full table costs one load per publish. */
+void *eb__delivery_token(eb_bus *bus, eb_delivery_cb cb, void *opaque)
+{
+    eb_token_table *tt = &bus->tokens;
+    int used = atomic_load_explicit(&tt->used, memory_order_acquire);
+    eb_token *t = find_interned(tt, 0, used, cb, opaque);
+    if (t || used == EB_INTERNED_TOKENS)
+        return t ? t : eb__delivery_token_new(cb, opaque);
+    pthread_mutex_lock(&tt->mu);
+    int now = atomic_load_explicit(&tt->used, memory_order_relaxed);
+    t = find_interned(tt, used, now, cb, opaque);
+    if (!t && now < EB_INTERNED_TOKENS) {
+        t = &tt->slot[now];
+        *t = (eb_token){cb, opaque};
+        atomic_store_explicit(&tt->used, now + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&tt->mu);
+    return t ? t : eb__delivery_token_new(cb, opaque);
+}
+
+static bool is_interned(const eb_bus *bus, const void *token)
+{
+    uintptr_t at = (uintptr_t)token, first = (uintptr_t)bus->tokens.slot;
+    return at >= first && at < first + sizeof bus->tokens.slot;
+}
+
+void eb__delivery_token_drop(eb_bus *bus, void *token)
+{
+    if (!is_interned(bus, token))
+        free(token);
 }
 
 void eb__delivered(eb_host_bus *hb, void *token, int status, const char *id)
 {
     eb_bus *bus = (eb_bus *)hb;
-    delivery_token *t = token;
+    const eb_token *t = token;
     eb_bus *outer = eb__tls_callback_bus;
     eb__tls_callback_bus = bus;
     if (status != 0)
         atomic_fetch_add(&bus->count.publish_failed, 1);
     t->cb(status, status == 0 ? id : NULL, t->opaque);
     eb__tls_callback_bus = outer;
-    free(t);
+    eb__delivery_token_drop(bus, token);
 }
 
 static int check_headers(const eb_header *h, size_t n, size_t *bytes)
@@ -90,11 +128,11 @@ int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb, void *opa
     /* Handlers and callbacks never wait: a full transport says so at once. */
     int64_t timeout_ms = eb__tls_callback_bus ? 0 : bus->set.publish_timeout_ms;
     void *token = NULL;
-    if (cb && !(token = eb__delivery_token(cb, opaque)))
+    if (cb && !(token = eb__delivery_token(bus, cb, opaque)))
         return EB_ERR_NOMEM;
     rc = eb__bus_publish_raw(bus, msg, timeout_ms, token);
-    if (rc != 0)
-        free(token);
+    if (rc != 0 && token)
+        eb__delivery_token_drop(bus, token);
     return rc;
 }
 
