@@ -33,6 +33,9 @@
 #include "lane_fifo.h"
 
 enum { FETCH_BATCH = 256, POLL_IDLE_MS = 200, ASSIGN_TIMEOUT_MS = 10000 };
+/* Message wrappers: headers up to this many live inside the wrapper; the
+ * poll thread keeps up to SPARE_MSGS_MAX freed wrappers for reuse. */
+enum { MSG_INLINE_HEADERS = 4, SPARE_MSGS_MAX = 8192 };
 
 typedef struct lane {
     bool assigned;           /* written under m->mu (stats read it) */
@@ -68,10 +71,10 @@ typedef struct kf_msg {
     rd_kafka_message_t *rkm;
     kf_sub *sub;
     uint64_t seq;
-    struct kf_msg *next;     /* inbox */
+    struct kf_msg *next;     /* inbox, or the member's spares */
     bool acked;
     char id[32];
-    eb_header headers[];
+    eb_header inline_headers[MSG_INLINE_HEADERS];
 } kf_msg;
 
 struct kf_member {
@@ -94,6 +97,10 @@ struct kf_member {
     /* Poll thread: the sub of the last message's topic handle. */
     rd_kafka_topic_t *last_rkt;
     kf_sub *last_sub;
+    /* Poll thread: freed wrappers, reused by wrap() (both ends of a
+     * message's life are on this thread, so no lock and no heap). */
+    kf_msg *spare;
+    size_t n_spare;
 };
 
 static void wake(kf_member *m)
@@ -111,10 +118,45 @@ static void log_m(kf_member *m, eb_log_level level, const char *what, const char
 
 /* ------------------------------------------------------------ messages */
 
+/** Any thread: the wrapper and its message back to the heap. */
 static void msg_free(kf_msg *km)
 {
     rd_kafka_message_destroy(km->rkm);
+    if (km->base.headers != km->inline_headers)
+        free((void *)km->base.headers);
     free(km);
+}
+
+/** Poll thread: like msg_free, keeping the wrapper for reuse. */
+static void msg_recycle(kf_member *m, kf_msg *km)
+{
+    if (m->n_spare >= SPARE_MSGS_MAX || km->base.headers != km->inline_headers) {
+        msg_free(km);
+        return;
+    }
+    rd_kafka_message_destroy(km->rkm);
+    km->next = m->spare;
+    m->spare = km;
+    m->n_spare++;
+}
+
+static void free_spares(kf_member *m)
+{
+    for (kf_msg *next; m->spare; m->spare = next) {
+        next = m->spare->next;
+        free(m->spare);
+    }
+    m->n_spare = 0;
+}
+
+static kf_msg *msg_alloc(kf_member *m)
+{
+    kf_msg *km = m->spare;
+    if (!km)
+        return malloc(sizeof *km);
+    m->spare = km->next;
+    m->n_spare--;
+    return km;
 }
 
 /** Writes "partition@offset" without snprintf (a hot path both ways). */
@@ -138,31 +180,39 @@ void kf_format_id(char *out, int32_t partition, int64_t offset)
     *out = '\0';
 }
 
-static kf_msg *wrap(kf_sub *s, rd_kafka_message_t *rkm, const lane *l)
+/** Poll thread: wraps rkm for the core. NULL when out of memory. */
+static kf_msg *wrap(kf_member *m, kf_sub *s, rd_kafka_message_t *rkm, const lane *l)
 {
     rd_kafka_headers_t *hdrs = NULL;
     size_t count = 0;
     if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
         count = rd_kafka_header_cnt(hdrs);
-    kf_msg *km = calloc(1, sizeof *km + count * sizeof(eb_header));
+    kf_msg *km = msg_alloc(m);
     if (!km)
         return NULL;
+    eb_header *headers = km->inline_headers;
+    if (count > MSG_INLINE_HEADERS && !(headers = malloc(count * sizeof *headers))) {
+        free(km);
+        return NULL;
+    }
     for (size_t i = 0; i < count; i++) {
         const char *name;
         const void *value;
         size_t size;
         rd_kafka_header_get_all(hdrs, i, &name, &value, &size);
-        km->headers[i] = (eb_header){name, value ? value : "", value ? size : 0};
+        headers[i] = (eb_header){name, value ? value : "", value ? size : 0};
     }
     km->rkm = rkm;
     km->sub = s;
+    km->next = NULL;
+    km->acked = false;
     kf_format_id(km->id, rkm->partition, rkm->offset);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
     km->base = (eb_msg){.topic = s->topic, .key = rkm->key, .key_len = rkm->key_len,
                         .payload = rkm->payload ? rkm->payload : "",
                         .payload_len = rkm->payload ? rkm->len : 0,
-                        .headers = km->headers, .header_count = count, .id = km->id,
+                        .headers = headers, .header_count = count, .id = km->id,
                         .timestamp_ms = ts > 0 ? ts : 0, .delivery_count = 0,
                         .lane = (uint32_t)rkm->partition,
                         .lane_generation = l->generation};
@@ -277,7 +327,7 @@ static void drain_inbox(kf_member *m)
         lane *l = km->base.lane < (uint32_t)s->n_lanes ? &s->lanes[km->base.lane] : NULL;
         if (km->acked && l && l->assigned && l->generation == km->base.lane_generation)
             eb_lane_fifo_mark_done(&l->fifo, km->seq);
-        msg_free(km);
+        msg_recycle(m, km);
     }
     store_finished(m);
 }
@@ -524,7 +574,7 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
     if (b->sub != s)
         flush_batch(m, b);
     b->sub = s;
-    kf_msg *km = wrap(s, rkm, l);
+    kf_msg *km = wrap(m, s, rkm, l);
     if (!km) {
         rd_kafka_message_destroy(rkm); /* unacked: a later owner gets it */
         return;
@@ -738,8 +788,10 @@ static void *poll_main(void *arg)
 
 /* ----------------------------------------------------------- lifecycle */
 
+/** After the poll thread was joined. */
 static void member_free(kf_member *m)
 {
+    free_spares(m);
     if (m->queue)
         rd_kafka_queue_destroy(m->queue);
     if (m->rk) /* joins librdkafka's threads */
