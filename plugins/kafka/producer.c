@@ -25,6 +25,7 @@ struct kf_producer {
     pthread_t thread;
     atomic_bool stopping;
     atomic_long inflight;    /* accepted publishes whose callback has not returned */
+    long reported;           /* poll thread: callbacks returned, not yet taken off inflight */
     atomic_ulong served;     /* bumped after each poll that served reports */
     atomic_int waiters;      /* threads in wait_for_progress() */
     pthread_mutex_t mu;      /* only for cv */
@@ -154,15 +155,23 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         }
         p->kb->host->delivered(p->kb->hb, token, status, status == 0 ? id : NULL);
     }
-    atomic_fetch_sub(&p->inflight, 1);
+    p->reported++;
 }
 
+/* The in-flight count falls once per poll, not once per report: the
+ * publishing threads write the same counter, and a cache line bouncing
+ * between cores per message cost more than the report itself. */
 static void *poll_main(void *arg)
 {
     kf_producer *p = arg;
     pthread_setname_np(pthread_self(), "eb-kafka-prod");
     while (!atomic_load(&p->stopping)) {
-        if (rd_kafka_poll(p->rk, 100) > 0)
+        int served = rd_kafka_poll(p->rk, 100);
+        long reported = p->reported;
+        p->reported = 0;
+        if (reported)
+            atomic_fetch_sub(&p->inflight, reported);
+        if (served > 0 || reported)
             note_progress(p);
     }
     return NULL;
