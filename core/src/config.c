@@ -54,9 +54,9 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
     X("dispatch.workers", KEY_INT, "0", 0, 1024, NULL,                         \
       "handler threads of the bus (0: one per CPU)")                           \
     X("dispatch.queue.max", KEY_INT, "16384", 1, 10000000, NULL,               \
-      "messages queued for handlers before intake pauses")                     \
+      "messages queued or in a worker's batch before intake pauses")           \
     X("dispatch.queue.low.watermark", KEY_INT, "0", 0, 10000000, NULL,         \
-      "queued messages below which intake resumes (0: half the maximum)")      \
+      "pool messages at which intake resumes (0: half the maximum)")           \
     X("dispatch.lane.max.inflight", KEY_INT, "10000", 1, 1000000, NULL,        \
       "messages of one lane handed out and not yet acknowledged")              \
     X("dispatch.revoke.timeout.ms", KEY_INT, "10000", 0, 3600000, NULL,        \

@@ -263,6 +263,14 @@ static uint32_t key_hash(const void *key, size_t len)
     return h;
 }
 
+/** Under d->mu: what dispatch.queue.max bounds and the low watermark is
+ *  measured against: messages queued or in a worker's batch, not finished
+ *  (a batch taken whole by a held worker still counts). */
+static size_t pool_load(const eb_dispatch *d)
+{
+    return d->queued + d->in_batch;
+}
+
 /** Under d->mu. @returns true when the sub was not paused before. */
 static bool owe_resume(eb_dispatch *d, eb_sub *sub)
 {
@@ -341,7 +349,8 @@ size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n
     pthread_mutex_lock(&d->mu);
     bool intake = sub->started && !sub->leaving &&
                   atomic_load(&sub->bus->lifecycle) == EB_BUS_OPEN;
-    size_t room = d->queue_max > d->queued ? d->queue_max - d->queued : 0;
+    size_t load = pool_load(d);
+    size_t room = d->queue_max > load ? d->queue_max - load : 0;
     size_t k = intake ? (n < room ? n : room) : 0;
     wake_later later = {.n = 0};
     for (size_t i = 0; i < k; i++)
@@ -391,7 +400,7 @@ static void resume_subs(eb_dispatch *d, const resumable *r)
 static bool take_resumable(eb_dispatch *d, resumable *r)
 {
     r->n = 0;
-    if (!d->paused_subs || d->queued > d->low_watermark)
+    if (!d->paused_subs || pool_load(d) > d->low_watermark)
         return false;
     eb_sub **pp = &d->paused_subs;
     while (*pp && r->n < RESUME_MAX) {
@@ -414,7 +423,7 @@ static bool take_resumable(eb_dispatch *d, resumable *r)
  *  resume and no batch to prompt it: wake a worker to look. */
 static void prompt_resume(eb_dispatch *d)
 {
-    if (!d->paused_subs || d->queued > d->low_watermark)
+    if (!d->paused_subs || pool_load(d) > d->low_watermark)
         return;
     for (unsigned i = 0; i < d->n_workers; i++)
         if (d->workers[i].waiting) {
