@@ -19,7 +19,8 @@
  *              in the payload)
  *
  * Every run is a forked child, so threads and peak RSS (wait4) are those
- * of that run alone. Rounds alternate raw and eventbus; medians are
+ * of that run alone. Each round runs raw and eventbus of every kind, raw
+ * first in even rounds and eventbus first in odd ones; medians are
  * reported.
  *
  * Usage: kafka_bench [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR]
@@ -192,6 +193,46 @@ static void create_topic(const char *topic, int partitions)
         sleep_us(50000);
     }
     rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+}
+
+/**
+ * Deletes every topic whose name starts with `prefix` (a round's): runs of
+ * several rounds would otherwise leave gigabytes on the broker and slow
+ * the later rounds down. Only once every client of the topics closed.
+ */
+static void delete_topics(const char *prefix)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    conf_set(conf, "bootstrap.servers", bootstrap);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk)
+        die("admin client: %s", err);
+    const rd_kafka_metadata_t *md;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+    if (e)
+        die("listing topics: %s", rd_kafka_err2str(e));
+    enum { MAX_DELETE = 64 };
+    rd_kafka_DeleteTopic_t *del[MAX_DELETE];
+    size_t n = 0;
+    for (int i = 0; i < md->topic_cnt && n < MAX_DELETE; i++)
+        if (strncmp(md->topics[i].topic, prefix, strlen(prefix)) == 0)
+            del[n++] = rd_kafka_DeleteTopic_new(md->topics[i].topic);
+    rd_kafka_metadata_destroy(md);
+    if (n > 0) {
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_DeleteTopics(rk, del, n, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+        if (!ev)
+            die("deleting topics %s*: no answer in 30 s", prefix);
+        if (rd_kafka_event_error(ev))
+            fprintf(stderr, "kafka_bench: deleting topics %s*: %s\n", prefix,
+                    rd_kafka_event_error_string(ev));
+        rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_DeleteTopic_destroy_array(del, n);
+    }
     rd_kafka_destroy(rk);
 }
 
@@ -806,6 +847,45 @@ static void progress(const char *what, int round, row r)
             round + 1, what, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us);
 }
 
+/** A child's job: deletes the topics whose names start with j->topic. */
+static row run_delete_topics(const job *j)
+{
+    delete_topics(j->topic);
+    return (row){0};
+}
+
+static void delete_round_topics(const char *run_id, int round, const char *kind)
+{
+    job j = {0};
+    snprintf(j.topic, sizeof j.topic, "%s-r%d-%s", run_id, round, kind);
+    in_child(run_delete_topics, &j);
+}
+
+/** One run of a kind: its name, function, job and the series it adds to. */
+typedef struct pair {
+    const char *name;
+    row (*fn)(const job *);
+    const job *j;
+    series *out;
+} pair;
+
+/** Runs the raw and the eventbus run of one kind; odd rounds run eventbus
+ *  first, so that neither side always inherits the broker's flushing and
+ *  page cache from the other. */
+static void run_pair(int round, const pair *raw, const pair *eb)
+{
+    const pair *order[2] = {raw, eb};
+    if (round % 2) {
+        order[0] = eb;
+        order[1] = raw;
+    }
+    for (int i = 0; i < 2; i++) {
+        row x = in_child(order[i]->fn, order[i]->j);
+        add_row(order[i]->out, x);
+        progress(order[i]->name, round, x);
+    }
+}
+
 int main(int argc, char **argv)
 {
     long n = 1000000;
@@ -860,47 +940,39 @@ int main(int argc, char **argv)
     snprintf(run_id, sizeof run_id, "kbench-%d-%lld", (int)getpid(),
              (long long)(time(NULL) % 100000));
     for (int r = 0; r < rounds; r++) {
-        job j = {.n = n};
-        row x;
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw", run_id, r);
-        add_row(&raw_prod, x = in_child(run_raw_produce, &j));
-        progress("raw produce", r, x);
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-eb", run_id, r);
-        add_row(&eb_pub, x = in_child(run_eb_publish, &j));
-        progress("eventbus publish", r, x);
+        job raw = {.n = n}, eb = {.n = n};
+        snprintf(raw.topic, sizeof raw.topic, "%s-r%d-raw", run_id, r);
+        snprintf(eb.topic, sizeof eb.topic, "%s-r%d-eb", run_id, r);
+        run_pair(r, &(pair){"raw produce", run_raw_produce, &raw, &raw_prod},
+                 &(pair){"eventbus publish", run_eb_publish, &eb, &eb_pub});
 
         /* Both consumers read the same backlog: the raw-produced topic. */
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw", run_id, r);
-        snprintf(j.group, sizeof j.group, "%s-r%d-raw-group", run_id, r);
-        add_row(&raw_cons, x = in_child(run_raw_consume, &j));
-        progress("raw consume", r, x);
-        snprintf(j.group, sizeof j.group, "%s-r%d-eb-group", run_id, r);
-        add_row(&eb_cons, x = in_child(run_eb_subscribe, &j));
-        progress("eventbus subscribe", r, x);
+        eb = raw;
+        snprintf(raw.group, sizeof raw.group, "%s-r%d-raw-group", run_id, r);
+        snprintf(eb.group, sizeof eb.group, "%s-r%d-eb-group", run_id, r);
+        run_pair(r, &(pair){"raw consume", run_raw_consume, &raw, &raw_cons},
+                 &(pair){"eventbus subscribe", run_eb_subscribe, &eb, &eb_cons});
 
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw-e2e", run_id, r);
-        snprintf(j.group, sizeof j.group, "%s-r%d-raw-e2e-group", run_id, r);
-        add_row(&raw_e2e, x = in_child(run_raw_e2e, &j));
-        progress("raw end-to-end", r, x);
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-eb-e2e", run_id, r);
-        snprintf(j.group, sizeof j.group, "%s-r%d-eb-e2e-group", run_id, r);
-        add_row(&eb_e2e, x = in_child(run_eb_e2e, &j));
-        progress("eventbus end-to-end", r, x);
+        snprintf(raw.topic, sizeof raw.topic, "%s-r%d-raw-e2e", run_id, r);
+        snprintf(raw.group, sizeof raw.group, "%s-r%d-raw-e2e-group", run_id, r);
+        snprintf(eb.topic, sizeof eb.topic, "%s-r%d-eb-e2e", run_id, r);
+        snprintf(eb.group, sizeof eb.group, "%s-r%d-eb-e2e-group", run_id, r);
+        run_pair(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_e2e},
+                 &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_e2e});
+        delete_round_topics(run_id, r, "");
     }
     /* Latency at a fixed rate, the same for both: 50% of eventbus's peak,
      * where p99 means something. */
     double half_rate = rate_of(&eb_e2e) / 2;
     for (int r = 0; r < rounds; r++) {
-        job j = {.n = n / 2, .rate = half_rate};
-        row x;
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-raw-half", run_id, r);
-        snprintf(j.group, sizeof j.group, "%s-r%d-raw-half-group", run_id, r);
-        add_row(&raw_half, x = in_child(run_raw_e2e, &j));
-        progress("raw end-to-end @50%", r, x);
-        snprintf(j.topic, sizeof j.topic, "%s-r%d-eb-half", run_id, r);
-        snprintf(j.group, sizeof j.group, "%s-r%d-eb-half-group", run_id, r);
-        add_row(&eb_half, x = in_child(run_eb_e2e, &j));
-        progress("eventbus end-to-end @50%", r, x);
+        job raw = {.n = n / 2, .rate = half_rate}, eb = raw;
+        snprintf(raw.topic, sizeof raw.topic, "%s-r%d-raw-half", run_id, r);
+        snprintf(raw.group, sizeof raw.group, "%s-r%d-raw-half-group", run_id, r);
+        snprintf(eb.topic, sizeof eb.topic, "%s-r%d-eb-half", run_id, r);
+        snprintf(eb.group, sizeof eb.group, "%s-r%d-eb-half-group", run_id, r);
+        run_pair(r, &(pair){"raw end-to-end @50%", run_raw_e2e, &raw, &raw_half},
+                 &(pair){"eventbus end-to-end @50%", run_eb_e2e, &eb, &eb_half});
+        delete_round_topics(run_id, r, "");
     }
 
     char half_raw_name[64], half_eb_name[64];
