@@ -732,6 +732,29 @@ static void wait_for_work(kf_member *m)
 enum { CLOSE_SLACK_MS = 5000 };
 
 /**
+ * Poll thread, closing: one event of the close queue. Fetched messages can
+ * land there too (rd_kafka_queue_poll_callback() would assert on them), so
+ * the queue is read as events: the final rebalance is served by hand, and
+ * messages are dropped unacknowledged (their lanes are being revoked; the
+ * group's next owner gets them).
+ */
+static void serve_close_event(kf_member *m, rd_kafka_event_t *ev)
+{
+    switch (rd_kafka_event_type(ev)) {
+    case RD_KAFKA_EVENT_REBALANCE:
+        rebalance_cb(m->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev),
+                     m);
+        break;
+    case RD_KAFKA_EVENT_ERROR:
+        log_m(m, EB_LOG_WARN, "close", rd_kafka_event_error_string(ev));
+        break;
+    default:
+        break;
+    }
+    rd_kafka_event_destroy(ev);
+}
+
+/**
  * Poll thread: the final revoke runs here (handlers finish, offsets are
  * stored and committed), then the member leaves its group. Unsubscribe
  * first: librdkafka 2.0.2 asserts at destroy when a subscribe issued just
@@ -752,8 +775,11 @@ static void close_consumer(kf_member *m)
     }
     int64_t deadline = m->kb->host->now_ns() +
                        (m->kb->revoke_timeout_ms + CLOSE_SLACK_MS) * 1000000;
-    while (!rd_kafka_consumer_closed(m->rk) && m->kb->host->now_ns() < deadline)
-        rd_kafka_queue_poll_callback(q, 100); /* serves the final rebalance */
+    while (!rd_kafka_consumer_closed(m->rk) && m->kb->host->now_ns() < deadline) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev)
+            serve_close_event(m, ev);
+    }
     m->closed = rd_kafka_consumer_closed(m->rk);
     if (!m->closed)
         log_m(m, EB_LOG_ERROR, "close",
