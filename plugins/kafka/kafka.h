@@ -25,6 +25,7 @@
 
 typedef struct kf_producer kf_producer;
 typedef struct kf_known_topic kf_known_topic;
+typedef struct kf_topic_cache kf_topic_cache;
 typedef struct kf_member kf_member;
 typedef struct kf_sub kf_sub;
 
@@ -88,6 +89,15 @@ int kf_producer_flush(kf_producer *p, int64_t deadline_ns);
 void kf_producer_stop(kf_producer *p);
 /** JSON fragment like snprintf: {"outq":N,...}. */
 int kf_producer_stats(kf_producer *p, char *buf, size_t size);
+
+/* ---------------------------------------------------------- topic cache */
+
+kf_topic_cache *kf_topic_cache_new(rd_kafka_t *rk);
+/** The topic's handle, or NULL (cache full, or out of memory): publish by
+ *  name then. Any thread. */
+rd_kafka_topic_t *kf_topic_cache_get(kf_topic_cache *c, const char *name);
+/** Destroys the handles; before rd_kafka_destroy(). */
+void kf_topic_cache_free(kf_topic_cache *c);
 
 /* ----------------------------------------------------------------- admin */
 

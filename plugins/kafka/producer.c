@@ -22,6 +22,7 @@
 struct kf_producer {
     kf_bus *kb;
     rd_kafka_t *rk;
+    kf_topic_cache *topics;
     pthread_t thread;
     atomic_bool stopping;
     atomic_long inflight;    /* accepted publishes whose callback has not returned */
@@ -214,7 +215,13 @@ int kf_producer_start(kf_bus *kb, kf_producer **out, char *errstr, size_t errstr
         snprintf(errstr, errstr_size, "kafka producer: %s", why);
         return EB_ERR_CONFIG;
     }
+    if (!(p->topics = kf_topic_cache_new(p->rk))) {
+        rd_kafka_destroy(p->rk);
+        producer_free(p);
+        return EB_ERR_NOMEM;
+    }
     if (pthread_create(&p->thread, NULL, poll_main, p) != 0) {
+        kf_topic_cache_free(p->topics);
         rd_kafka_destroy(p->rk);
         producer_free(p);
         snprintf(errstr, errstr_size, "kafka producer: cannot start its poll thread");
@@ -258,8 +265,10 @@ static rd_kafka_headers_t *headers_of(const eb_outgoing *m)
 static rd_kafka_resp_err_t produce_once(kf_producer *p, const eb_outgoing *m, void *token)
 {
     rd_kafka_headers_t *hdrs = headers_of(m);
+    rd_kafka_topic_t *rkt = kf_topic_cache_get(p->topics, m->topic);
     rd_kafka_vu_t vus[6] = {
-        {.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = m->topic},
+        rkt ? (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = rkt}
+            : (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = m->topic},
         {.vtype = RD_KAFKA_VTYPE_VALUE,
          .u.mem = {(void *)non_null(m->payload), m->payload_len}},
         {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
@@ -335,6 +344,7 @@ void kf_producer_stop(kf_producer *p)
     rd_kafka_queue_yield(main_queue);
     rd_kafka_queue_destroy(main_queue);
     pthread_join(p->thread, NULL);
+    kf_topic_cache_free(p->topics);
     rd_kafka_destroy(p->rk);
     producer_free(p);
 }
