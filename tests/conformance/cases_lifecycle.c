@@ -7,6 +7,8 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* ---------------------------------------------------- close_during_stream */
@@ -212,6 +214,24 @@ static eb_result sh_handler(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
+/** The bus's "delivered" counter: messages the transport handed to the
+ *  dispatch pool (-1 if the stats cannot be read). */
+static long sh_delivered(eb_bus *bus)
+{
+    char *json = NULL;
+    if (eb_bus_stats(bus, &json) != 0)
+        return -1;
+    const char *at = strstr(json, "\"delivered\":");
+    long n = at ? atol(at + strlen("\"delivered\":")) : -1;
+    eb_free(json);
+    return n;
+}
+
+static int sh_all_delivered(void *arg)
+{
+    return sh_delivered(arg) >= SH_MESSAGES;
+}
+
 void eb_case_close_slow_handler_timeout(eb_conf_ctx *ctx)
 {
     struct sh_state *st = eb_conf_alloc(ctx, sizeof *st);
@@ -228,6 +248,12 @@ void eb_case_close_slow_handler_timeout(eb_conf_ctx *ctx)
     eb_conf_flush_confirmed(ctx, bus, d);
     EB_CHECK(eb_conf_counter_wait(st->started, 1, EB_CONF_WAIT_MS) == 0,
              "no handler started");
+    /* Close must find them all queued: messages still in the transport are
+     * not the pool's to wait for (close refuses them, the transport keeps
+     * them unacknowledged) and would let close finish in time. */
+    EB_CHECK(eb_conf_wait(sh_all_delivered, bus, EB_CONF_WAIT_MS) == 0,
+             "only %ld of %d messages reached the dispatch pool", sh_delivered(bus),
+             SH_MESSAGES);
 
     double t0 = eb_conf_now_ms();
     int rc = eb_bus_close(bus, SH_CLOSE_MS);
