@@ -141,8 +141,8 @@ static int open_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t si
     bus->tp = eb__plugin_transport(bus->plugin);
     if ((rc = check_transport_keys(bus, errstr, size)) != 0)
         return rc;
-    if ((rc = eb__timers_start(eb__outcome_timer_fired, bus, &bus->timers)) != 0 ||
-        (rc = eb__dispatch_start(bus, &bus->dispatch)) != 0)
+    if ((rc = eb__timers_new(eb__outcome_timer_fired, bus, &bus->timers)) != 0 ||
+        (rc = eb__dispatch_new(bus, &bus->dispatch)) != 0)
         return rc;
     return bus->tp->open(&eb__host, (eb_host_bus *)bus, &bus->state, errstr, size);
 }

@@ -115,6 +115,7 @@ struct eb_dispatch {
     msgq shared;            /* unkeyed */
     worker *workers;
     unsigned n_workers;
+    unsigned running_workers; /* threads started (eb__dispatch_run), under mu */
     size_t queued;          /* in the queues */
     size_t in_batch;        /* taken by workers, not finished */
     size_t waiting_workers;
@@ -876,18 +877,31 @@ static void free_dispatch(eb_dispatch *d)
     free(d);
 }
 
-static void stop_workers(eb_dispatch *d, unsigned started)
+static void stop_workers(eb_dispatch *d)
 {
     pthread_mutex_lock(&d->mu);
     d->stopping = true;
     for (unsigned i = 0; i < d->n_workers; i++)
         pthread_cond_signal(&d->workers[i].cv);
+    unsigned started = d->running_workers;
     pthread_mutex_unlock(&d->mu);
     for (unsigned i = 0; i < started; i++)
         pthread_join(d->workers[i].thread, NULL);
 }
 
-int eb__dispatch_start(eb_bus *bus, eb_dispatch **out)
+int eb__dispatch_run(eb_dispatch *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->running_workers < d->n_workers &&
+           pthread_create(&d->workers[d->running_workers].thread, NULL, worker_main,
+                          &d->workers[d->running_workers]) == 0)
+        d->running_workers++;
+    int rc = d->running_workers == d->n_workers ? 0 : EB_ERR_NOMEM;
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int eb__dispatch_new(eb_bus *bus, eb_dispatch **out)
 {
     eb_dispatch *d = calloc(1, sizeof *d);
     if (!d)
@@ -911,14 +925,6 @@ int eb__dispatch_start(eb_bus *bus, eb_dispatch **out)
         pthread_cond_init(&d->workers[i].cv, NULL);
         pthread_mutex_init(&d->workers[i].ack_mu, NULL);
     }
-    for (unsigned i = 0; i < d->n_workers; i++) {
-        if (pthread_create(&d->workers[i].thread, NULL, worker_main,
-                           &d->workers[i]) != 0) {
-            stop_workers(d, i);
-            free_dispatch(d);
-            return EB_ERR_NOMEM;
-        }
-    }
     *out = d;
     return 0;
 }
@@ -927,6 +933,6 @@ void eb__dispatch_stop(eb_dispatch *d)
 {
     if (!d)
         return;
-    stop_workers(d, d->n_workers);
+    stop_workers(d);
     free_dispatch(d);
 }

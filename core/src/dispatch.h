@@ -23,8 +23,11 @@ enum {
     EB_MSGF_BLOCKING = 1u << 4  /* a retry head its worker must see again */
 };
 
-/** Starts bus->set.workers threads (0: one per CPU). */
-int eb__dispatch_start(eb_bus *bus, eb_dispatch **out);
+/** The pool of bus->set.workers workers (0: one per CPU), not started. */
+int eb__dispatch_new(eb_bus *bus, eb_dispatch **out);
+/** Starts the workers' threads unless they run (at the first subscribe).
+ *  @returns 0 or EB_ERR_NOMEM (the threads that did start stay). */
+int eb__dispatch_run(eb_dispatch *d);
 
 /** host->deliver: accepts a prefix of msgs; owes the sub a resume() when
  *  it refuses some. Never blocks. */

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"
+#include "timers.h"
 #include "sync.h"
 
 enum { TOPIC_MAX = 249 };
@@ -204,6 +205,12 @@ static int subscribe_entered(eb_bus *bus, const char *topic, const char *group,
                              const eb_sub_options *opts, eb_sub **out, char *errstr,
                              size_t errstr_size)
 {
+    /* The handler threads start with the bus's first subscription: a bus
+     * that only publishes never has them. */
+    if (eb__timers_run(bus->timers) != 0 || eb__dispatch_run(bus->dispatch) != 0) {
+        set_error(errstr, errstr_size, "%s", "cannot start the handler threads");
+        return EB_ERR_NOMEM;
+    }
     eb_sub *sub = sub_new(bus, topic, group, handler, opaque, opts);
     if (!sub)
         return EB_ERR_NOMEM;

@@ -14,6 +14,7 @@ struct eb_timers {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
+    bool running;        /* the thread was started (eb__timers_run) */
     eb_msg **heap;
     size_t len, cap;
     size_t firing;
@@ -91,7 +92,7 @@ static void *timer_main(void *arg)
     return NULL;
 }
 
-int eb__timers_start(eb_timer_fire_fn fire, void *ctx, eb_timers **out)
+int eb__timers_new(eb_timer_fire_fn fire, void *ctx, eb_timers **out)
 {
     eb_timers *t = calloc(1, sizeof *t);
     if (!t)
@@ -100,14 +101,20 @@ int eb__timers_start(eb_timer_fire_fn fire, void *ctx, eb_timers **out)
     eb__cond_init(&t->cv);
     t->fire = fire;
     t->ctx = ctx;
-    if (pthread_create(&t->thread, NULL, timer_main, t) != 0) {
-        pthread_cond_destroy(&t->cv);
-        pthread_mutex_destroy(&t->mu);
-        free(t);
-        return EB_ERR_NOMEM;
-    }
     *out = t;
     return 0;
+}
+
+int eb__timers_run(eb_timers *t)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = 0;
+    if (!t->running) {
+        t->running = pthread_create(&t->thread, NULL, timer_main, t) == 0;
+        rc = t->running ? 0 : EB_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
 }
 
 static bool grow(eb_timers *t)
@@ -165,8 +172,10 @@ void eb__timers_stop(eb_timers *t)
     pthread_mutex_lock(&t->mu);
     t->stopping = true;
     pthread_cond_signal(&t->cv);
+    bool running = t->running;
     pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
+    if (running)
+        pthread_join(t->thread, NULL);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
     free(t->heap);

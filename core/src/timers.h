@@ -18,7 +18,11 @@ typedef struct eb_timers eb_timers;
 typedef void (*eb_timer_fire_fn)(void *ctx, eb_msg *m);
 typedef bool (*eb_timer_match_fn)(const eb_msg *m, void *arg);
 
-int eb__timers_start(eb_timer_fire_fn fire, void *ctx, eb_timers **out);
+/** A timer queue without its thread: buses that never subscribe (only
+ *  subscriptions retry) never start one. */
+int eb__timers_new(eb_timer_fire_fn fire, void *ctx, eb_timers **out);
+/** Starts the thread unless it runs. @returns 0 or EB_ERR_NOMEM. */
+int eb__timers_run(eb_timers *t);
 /** Queues `m` to fire at `due_ns` (monotonic). */
 void eb__timers_add(eb_timers *t, eb_msg *m, int64_t due_ns);
 /** Makes matching messages (all when match is NULL) due now. */
