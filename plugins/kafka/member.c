@@ -89,8 +89,6 @@ struct kf_member {
     pthread_cond_t cv;       /* unsubscribers wait for `left` */
     kf_sub *subs;
     kf_msg *inbox;
-    size_t inbox_len;
-    bool acks_awaited;       /* a lane is paused until acks make room */
     bool topics_changed;
     bool stopping;
     uint64_t generations;
@@ -288,16 +286,6 @@ static void store_finished(kf_member *m)
 
 /* --------------------------------------------------------------- inbox */
 
-/*
- * Acks wake the poll thread only when something waits for them (a lane
- * paused because its FIFO is full) or once ACK_WAKE_MIN of them piled up;
- * otherwise they wait for the thread's next turn (a fetch, or at most
- * POLL_IDLE_MS): storing offsets a little later costs nothing (commits are
- * periodic, revoke and close drain first), a wake-up per handled batch
- * cost the poll thread half its time at moderate rates.
- */
-enum { ACK_WAKE_MIN = 1024 };
-
 static void inbox_add(kf_sub *s, eb_msg *const *msgs, size_t n, bool acked)
 {
     kf_member *m = s->m;
@@ -309,12 +297,8 @@ static void inbox_add(kf_sub *s, eb_msg *const *msgs, size_t n, bool acked)
         km->next = m->inbox;
         m->inbox = km;
     }
-    size_t before = m->inbox_len;
-    m->inbox_len += n;
-    bool wake_now = (was_empty && m->acks_awaited) ||
-                    (before < ACK_WAKE_MIN && m->inbox_len >= ACK_WAKE_MIN);
     pthread_mutex_unlock(&m->mu);
-    if (wake_now)
+    if (was_empty)
         wake(m);
 }
 
@@ -334,7 +318,6 @@ static void drain_inbox(kf_member *m)
     pthread_mutex_lock(&m->mu);
     kf_msg *km = m->inbox;
     m->inbox = NULL;
-    m->inbox_len = 0;
     pthread_mutex_unlock(&m->mu);
     if (!km)
         return;
@@ -619,31 +602,18 @@ static void pause_or_resume(kf_member *m, const char *topic, int partition, bool
  *  room; only lanes that change state are touched. */
 static void update_full_lanes(kf_member *m)
 {
-    bool any_full = false;
     for (kf_sub *s = subs_head(m); s; s = s->next) {
+        if (s->paused)
+            continue;
         for (int p = 0; p < s->n_lanes; p++) {
             lane *l = &s->lanes[p];
             bool full = l->assigned && eb_lane_fifo_full(&l->fifo);
-            if (!s->paused && full != l->full_paused && l->assigned) {
+            if (full != l->full_paused && l->assigned) {
                 pause_or_resume(m, s->topic, p, full);
                 l->full_paused = full;
             }
-            any_full |= l->full_paused;
         }
     }
-    pthread_mutex_lock(&m->mu);
-    m->acks_awaited = any_full;
-    pthread_mutex_unlock(&m->mu);
-}
-
-/** Poll thread: whether acks already wait that a full lane needs (they
- *  came before acks_awaited was set, so they woke nobody). */
-static bool acks_due(kf_member *m)
-{
-    pthread_mutex_lock(&m->mu);
-    bool due = m->acks_awaited && m->inbox;
-    pthread_mutex_unlock(&m->mu);
-    return due;
 }
 
 /** Poll thread: up to FETCH_BATCH messages. @returns how many. */
@@ -833,7 +803,7 @@ static void *poll_main(void *arg)
         size_t got = fetch(m);
         update_full_lanes(m);
         let_go_of_leavers(m);
-        if (got == 0 && !acks_due(m))
+        if (got == 0)
             wait_for_work(m);
     }
     close_consumer(m);
