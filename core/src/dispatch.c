@@ -117,6 +117,7 @@ struct eb_dispatch {
     unsigned n_workers;
     unsigned running_workers; /* threads started (eb__dispatch_run), under mu */
     size_t queued;          /* in the queues */
+    size_t batch_max;       /* per take: BATCH, or less (see eb__dispatch_new) */
     size_t in_batch;        /* taken by workers, not finished */
     size_t waiting_workers;
     size_t queue_max, low_watermark;
@@ -473,7 +474,7 @@ static size_t take_batch(eb_dispatch *d, worker *w, eb_msg **batch, msgq *stale)
 {
     size_t n = 0, taken = 0;
     size_t share = d->shared.len / d->n_workers + 1;
-    while (n < BATCH) {
+    while (n < d->batch_max) {
         eb_msg *m = w->queue.head ? q_pop(&w->queue)
                     : share > 0 && d->shared.head ? (share--, q_pop(&d->shared))
                     : NULL;
@@ -912,6 +913,12 @@ int eb__dispatch_new(eb_bus *bus, eb_dispatch **out)
     d->low_watermark = bus->set.queue_low_watermark > 0
                            ? (size_t)bus->set.queue_low_watermark
                            : d->queue_max / 2;
+    /* The batches of held workers count in the pool's load until they
+     * finish: all of them together must stay within the low watermark, or
+     * a few held handlers would keep intake paused while the other
+     * workers sleep. */
+    size_t share = d->low_watermark / d->n_workers;
+    d->batch_max = share < 1 ? 1 : share < BATCH ? share : BATCH;
     pthread_mutex_init(&d->mu, NULL);
     eb__cond_init(&d->idle_cv);
     d->workers = calloc(d->n_workers, sizeof *d->workers);

@@ -201,3 +201,39 @@ Test(dispatch_edges, subscribe_and_unsubscribe_racing_close)
         eb_bus_destroy(bus);
     }
 }
+
+/* ------------------------------------- held batches and the watermark */
+
+/* The first message's handler is held until the others are handled:
+ * parallel handling must not need it to finish. Held batches used to
+ * count against the low watermark whole (up to a quarter of the queue
+ * each), so intake stayed paused while three workers slept. */
+static atomic_int others_handled, holder_taken;
+enum { HB_OTHERS = 400 };
+
+static eb_result hold_first(const eb_msg *msg, void *opaque)
+{
+    if (atomic_exchange(&holder_taken, 1) == 0) {
+        int64_t deadline = test_now_ms() + 10000;
+        while (atomic_load(&others_handled) < HB_OTHERS && test_now_ms() < deadline)
+            test_next_look();
+        return EB_ACK;
+    }
+    atomic_fetch_add(&others_handled, 1);
+    return EB_ACK;
+}
+
+static const char *const small_pool[][2] = {
+    {"memory.name", "held"}, {"dispatch.workers", "4"},
+    {"dispatch.queue.max", "16"}, {"dispatch.queue.low.watermark", "4"}};
+
+Test(dispatch_edges, one_held_handler_does_not_stop_the_others)
+{
+    eb_bus *bus = open_with(small_pool, 4, NULL);
+    subscribe(bus, "t", hold_first);
+    for (int i = 0; i < HB_OTHERS + 1; i++)
+        publish(bus, "t", NULL); /* unkeyed: any worker may run any */
+    wait_for(&others_handled, HB_OTHERS);
+    cr_expect_eq(eb_bus_close(bus, 5000), 0);
+    eb_bus_destroy(bus);
+}
