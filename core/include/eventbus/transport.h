@@ -160,6 +160,9 @@ typedef struct eb_host {
      * per non-NULL token, from a transport thread, never inside publish().
      * status 0 with the stored message's id ("3@1024"), or an EB_ERR_*
      * with id NULL. The token is the core's; do not touch it afterwards.
+     * Tokens are opaque and may repeat: publishes with the same callback
+     * and context can carry the same pointer while in flight, so never
+     * compare them or use them as keys.
      */
     void (*delivered)(eb_host_bus *hb, void *token, int status, const char *id);
 } eb_host;
