@@ -745,7 +745,8 @@ static void serve_close_event(kf_member *m, rd_kafka_event_t *ev)
         rebalance_cb(m->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev),
                      m);
         break;
-    case RD_KAFKA_EVENT_ERROR:
+    case RD_KAFKA_EVENT_ERROR: /* what error_cb gets outside the close */
+        kf_health_error(m->kb, rd_kafka_event_error(ev), rd_kafka_event_error_string(ev));
         log_m(m, EB_LOG_WARN, "close", rd_kafka_event_error_string(ev));
         break;
     default:
