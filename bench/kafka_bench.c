@@ -865,6 +865,17 @@ static void delete_round_topics(const char *run_id, int round, const char *kind)
     in_child(run_delete_topics, &j);
 }
 
+/** Gives the raw and the eventbus job of a kind a fresh topic and group
+ *  each: "<run>-r<round>-raw-<kind>" and "...-group", likewise "-eb-". */
+static void name_own_topics(job *raw, job *eb, const char *run_id, int round,
+                            const char *kind)
+{
+    snprintf(raw->topic, sizeof raw->topic, "%s-r%d-raw-%s", run_id, round, kind);
+    snprintf(raw->group, sizeof raw->group, "%.100s-group", raw->topic);
+    snprintf(eb->topic, sizeof eb->topic, "%s-r%d-eb-%s", run_id, round, kind);
+    snprintf(eb->group, sizeof eb->group, "%.100s-group", eb->topic);
+}
+
 /** One run of a kind: its name, function, job and the series it adds to. */
 typedef struct pair {
     const char *name;
@@ -957,10 +968,7 @@ int main(int argc, char **argv)
         run_pair(r, &(pair){"raw consume", run_raw_consume, &raw, &raw_cons},
                  &(pair){"eventbus subscribe", run_eb_subscribe, &eb, &eb_cons});
 
-        snprintf(raw.topic, sizeof raw.topic, "%s-r%d-raw-e2e", run_id, r);
-        snprintf(raw.group, sizeof raw.group, "%s-r%d-raw-e2e-group", run_id, r);
-        snprintf(eb.topic, sizeof eb.topic, "%s-r%d-eb-e2e", run_id, r);
-        snprintf(eb.group, sizeof eb.group, "%s-r%d-eb-e2e-group", run_id, r);
+        name_own_topics(&raw, &eb, run_id, r, "e2e");
         run_pair(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_e2e},
                  &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_e2e});
         delete_round_topics(run_id, r, "");
@@ -970,10 +978,7 @@ int main(int argc, char **argv)
     double half_rate = rate_of(&eb_e2e) / 2;
     for (int r = 0; r < rounds; r++) {
         job raw = {.n = n / 2, .rate = half_rate}, eb = raw;
-        snprintf(raw.topic, sizeof raw.topic, "%s-r%d-raw-half", run_id, r);
-        snprintf(raw.group, sizeof raw.group, "%s-r%d-raw-half-group", run_id, r);
-        snprintf(eb.topic, sizeof eb.topic, "%s-r%d-eb-half", run_id, r);
-        snprintf(eb.group, sizeof eb.group, "%s-r%d-eb-half-group", run_id, r);
+        name_own_topics(&raw, &eb, run_id, r, "half");
         run_pair(r, &(pair){"raw end-to-end @50%", run_raw_e2e, &raw, &raw_half},
                  &(pair){"eventbus end-to-end @50%", run_eb_e2e, &eb, &eb_half});
         delete_round_topics(run_id, r, "");
