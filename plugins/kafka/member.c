@@ -453,17 +453,36 @@ static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t 
         m->kb->host->revoke(s->hs, refs, n); /* handlers finish, acks arrive */
 }
 
+/**
+ * Poll thread: commits the stored offsets and waits for the answer at most
+ * the revoke timeout. A synchronous rd_kafka_commit() waits forever, and
+ * librdkafka 2.0.2 was seen never to answer one made while the consumer
+ * closes (a lifecycle run under valgrind hung there for minutes). An
+ * unanswered commit only means redelivery to the next owner.
+ */
+static void commit_stored(kf_member *m)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(m->rk, NULL, q, NULL, NULL);
+    if (!err) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)m->kb->revoke_timeout_ms);
+        err = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_m(m, EB_LOG_WARN, "commit on revoke", rd_kafka_err2str(err));
+}
+
 static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts)
 {
     kf_sub *subs = subs_head(m);
     for (kf_sub *s = subs; s; s = s->next)
         revoke_sub(m, s, parts);
     drain_inbox(m);
-    if (m->group) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(m->rk, NULL, 0);
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            log_m(m, EB_LOG_WARN, "commit on revoke", rd_kafka_err2str(err));
-    }
+    if (m->group)
+        commit_stored(m);
     for (kf_sub *s = subs; s; s = s->next) {
         for (int p = 0; p < s->n_lanes; p++) {
             set_assigned(m, &s->lanes[p], false);

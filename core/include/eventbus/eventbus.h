@@ -175,8 +175,9 @@ EB_API void eb_config_destroy(eb_config *cfg);
 
 /**
  * @brief Opens a bus: loads the transport plugin named by `transport`
- * (default "memory"), checks the transport's keys, starts the dispatch
- * workers and the transport.
+ * (default "memory"), checks the transport's keys and starts the
+ * transport. The dispatch workers and the retry timer start with the
+ * bus's first eb_subscribe(): a bus that only publishes never has them.
  *
  * The config is copied: it may be changed or destroyed afterwards.
  * @returns 0 and `*out`, or EB_ERR_CONFIG / EB_ERR_PLUGIN / EB_ERR_TRANSPORT
@@ -357,6 +358,12 @@ typedef struct eb_sub_options {
  * same (topic, group) twice in one bus is EB_ERR_EXISTS.
  * Does not wait for the assignment: see eb_sub_wait_ready().
  * `opts` may be NULL.
+ * @returns 0 and `*out`; EB_ERR_INVALID (NULL or bad arguments);
+ *          EB_ERR_EXISTS; EB_ERR_BUSY (from a handler or callback of this
+ *          bus); EB_ERR_CLOSED; EB_ERR_NOMEM (also when the first
+ *          subscription cannot start the handler threads); the transport's
+ *          error (a missing topic is EB_ERR_NOT_FOUND), with a sentence in
+ *          errstr.
  */
 EB_API int eb_subscribe(eb_bus *bus, const char *topic, const char *group,
                         eb_handler handler, void *opaque,
