@@ -409,12 +409,19 @@ cmd_start() {
   local pid t0 format_s rc cluster_id
   lock_run_dir
   if pid=$(running_pid) && [[ -f $env_file ]]; then
-    eb_say "reusing the broker already running (pid $pid)"
-    if [[ -n ${EB_KAFKA_VERSION:-} ]] && ! grep -qx "export EB_KAFKA_VERSION_RUNNING=$EB_KAFKA_VERSION" "$env_file"; then
-      eb_say "warning: it is not Kafka $EB_KAFKA_VERSION (stop it first, or use another EB_KAFKA_RUN_DIR)"
+    # A broker left by an interrupted run may be on its way down: reuse it
+    # only if it answers metadata requests now.
+    if timeout 10 kcat -b "127.0.0.1:$(sed -n 's/^export EB_KAFKA_BOOTSTRAP=127.0.0.1://p' "$env_file")" \
+         -L -m 2 2>/dev/null | grep -q "broker 1 at 127.0.0.1"; then
+      eb_say "reusing the broker already running (pid $pid)"
+      if [[ -n ${EB_KAFKA_VERSION:-} ]] && ! grep -qx "export EB_KAFKA_VERSION_RUNNING=$EB_KAFKA_VERSION" "$env_file"; then
+        eb_say "warning: it is not Kafka $EB_KAFKA_VERSION (stop it first, or use another EB_KAFKA_RUN_DIR)"
+      fi
+      print_env
+      return 0
     fi
-    print_env
-    return 0
+    eb_say "the broker already running (pid $pid) does not answer metadata requests: restarting it"
+    stop_locked
   fi
   t0=$(eb_now)
   fetch_jars
@@ -449,8 +456,13 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid
   lock_run_dir
+  stop_locked
+}
+
+# The body of stop, for callers that hold the run directory's lock.
+stop_locked() {
+  local pid
   if [[ -f $pid_file ]]; then
     pid=$(<"$pid_file")
     if eb_pid_is "$pid" "$run_dir/server.properties"; then
