@@ -9,7 +9,8 @@
 #                    directory, start the broker, wait until it answers
 #                    metadata requests, print `export EB_KAFKA_...` lines:
 #                        eval "$(tests/servers/kafka.sh start)"
-#                    A start while it runs reuses the running broker.
+#                    A start while it runs reuses the running broker
+#                    (restarted if it does not answer metadata).
 #   stop             stop the broker this run directory started (SIGTERM,
 #                    then SIGKILL after a deadline) and delete its data
 #   status           say whether it runs (exit 0) or not (exit 3)
