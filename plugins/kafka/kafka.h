@@ -23,6 +23,10 @@
 
 #include "eventbus/transport.h"
 
+/* The least time the commit on revoke waits for the broker's answer, even
+ * when the handlers used up the revoke timeout (a round trip is needed). */
+enum { KF_COMMIT_MIN_MS = 1000 };
+
 typedef struct kf_producer kf_producer;
 typedef struct kf_known_topic kf_known_topic;
 typedef struct kf_topic_cache kf_topic_cache;
@@ -38,7 +42,7 @@ typedef struct kf_bus {
     kf_member *members;       /* one per group (anonymous ones each alone) */
     int topic_partitions;     /* kafka.topic.partitions: 0 = never create */
     int topic_replication;    /* kafka.topic.replication */
-    int64_t revoke_timeout_ms;
+    int64_t revoke_timeout_ms; /* handlers' time, then the commit's (member.c) */
     int refs;                 /* the bus and each member; under mu */
     kf_known_topic *known_topics; /* under mu */
     atomic_bool down;         /* all brokers unreachable (health) */

@@ -24,17 +24,19 @@ static long long setting(const eb_host *host, eb_host_bus *hb, const char *key, 
     return value ? atoll(value) : def; /* checked at open by config_check */
 }
 
-/** A revoke must finish before librdkafka gives up on the poll thread. */
+/** A revoke (the handlers' time, then at least KF_COMMIT_MIN_MS for the
+ *  commit) must finish before librdkafka gives up on the poll thread. */
 static int check_revoke_timeout(const eb_host *host, eb_host_bus *hb, kf_bus *kb,
                                 char *errstr, size_t size)
 {
     long long max_poll = setting(host, hb, "kafka.max.poll.interval.ms", 300000);
-    if (kb->revoke_timeout_ms < max_poll)
+    if (kb->revoke_timeout_ms + KF_COMMIT_MIN_MS < max_poll)
         return 0;
     snprintf(errstr, size,
-             "dispatch.revoke.timeout.ms (%lld) must be below kafka.max.poll.interval.ms "
-             "(%lld): a revoke runs on the consumer's poll thread",
-             (long long)kb->revoke_timeout_ms, max_poll);
+             "dispatch.revoke.timeout.ms (%lld) must be at least %d ms below "
+             "kafka.max.poll.interval.ms (%lld): a revoke, then its commit, runs on the "
+             "consumer's poll thread",
+             (long long)kb->revoke_timeout_ms, KF_COMMIT_MIN_MS, max_poll);
     return EB_ERR_CONFIG;
 }
 

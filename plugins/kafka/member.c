@@ -454,18 +454,21 @@ static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t 
 }
 
 /**
- * Poll thread: commits the stored offsets and waits for the answer at most
- * the revoke timeout. A synchronous rd_kafka_commit() waits forever, and
- * librdkafka 2.0.2 was seen never to answer one made while the consumer
- * closes (a lifecycle run under valgrind hung there for minutes). An
- * unanswered commit only means redelivery to the next owner.
+ * Poll thread: commits the stored offsets and waits for the answer until
+ * `deadline_ns`, or KF_COMMIT_MIN_MS if that is sooner (an answer needs a
+ * round trip to the broker). A synchronous rd_kafka_commit() waits
+ * forever, and librdkafka 2.0.2 was seen never to answer one made while
+ * the consumer closes (a lifecycle run under valgrind hung there for
+ * minutes). An unanswered commit only means redelivery to the next owner.
  */
-static void commit_stored(kf_member *m)
+static void commit_stored(kf_member *m, int64_t deadline_ns)
 {
+    int64_t left_ms = (deadline_ns - m->kb->host->now_ns()) / 1000000;
+    int wait_ms = left_ms > KF_COMMIT_MIN_MS ? (int)left_ms : KF_COMMIT_MIN_MS;
     rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(m->rk, NULL, q, NULL, NULL);
     if (!err) {
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)m->kb->revoke_timeout_ms);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, wait_ms);
         err = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
         if (ev)
             rd_kafka_event_destroy(ev);
@@ -475,14 +478,18 @@ static void commit_stored(kf_member *m)
         log_m(m, EB_LOG_WARN, "commit on revoke", rd_kafka_err2str(err));
 }
 
+/** Poll thread: handlers of the revoked lanes finish (the core waits for
+ *  them), their offsets are stored and committed, the lanes let go; the
+ *  commit gets what is left of the revoke timeout. */
 static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts)
 {
+    int64_t deadline_ns = m->kb->host->now_ns() + m->kb->revoke_timeout_ms * 1000000;
     kf_sub *subs = subs_head(m);
     for (kf_sub *s = subs; s; s = s->next)
         revoke_sub(m, s, parts);
     drain_inbox(m);
     if (m->group)
-        commit_stored(m);
+        commit_stored(m, deadline_ns);
     for (kf_sub *s = subs; s; s = s->next) {
         for (int p = 0; p < s->n_lanes; p++) {
             set_assigned(m, &s->lanes[p], false);

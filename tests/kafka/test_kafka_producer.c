@@ -255,6 +255,17 @@ Test(kafka_config, properties_eventbus_owns_are_refused_with_a_reason)
     }
 }
 
+Test(kafka_config, a_revoke_timeout_that_outlasts_max_poll_interval_is_refused)
+{
+    /* A revoke runs on the poll thread: its handlers' time plus a second
+     * for the commit must end before librdkafka drops the member. */
+    const setting s[] = {{"kafka.max.poll.interval.ms", "20000"},
+                         {"dispatch.revoke.timeout.ms", "19500"}, {NULL, NULL}};
+    const char *why = open_fails("127.0.0.1:1", s);
+    cr_expect(strstr(why, "dispatch.revoke.timeout.ms (19500)") != NULL, "%s", why);
+    cr_expect(strstr(why, "kafka.max.poll.interval.ms (20000)") != NULL, "%s", why);
+}
+
 Test(kafka_config, harmless_values_of_guarded_properties_are_accepted)
 {
     const setting s[] = {{"kafka.partition.assignment.strategy", "roundrobin"},
