@@ -409,11 +409,12 @@ lock_run_dir() {
 cmd_start() {
   local pid t0 format_s rc cluster_id
   lock_run_dir
+  command -v kcat >/dev/null || eb_die "kcat not found (Debian package kcat: run scripts/install-deps.sh)"
   if pid=$(running_pid) && [[ -f $env_file ]]; then
     # A broker left by an interrupted run may be on its way down: reuse it
-    # only if it answers metadata requests now.
-    if timeout 10 kcat -b "127.0.0.1:$(sed -n 's/^export EB_KAFKA_BOOTSTRAP=127.0.0.1://p' "$env_file")" \
-         -L -m 2 2>/dev/null | grep -q "broker 1 at 127.0.0.1"; then
+    # only if it answers metadata requests within 10 s.
+    if timeout 15 kcat -b "127.0.0.1:$(sed -n 's/^export EB_KAFKA_BOOTSTRAP=127.0.0.1://p' "$env_file")" \
+         -L -m 10 2>/dev/null | grep -q "broker 1 at 127.0.0.1"; then
       eb_say "reusing the broker already running (pid $pid)"
       if [[ -n ${EB_KAFKA_VERSION:-} ]] && ! grep -qx "export EB_KAFKA_VERSION_RUNNING=$EB_KAFKA_VERSION" "$env_file"; then
         eb_say "warning: it is not Kafka $EB_KAFKA_VERSION (stop it first, or use another EB_KAFKA_RUN_DIR)"
@@ -422,6 +423,10 @@ cmd_start() {
       return 0
     fi
     eb_say "the broker already running (pid $pid) does not answer metadata requests: restarting it"
+    stop_locked
+  elif pid=$(running_pid); then
+    # A start that died before writing its env file left this one running.
+    eb_say "a broker from an unfinished start runs (pid $pid): stopping it"
     stop_locked
   fi
   t0=$(eb_now)
@@ -467,6 +472,7 @@ stop_locked() {
   if [[ -f $pid_file ]]; then
     pid=$(<"$pid_file")
     if eb_pid_is "$pid" "$run_dir/server.properties"; then
+      kill -CONT "$pid" 2>/dev/null || true # a stopped (SIGSTOP) broker ignores SIGTERM
       eb_stop_pid "$pid" "$run_dir/server.properties" 30 ||
         eb_die "pid $pid did not exit after SIGKILL"
       eb_say "stopped the broker (pid $pid)"
