@@ -354,7 +354,8 @@ void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
     X(close_during_stream, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)              \
     X(close_slow_handler_timeout, 0, 0, 0)                                    \
     X(close_from_handler_busy, 0, 0, 0)                                       \
-    X(full_pool_pauses_and_resumes, 0, 0, 0)
+    X(full_pool_pauses_and_resumes, 0, 0, 0)                                  \
+    X(concurrent_publishers, 0, 0, 0)
 
 #define EB_CONF_DECLARE_(name, req, any, flags) void eb_case_##name(eb_conf_ctx *ctx);
 EB_CONF_CASE_LIST(EB_CONF_DECLARE_)
