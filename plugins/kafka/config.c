@@ -353,7 +353,7 @@ static const property producer_defaults[] = {
 
 /*
  * Consumer: stored offsets are committed every second and on close (the
- * member also commits synchronously on revoke); a new group starts at the
+ * member also commits on revoke, waiting a bounded time); a new group starts at the
  * earliest retained message (DESIGN.md); eager assignors only (see
  * refused_properties); no partition-EOF events unless asked for.
  * queued.min.messages: librdkafka 2.0.2 stops fetching a partition whose
