@@ -353,9 +353,9 @@ static const property producer_defaults[] = {
 
 /*
  * Consumer: stored offsets are committed every second and on close (the
- * member also commits on revoke, waiting a bounded time); a new group starts at the
- * earliest retained message (DESIGN.md); eager assignors only (see
- * refused_properties); no partition-EOF events unless asked for.
+ * member also commits on revoke, waiting a bounded time); a new group
+ * starts at the earliest retained message (DESIGN.md); eager assignors only
+ * (see refused_properties); no partition-EOF events unless asked for.
  * queued.min.messages: librdkafka 2.0.2 stops fetching a partition whose
  * local queue holds more than this and looks again only a second later
  * (fetch.queue.backoff.ms arrived in 2.2.0), which stalled a consumer
