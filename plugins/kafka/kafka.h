@@ -44,7 +44,7 @@ typedef struct kf_bus {
     int topic_replication;    /* kafka.topic.replication */
     int64_t revoke_timeout_ms; /* handlers' time, then the commit's (member.c) */
     int refs;                 /* the bus and each member; under mu */
-    kf_known_topic *known_topics; /* under mu */
+    _Atomic(kf_known_topic *) known_topics; /* prepended under mu, read without */
     atomic_bool down;         /* all brokers unreachable (health) */
     char down_reason[256];    /* under mu */
 } kf_bus;

@@ -2,7 +2,8 @@
  * known_topics.c — the topics a bus has seen exist (checked or created by
  * kf_topic_ensure), so only the first publish to a topic pays for a
  * metadata request, and only when eventbus may create topics
- * (kafka.topic.partitions).
+ * (kafka.topic.partitions). The list only grows (until the bus is freed),
+ * so a publish looks it up without a lock; adding takes kb->mu.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +17,9 @@ struct kf_known_topic {
 
 static bool known(kf_bus *kb, const char *topic)
 {
-    pthread_mutex_lock(&kb->mu);
-    kf_known_topic *t = kb->known_topics;
+    kf_known_topic *t = atomic_load_explicit(&kb->known_topics, memory_order_acquire);
     while (t && strcmp(t->name, topic) != 0)
         t = t->next;
-    pthread_mutex_unlock(&kb->mu);
     return t != NULL;
 }
 
@@ -32,8 +31,8 @@ static void remember(kf_bus *kb, const char *topic)
         return; /* asked again next time */
     memcpy(t->name, topic, len);
     pthread_mutex_lock(&kb->mu);
-    t->next = kb->known_topics;
-    kb->known_topics = t;
+    t->next = atomic_load_explicit(&kb->known_topics, memory_order_relaxed);
+    atomic_store_explicit(&kb->known_topics, t, memory_order_release);
     pthread_mutex_unlock(&kb->mu);
 }
 
@@ -50,9 +49,9 @@ int kf_topic_ensure_once(kf_bus *kb, rd_kafka_t *rk, const char *topic, int time
 
 void kf_known_topics_free(kf_bus *kb)
 {
-    for (kf_known_topic *t = kb->known_topics, *next; t; t = next) {
+    for (kf_known_topic *t = atomic_load(&kb->known_topics), *next; t; t = next) {
         next = t->next;
         free(t);
     }
-    kb->known_topics = NULL;
+    atomic_store(&kb->known_topics, NULL);
 }
