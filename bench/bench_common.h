@@ -6,11 +6,12 @@
 #ifndef EB_BENCH_COMMON_H
 #define EB_BENCH_COMMON_H
 
-#include <dirent.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "proc_threads.h"
 
 enum { HIST_BUCKETS = 64 * 16 };
 
@@ -93,15 +94,5 @@ static inline long counter_total(striped_counter *c)
     return n;
 }
 
-static inline int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
 
 #endif

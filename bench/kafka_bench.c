@@ -145,9 +145,8 @@ static void conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
         die("%s=%s: %s", name, value, err);
 }
 
-/** Creates `topic` with `partitions` partitions and waits until metadata
- *  shows each with a leader. */
-static void create_topic(const char *topic, int partitions)
+/** A plain handle on the broker for admin requests and metadata. */
+static rd_kafka_t *admin_client(void)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     conf_set(conf, "bootstrap.servers", bootstrap);
@@ -155,6 +154,15 @@ static void create_topic(const char *topic, int partitions)
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk)
         die("admin client: %s", err);
+    return rk;
+}
+
+/** Creates `topic` with `partitions` partitions and waits until metadata
+ *  shows each with a leader. */
+static void create_topic(const char *topic, int partitions)
+{
+    rd_kafka_t *rk = admin_client();
+    char err[512];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof err);
     if (!nt)
         die("new topic %s: %s", topic, err);
@@ -203,12 +211,7 @@ static void create_topic(const char *topic, int partitions)
  */
 static void delete_topics(const char *prefix)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    conf_set(conf, "bootstrap.servers", bootstrap);
-    char err[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    if (!rk)
-        die("admin client: %s", err);
+    rd_kafka_t *rk = admin_client();
     const rd_kafka_metadata_t *md;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
     if (e)
@@ -578,7 +581,7 @@ static row run_raw_produce(const job *j)
     raw_produce_all(rk, j->topic, j->n, false, 0);
     raw_flush(rk, &dr, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9),
-             .cpu_us = cpu_us_per(cpu, j->n), .threads = count_threads()};
+             .cpu_us = cpu_us_per(cpu, j->n), .threads = proc_thread_count()};
     int64_t close_start = now_ns();
     rd_kafka_destroy(rk);
     r.close_ms = (double)(now_ns() - close_start) / 1e6;
@@ -597,7 +600,7 @@ static row run_eb_publish(const job *j)
     eb_publish_all(bus, j->topic, j->n, false, 0, &d);
     eb_flush_checked(bus, &d, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9),
-             .cpu_us = cpu_us_per(cpu, j->n), .threads = count_threads()};
+             .cpu_us = cpu_us_per(cpu, j->n), .threads = proc_thread_count()};
     r.close_ms = close_bus(bus);
     return r;
 }
@@ -609,7 +612,7 @@ static row run_raw_consume(const job *j)
     raw_consumer_open(&c, j->topic, j->group);
     raw_consume_all(&c, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)(WARM_UP + j->n) / ((double)(now_ns() - c.first_ns) / 1e9),
-             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = count_threads()};
+             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = proc_thread_count()};
     int64_t start = now_ns();
     raw_consumer_close(&c);
     r.close_ms = (double)(now_ns() - start) / 1e6;
@@ -633,7 +636,7 @@ static row run_eb_subscribe(const job *j)
     wait_handled(rs, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)(WARM_UP + j->n) /
                            ((double)(now_ns() - atomic_load(&rs->first_ns)) / 1e9),
-             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = count_threads()};
+             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = proc_thread_count()};
     r.close_ms = close_bus(bus);
     free(rs);
     return r;
@@ -680,7 +683,7 @@ static row run_raw_e2e(const job *j)
     int64_t start = now_ns();
     double cpu = cpu_now();
     raw_produce_all(producer, j->topic, j->n, true, j->rate);
-    row r = {.threads = count_threads()};
+    row r = {.threads = proc_thread_count()};
     raw_flush(producer, &dr, WARM_UP + j->n);
     pthread_join(consumer, NULL);
     r.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9);
@@ -710,7 +713,7 @@ static row run_eb_e2e(const job *j)
     int64_t start = now_ns();
     double cpu = cpu_now();
     eb_publish_all(bus, j->topic, j->n, true, j->rate, &d);
-    row r = {.threads = count_threads()};
+    row r = {.threads = proc_thread_count()};
     eb_flush_checked(bus, &d, WARM_UP + j->n);
     wait_handled(rs, WARM_UP + j->n);
     r.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9);

@@ -192,7 +192,7 @@ static eb_result_row run_eventbus(long n, bool keyed, int workers, double rate)
     int rc = eb_subscribe(bus, "bench", "g", noop_handler, rs, NULL, &sub, err, sizeof err);
     if (rc != 0 || (rc = eb_sub_wait_ready(sub, 10000)) != 0)
         die("subscribe", rc, err);
-    eb_result_row row = {.threads = count_threads()};
+    eb_result_row row = {.threads = proc_thread_count()};
     int64_t start = now_ns();
     publish_all(bus, n, keyed, rate);
     wait_handled(rs, n);
@@ -291,6 +291,6 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("peak RSS %.1f MiB; threads before open %d\n", (double)ru.ru_maxrss / 1024,
-           count_threads());
+           proc_thread_count());
     return 0;
 }

@@ -346,10 +346,43 @@ size_t kt_first_lost(const kt_tracker *t)
     return t->n;
 }
 
+/* -------------------------------------------------------------- stream */
+
+static void *stream_main(void *arg)
+{
+    kt_stream *s = arg;
+    for (size_t i = 0; i < s->t->n && !atomic_load(&s->stop);) {
+        char key[16];
+        snprintf(key, sizeof key, "key-%zu", i % s->keys);
+        if (kt_publish(s->bus, s->t, s->topic, i, key) == 0) {
+            atomic_store(&s->next, ++i);
+        } else {
+            atomic_fetch_add(&s->refused, 1);
+            if (!s->retry_refused)
+                break;
+        }
+        /* The pace is the point: a stream that spans the outage. */
+        nanosleep(&(struct timespec){s->period_ms / 1000, (s->period_ms % 1000) * 1000000L},
+                  NULL);
+    }
+    return NULL;
+}
+
+void kt_stream_start(kt_stream *s)
+{
+    cr_assert_eq(pthread_create(&s->thread, NULL, stream_main, s), 0);
+}
+
+void kt_stream_join(kt_stream *s, bool stop)
+{
+    if (stop)
+        atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+}
+
 /* ---------------------------------------------------- committed offsets */
 
-void kt_committed(const char *bootstrap, const char *group, const char *topic,
-                  int partitions, int64_t *offsets)
+rd_kafka_t *kt_raw_consumer(const char *bootstrap, const char *group)
 {
     char why[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -360,6 +393,13 @@ void kt_committed(const char *bootstrap, const char *group, const char *topic,
     cr_assert_eq(rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why), 0);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     cr_assert_not_null(rk, "%s", why);
+    return rk;
+}
+
+void kt_committed(const char *bootstrap, const char *group, const char *topic,
+                  int partitions, int64_t *offsets)
+{
+    rd_kafka_t *rk = kt_raw_consumer(bootstrap, group);
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++)
         rd_kafka_topic_partition_list_add(parts, topic, p);

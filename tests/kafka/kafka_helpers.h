@@ -4,7 +4,8 @@
  * test is skipped when it is unset), buses opened from settings, child
  * commands (kcat, kafka.sh) run with a deadline, a tracker of numbered
  * messages (published, confirmed, handled) whose waits take a deadline, and
- * a raw librdkafka read of a group's committed offsets.
+ * a raw librdkafka consumer and its read of a group's committed offsets,
+ * and a paced stream of tracked publishes on a thread of its own.
  *
  * The helpers assert with criterion: call them from a Test, on the test's
  * own thread (the tracker's callbacks excepted: those run on bus threads).
@@ -13,9 +14,12 @@
 #define EB_TESTS_KAFKA_HELPERS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
 
 #include "eventbus/eventbus.h"
 
@@ -118,6 +122,31 @@ bool kt_tracker_count(kt_tracker *t, const eb_msg *msg);
 /** An event callback (opaque: the tracker) that counts revokes. */
 void kt_tracker_event(eb_bus *bus, const eb_event *event, void *opaque);
 
+/**
+ * A steady stream of tracked messages on a thread of its own, for tests
+ * that break the broker while publishing goes on: messages 0..t->n-1 (key
+ * "key-<i % keys>"), one every period_ms, until `stop` or the last one. A
+ * refused publish is counted in `refused`; with retry_refused it is tried
+ * again, otherwise the stream ends there (the test sees what is missing).
+ */
+typedef struct kt_stream {
+    eb_bus *bus;
+    kt_tracker *t;
+    const char *topic;
+    unsigned keys;
+    long period_ms;
+    bool retry_refused;
+    atomic_size_t next;    /* messages published so far */
+    atomic_size_t refused; /* eb_publish errors */
+    atomic_bool stop;
+    pthread_t thread;
+} kt_stream;
+
+/** Starts s's thread (asserts it started). */
+void kt_stream_start(kt_stream *s);
+/** Sets `stop` if asked to, then joins the thread. */
+void kt_stream_join(kt_stream *s, bool stop);
+
 /** Waits until pred(t, arg) holds (checked under t->mu), at most
  *  timeout_ms. @returns whether it holds. */
 bool kt_wait(kt_tracker *t, bool (*pred)(const kt_tracker *t, void *arg), void *arg,
@@ -136,6 +165,11 @@ size_t kt_duplicates(const kt_tracker *t);
 size_t kt_first_lost(const kt_tracker *t);
 
 /* ---------------------------------------------------- committed offsets */
+
+/** A plain librdkafka consumer in `group` that commits nothing by itself
+ *  (for reading a topic or a group's offsets independently of eventbus);
+ *  asserts it was made. */
+rd_kafka_t *kt_raw_consumer(const char *bootstrap, const char *group);
 
 /**
  * The committed offsets of `group` for partitions 0..partitions-1 of

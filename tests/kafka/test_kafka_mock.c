@@ -219,28 +219,6 @@ Test(kafka_mock, coordinator_moves_lose_nothing, .timeout = 60)
 
 /* ---------------------------------------------------------- broker down */
 
-typedef struct paced {
-    eb_bus *bus;
-    kt_tracker *t;
-    const char *topic;
-    atomic_size_t next;
-} paced;
-
-static void *publish_paced(void *arg)
-{
-    paced *p = arg;
-    for (size_t i = 0; i < p->t->n; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "key-%zu", i % 64);
-        if (kt_publish(p->bus, p->t, p->topic, i, key) != 0)
-            break; /* the test sees the missing messages */
-        atomic_store(&p->next, i + 1);
-        /* A stream of about 500 messages/s, spanning the outage. */
-        nanosleep(&(struct timespec){0, 2 * 1000000L}, NULL);
-    }
-    return NULL;
-}
-
 Test(kafka_mock, leader_down_and_back_loses_nothing, .timeout = 60)
 {
     enum { N = 1500, DOWN = 2 /* leads partition 1 */, OUTAGE_MS = 2000 };
@@ -255,9 +233,9 @@ Test(kafka_mock, leader_down_and_back_loses_nothing, .timeout = 60)
     eb_sub *sub = kt_subscribe_ready(consumer, topic, group, kt_handle, t, 20000);
     eb_bus *producer = kt_open(bootstrap, mock_settings, NULL, NULL);
 
-    paced p = {.bus = producer, .t = t, .topic = topic};
-    pthread_t thread;
-    cr_assert_eq(pthread_create(&thread, NULL, publish_paced, &p), 0);
+    /* About 500 messages/s, spanning the outage; the first refusal ends it. */
+    kt_stream p = {.bus = producer, .t = t, .topic = topic, .keys = 64, .period_ms = 2};
+    kt_stream_start(&p);
     size_t warm = 200;
     cr_assert(kt_wait(t, kt_handled_at_least, &warm, 20000), "%zu handled before the outage",
               t->n_handled_distinct);
@@ -267,7 +245,7 @@ Test(kafka_mock, leader_down_and_back_loses_nothing, .timeout = 60)
     nanosleep(&(struct timespec){OUTAGE_MS / 1000, (OUTAGE_MS % 1000) * 1000000L}, NULL);
     size_t up_at = atomic_load(&p.next);
     cr_assert_eq(rd_kafka_mock_broker_set_up(mock, DOWN), 0);
-    pthread_join(thread, NULL);
+    kt_stream_join(&p, false);
     cr_assert_eq(atomic_load(&p.next), N, "publish %zu failed", atomic_load(&p.next));
 
     wait_all(t, "leader down");

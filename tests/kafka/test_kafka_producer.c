@@ -10,7 +10,6 @@
  * and created by eb_subscribe, and the thread count back to where it was.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
@@ -23,6 +22,7 @@
 
 #include "eventbus/eventbus.h"
 #include "kafka_helpers.h"
+#include "proc_threads.h"
 
 static char err[1024];
 
@@ -33,17 +33,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int thread_count(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    cr_assert_not_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 static const char *unique_topic(const char *what)
@@ -332,23 +321,15 @@ static eb_outgoing round_trip_message(const char *topic, size_t i, char *payload
 
 static int partition_of_id(const char *id)
 {
-    int partition = -1;
-    long long offset = -1;
-    char tail;
-    cr_assert_eq(sscanf(id, "%d@%lld%c", &partition, &offset, &tail), 2, "id '%s'", id);
-    cr_assert(partition >= 0 && offset >= 0, "id '%s'", id);
+    int32_t partition;
+    int64_t offset;
+    cr_assert(kt_parse_id(id, &partition, &offset), "id '%s'", id);
     return partition;
 }
 
 static rd_kafka_t *reader_new(const char *bootstrap, const char *topic, int partitions)
 {
-    char why[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, why, sizeof why), 0);
-    cr_assert_eq(rd_kafka_conf_set(conf, "group.id", "eb-test-reader", why, sizeof why), 0);
-    cr_assert_eq(rd_kafka_conf_set(conf, "enable.auto.commit", "false", why, sizeof why), 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    cr_assert_not_null(rk, "%s", why);
+    rd_kafka_t *rk = kt_raw_consumer(bootstrap, "eb-test-reader");
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++)
         rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -451,7 +432,7 @@ static void kcat_reads_keys_and_headers(const char *bootstrap, const char *topic
 static void round_trip(const char *bootstrap, const char *topic, int partitions,
                        const setting *extra)
 {
-    int threads_before = thread_count();
+    int threads_before = proc_thread_count();
     eb_bus *bus = open_bus(bootstrap, extra);
     reports *rs = reports_new();
     char payloads[ROUND_TRIP_N][16];
@@ -472,7 +453,7 @@ static void round_trip(const char *bootstrap, const char *topic, int partitions,
     }
     cr_expect_eq(eb_bus_close(bus, 10000), 0);
     eb_bus_destroy(bus);
-    cr_expect_eq(thread_count(), threads_before, "threads left behind after destroy");
+    cr_expect_eq(proc_thread_count(), threads_before, "threads left behind after destroy");
     reports_free(rs);
     read_back(bootstrap, topic, partitions, ROUND_TRIP_N);
     kcat_reads_keys_and_headers(bootstrap, topic);
@@ -522,7 +503,7 @@ Test(kafka_mock, missing_topic_fails_through_an_error_not_silence)
 
 Test(kafka_unreachable, publishes_time_out_through_callbacks_and_close_does_not_hang)
 {
-    int threads_before = thread_count();
+    int threads_before = proc_thread_count();
     const setting s[] = {{"kafka.message.timeout.ms", "1000"}, {NULL, NULL}};
     eb_bus *bus = open_bus("127.0.0.1:1", s);
     reports *rs = reports_new();
@@ -536,13 +517,13 @@ Test(kafka_unreachable, publishes_time_out_through_callbacks_and_close_does_not_
     cr_expect_eq(eb_bus_close(bus, 5000), 0);
     cr_expect_lt(now_ms() - t0, 3000, "close took %lld ms", (long long)(now_ms() - t0));
     eb_bus_destroy(bus);
-    cr_expect_eq(thread_count(), threads_before, "threads left behind after destroy");
+    cr_expect_eq(proc_thread_count(), threads_before, "threads left behind after destroy");
     reports_free(rs);
 }
 
 Test(kafka_unreachable, close_purges_what_was_never_sent)
 {
-    int threads_before = thread_count();
+    int threads_before = proc_thread_count();
     eb_bus *bus = open_bus("127.0.0.1:1", NULL); /* message.timeout.ms: 5 minutes */
     reports *rs = reports_new();
     publish_plain(bus, "eb-test-purge", rs, 50);
@@ -555,7 +536,7 @@ Test(kafka_unreachable, close_purges_what_was_never_sent)
         cr_expect_eq(rs->r[i].status, EB_ERR_PURGED, "%s", eb_err_name(rs->r[i].status));
     }
     eb_bus_destroy(bus);
-    cr_expect_eq(thread_count(), threads_before, "threads left behind after destroy");
+    cr_expect_eq(proc_thread_count(), threads_before, "threads left behind after destroy");
     reports_free(rs);
 }
 
@@ -564,7 +545,7 @@ Test(kafka_mock, close_reports_messages_in_flight_as_uncertain)
     const char *bootstrap = mock_start();
     const char *topic = unique_topic("inflight");
     mock_topic(topic, 1);
-    int threads_before = thread_count();
+    int threads_before = proc_thread_count();
     eb_bus *bus = open_bus(bootstrap, NULL);
     reports *rs = reports_new();
     /* One delivered message: the producer id is taken and the connection up. */
@@ -594,7 +575,7 @@ Test(kafka_mock, close_reports_messages_in_flight_as_uncertain)
     cr_expect_gt(uncertain, 0, "no in-flight message was reported UNCERTAIN");
     cr_log_info("close with 20 in flight: %zu UNCERTAIN, %zu PURGED", uncertain, 20 - uncertain);
     eb_bus_destroy(bus);
-    cr_expect_eq(thread_count(), threads_before, "threads left behind after destroy");
+    cr_expect_eq(proc_thread_count(), threads_before, "threads left behind after destroy");
     reports_free(rs);
     mock_stop();
 }

@@ -56,31 +56,6 @@ static void broker_back_up(void)
 
 /* ------------------------------------------------------------- publisher */
 
-typedef struct publisher {
-    eb_bus *bus;
-    kt_tracker *t;
-    const char *topic;
-    atomic_size_t next;    /* messages published so far */
-    atomic_size_t refused; /* eb_publish errors (the message is not counted) */
-    atomic_bool stop;
-} publisher;
-
-static void *publish_main(void *arg)
-{
-    publisher *p = arg;
-    for (size_t i = 0; i < CAPACITY && !atomic_load(&p->stop);) {
-        char key[16];
-        snprintf(key, sizeof key, "key-%zu", i % 50);
-        if (kt_publish(p->bus, p->t, p->topic, i, key) == 0)
-            atomic_store(&p->next, ++i);
-        else
-            atomic_fetch_add(&p->refused, 1);
-        /* A steady stream of about 200 messages/s. */
-        nanosleep(&(struct timespec){0, 5 * 1000000L}, NULL);
-    }
-    return NULL;
-}
-
 /** Some message numbered at least *arg was handled. */
 static bool handled_from(const kt_tracker *t, void *arg)
 {
@@ -115,9 +90,11 @@ Test(kafka_restart, broker_down_and_up_loses_no_confirmed_publish, .timeout = 28
                                             {NULL, NULL}};
     eb_bus *producer = kt_open(bootstrap, producer_settings, NULL, NULL);
 
-    publisher p = {.bus = producer, .t = t, .topic = topic};
-    pthread_t thread;
-    cr_assert_eq(pthread_create(&thread, NULL, publish_main, &p), 0);
+    /* A steady stream of about 200 messages/s; refusals during the outage
+     * are counted and tried again. */
+    kt_stream p = {.bus = producer, .t = t, .topic = topic, .keys = 50, .period_ms = 5,
+                   .retry_refused = true};
+    kt_stream_start(&p);
     size_t warm = 200;
     cr_assert(kt_wait(t, kt_handled_at_least, &warm, 30000), "handled %zu before the outage",
               t->n_handled_distinct);
@@ -140,8 +117,7 @@ Test(kafka_restart, broker_down_and_up_loses_no_confirmed_publish, .timeout = 28
      * broker returned is handled. */
     cr_assert(kt_wait(t, handled_from, &up_at, 90000),
               "nothing published after the restart was handled");
-    atomic_store(&p.stop, true);
-    pthread_join(thread, NULL);
+    kt_stream_join(&p, true);
     size_t total = atomic_load(&p.next);
     cr_expect_eq(eb_flush(producer, 90000), 0, "not every delivery callback ran");
     cr_assert(kt_wait(t, kt_reports_at_least, &total, 1000), "%zu of %zu delivery callbacks",

@@ -9,7 +9,6 @@
  *
  * usage: dispatch_stress [messages]   (exit 0 = pass)
  */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 
 #include "eventbus/eventbus.h"
+#include "proc_threads.h"
 
 enum { KEYS = 64 };
 
@@ -55,17 +55,6 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
 }
 
 static eb_result handler(const eb_msg *msg, void *opaque)
@@ -167,7 +156,7 @@ static int baseline_threads(void)
     pthread_t t;
     pthread_create(&t, NULL, nothing, NULL);
     pthread_join(t, NULL);
-    return count_threads();
+    return proc_thread_count();
 }
 
 /** A joined thread leaves /proc a moment after pthread_join returns. */
@@ -175,7 +164,7 @@ static int threads_settled(int want)
 {
     int64_t deadline = now_ns() + 2000000000LL;
     int n;
-    while ((n = count_threads()) != want && now_ns() < deadline) {
+    while ((n = proc_thread_count()) != want && now_ns() < deadline) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }

@@ -5,35 +5,10 @@
  * by their names in /proc/self/task/<tid>/comm.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "eventbus/eventbus.h"
+#include "proc_threads.h"
 #include "test_wait.h"
-
-/** Threads of this process whose name is `name`. */
-static int threads_named(const char *name)
-{
-    DIR *dir = opendir("/proc/self/task");
-    cr_assert_not_null(dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(dir));) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], comm[64] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue; /* the thread just ended */
-        if (fgets(comm, sizeof comm, f))
-            comm[strcspn(comm, "\n")] = '\0';
-        fclose(f);
-        n += strcmp(comm, name) == 0;
-    }
-    closedir(dir);
-    return n;
-}
 
 /** Threads name themselves once running: looks until `want` carry `name`
  *  or 10 s passed. @returns the last count. */
@@ -41,7 +16,7 @@ static int wait_threads_named(const char *name, int want)
 {
     int64_t deadline = test_now_ms() + 10000;
     int n;
-    while ((n = threads_named(name)) != want && test_now_ms() < deadline)
+    while ((n = proc_threads_named(name)) != want && test_now_ms() < deadline)
         test_next_look();
     return n;
 }
@@ -61,8 +36,8 @@ Test(handler_threads, start_with_the_first_subscription_and_end_at_close)
     eb_outgoing m = {.topic = "threads", .payload = "x", .payload_len = 1};
     cr_assert_eq(eb_publish(bus, &m, delivered, NULL), 0);
     cr_assert_eq(eb_flush(bus, 10000), 0);
-    cr_expect_eq(threads_named("eb-worker"), 0, "workers of a bus that only publishes");
-    cr_expect_eq(threads_named("eb-timer"), 0, "a timer of a bus that only publishes");
+    cr_expect_eq(proc_threads_named("eb-worker"), 0, "workers of a bus that only publishes");
+    cr_expect_eq(proc_threads_named("eb-timer"), 0, "a timer of a bus that only publishes");
 
     eb_sub *sub = NULL;
     cr_assert_eq(eb_subscribe(bus, "threads", "g", ack, NULL, NULL, &sub, err, sizeof err), 0,
@@ -72,10 +47,10 @@ Test(handler_threads, start_with_the_first_subscription_and_end_at_close)
     eb_sub *second = NULL;
     cr_assert_eq(eb_subscribe(bus, "threads-2", "g", ack, NULL, NULL, &second, err,
                               sizeof err), 0, "%s", err);
-    cr_expect_eq(threads_named("eb-worker"), 3, "a second subscription starts no more");
+    cr_expect_eq(proc_threads_named("eb-worker"), 3, "a second subscription starts no more");
 
     cr_assert_eq(eb_bus_close(bus, 5000), 0);
-    cr_expect_eq(threads_named("eb-worker"), 0);
-    cr_expect_eq(threads_named("eb-timer"), 0);
+    cr_expect_eq(proc_threads_named("eb-worker"), 0);
+    cr_expect_eq(proc_threads_named("eb-timer"), 0);
     eb_bus_destroy(bus);
 }
