@@ -179,6 +179,7 @@ static bool child_committed_something(const char *bootstrap, const char *group,
         pthread_mutex_unlock(&cl->mu);
         if (eof)
             return false;
+        /* Polling the broker with a deadline: nothing signals a commit. */
         struct timespec pace = {0, 100 * 1000000L};
         nanosleep(&pace, NULL);
     }

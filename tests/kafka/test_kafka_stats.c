@@ -5,6 +5,7 @@
  * zero. Needs a real broker (EB_KAFKA_BOOTSTRAP); skipped without one.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +15,28 @@
 
 enum { MESSAGES = 50 };
 
-static atomic_int gate, handled;
+static atomic_int handled;
+static bool gate_open;
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 
 /* Stuck until the test opens the gate: the lag is what waits behind it. */
 static eb_result gated(const eb_msg *msg, void *opaque)
 {
-    while (!atomic_load(&gate)) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
     atomic_fetch_add(&handled, 1);
     return EB_ACK;
+}
+
+static void open_gate(void)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
 }
 
 /** Sum of "lag" values in the stats JSON (-1 = unknown counts as 0). */
@@ -81,7 +93,7 @@ Test(kafka_stats, lag_per_partition)
     }
     cr_assert_eq(eb_flush(bus, 10000), 0);
     wait_lag(bus, positive, "positive while the handler is stuck");
-    atomic_store(&gate, 1);
+    open_gate();
     wait_lag(bus, zero, "zero once everything was handled and committed");
     cr_expect_eq(atomic_load(&handled), MESSAGES);
     cr_expect_eq(eb_bus_close(bus, 10000), 0);
