@@ -82,21 +82,37 @@ static const void *pack(packer *p, const void *src, size_t len, bool terminate)
     return dst;
 }
 
-static size_t copy_size(const eb_msg *m)
+/* Adds `len` to `*total`; false when the sum does not fit a size_t. */
+static bool add_size(size_t *total, size_t len)
 {
-    size_t n = sizeof(eb_msg) + m->header_count * sizeof(eb_header);
-    n += strlen(m->topic) + 1 + m->key_len + m->payload_len + 1;
-    n += (m->id ? strlen(m->id) : 0) + 1;
-    for (size_t i = 0; i < m->header_count; i++)
-        n += strlen(m->headers[i].name) + 1 + m->headers[i].value_len;
-    return n;
+    return !__builtin_add_overflow(*total, len, total);
+}
+
+/** The bytes of one allocation holding `m` and everything it points to.
+ *  @returns false when they do not fit a size_t: lengths that wrap the
+ *  sum would make the copy write past a short allocation. */
+static bool copy_size(const eb_msg *m, size_t *out)
+{
+    size_t n;
+    bool ok = !__builtin_mul_overflow(m->header_count, sizeof(eb_header), &n) &&
+              add_size(&n, sizeof(eb_msg)) && add_size(&n, strlen(m->topic) + 1) &&
+              add_size(&n, m->key_len) && add_size(&n, m->payload_len) &&
+              add_size(&n, 1) && add_size(&n, (m->id ? strlen(m->id) : 0) + 1);
+    for (size_t i = 0; ok && i < m->header_count; i++)
+        ok = add_size(&n, strlen(m->headers[i].name) + 1) &&
+             add_size(&n, m->headers[i].value_len);
+    *out = n;
+    return ok;
 }
 
 int eb_msg_copy(const eb_msg *msg, eb_msg **out)
 {
     if (!msg || !out)
         return EB_ERR_INVALID;
-    eb_msg *c = malloc(copy_size(msg));
+    size_t size;
+    if (!copy_size(msg, &size))
+        return EB_ERR_INVALID;
+    eb_msg *c = malloc(size);
     if (!c)
         return EB_ERR_NOMEM;
     *c = *msg;

@@ -77,16 +77,39 @@ void eb__delivered(eb_host_bus *hb, void *token, int status, const char *id)
     eb__delivery_token_drop(bus, token);
 }
 
-static int check_headers(const eb_header *h, size_t n, size_t *bytes)
+static int check_headers(const eb_header *h, size_t n)
 {
     if (n && !h)
         return EB_ERR_INVALID;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (!h[i].name || !h[i].name[0] || (h[i].value_len && !h[i].value))
             return EB_ERR_INVALID;
-        *bytes += strlen(h[i].name) + h[i].value_len;
-    }
     return 0;
+}
+
+/** Adds `len` to `*bytes` unless the sum would pass `limit`; `*bytes` is
+ *  never above `limit`, so `limit - *bytes` cannot wrap. */
+static bool add_within(size_t *bytes, size_t len, size_t limit)
+{
+    if (len > limit - *bytes)
+        return false;
+    *bytes += len;
+    return true;
+}
+
+/* Each length is checked against what is left of the limit before it is
+ * added: a plain sum wraps on a huge length (SIZE_MAX, a negative ssize_t)
+ * and let such a message through to the transport's copy. */
+static bool fits(const eb_outgoing *m, size_t limit)
+{
+    size_t bytes = 0;
+    if (!add_within(&bytes, m->payload_len, limit) || !add_within(&bytes, m->key_len, limit))
+        return false;
+    for (size_t i = 0; i < m->header_count; i++)
+        if (!add_within(&bytes, strlen(m->headers[i].name), limit) ||
+            !add_within(&bytes, m->headers[i].value_len, limit))
+            return false;
+    return true;
 }
 
 /** Checks a message; @returns 0, EB_ERR_INVALID or EB_ERR_TOO_LARGE. */
@@ -99,11 +122,15 @@ static int check_outgoing(const eb_bus *bus, const eb_outgoing *m)
         return EB_ERR_INVALID;
     if ((m->payload_len && !m->payload) || (m->key_len && !m->key))
         return EB_ERR_INVALID;
-    size_t bytes = m->payload_len + m->key_len;
-    int rc = check_headers(m->headers, m->header_count, &bytes);
+    size_t limit = (size_t)bus->set.message_max_bytes;
+    /* Every header name is at least one byte: a count above the limit is
+     * too large without reading (perhaps past) the array. */
+    if (m->header_count > limit)
+        return EB_ERR_TOO_LARGE;
+    int rc = check_headers(m->headers, m->header_count);
     if (rc != 0)
         return rc;
-    return bytes > (size_t)bus->set.message_max_bytes ? EB_ERR_TOO_LARGE : 0;
+    return fits(m, limit) ? 0 : EB_ERR_TOO_LARGE;
 }
 
 int eb__bus_publish_raw(eb_bus *bus, const eb_outgoing *out, int64_t timeout_ms,

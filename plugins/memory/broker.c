@@ -20,16 +20,37 @@ static mem_broker *registry;
 
 /* -------------------------------------------------------------- records */
 
-mem_record *mem_record_new(const eb_outgoing *m, int64_t timestamp_ms)
+/* Adds `len` to `*total`; false when the sum does not fit a size_t. */
+static bool add_size(size_t *total, size_t len)
 {
-    size_t names = 0;
-    for (size_t i = 0; i < m->header_count; i++)
-        names += strlen(m->headers[i].name) + 1 + m->headers[i].value_len;
-    size_t size = sizeof(mem_record) + m->header_count * sizeof(eb_header) + names +
-                  m->key_len + m->payload_len + 1;
+    return !__builtin_add_overflow(*total, len, total);
+}
+
+/** The bytes of one allocation holding the record and copies of what `m`
+ *  points to. @returns false when they do not fit a size_t. The core
+ *  checks sizes before publish() but dead letters skip that check, and a
+ *  wrapped sum here would copy past a short allocation. */
+static bool record_size(const eb_outgoing *m, size_t *out)
+{
+    size_t n;
+    bool ok = !__builtin_mul_overflow(m->header_count, sizeof(eb_header), &n) &&
+              add_size(&n, sizeof(mem_record)) && add_size(&n, m->key_len) &&
+              add_size(&n, m->payload_len) && add_size(&n, 1);
+    for (size_t i = 0; ok && i < m->header_count; i++)
+        ok = add_size(&n, strlen(m->headers[i].name) + 1) &&
+             add_size(&n, m->headers[i].value_len);
+    *out = n;
+    return ok;
+}
+
+int mem_record_new(const eb_outgoing *m, int64_t timestamp_ms, mem_record **out)
+{
+    size_t size;
+    if (!record_size(m, &size))
+        return EB_ERR_TOO_LARGE;
     mem_record *r = malloc(size);
     if (!r)
-        return NULL;
+        return EB_ERR_NOMEM;
     atomic_init(&r->refs, 1);
     r->timestamp_ms = timestamp_ms;
     r->header_count = m->header_count;
@@ -56,7 +77,8 @@ mem_record *mem_record_new(const eb_outgoing *m, int64_t timestamp_ms)
         memcpy(at, m->payload, m->payload_len);
     at[m->payload_len] = '\0';
     r->bytes = size;
-    return r;
+    *out = r;
+    return 0;
 }
 
 void mem_record_unref(mem_record *rec)
@@ -127,9 +149,12 @@ static void count_losses(mem_topic *t, unsigned pi)
     }
 }
 
+/* Written so that nothing wraps: a partition holding one record larger
+ * than the byte limit has bytes above it, and `extra` may be anything. */
 static bool over_retention(const mem_broker *b, const mem_partition *p, size_t extra)
 {
-    return p->len + 1 > b->retention_messages || p->bytes + extra > b->retention_bytes;
+    return p->len >= b->retention_messages || p->bytes > b->retention_bytes ||
+           extra > b->retention_bytes - p->bytes;
 }
 
 static void free_group(mem_group *g)

@@ -127,8 +127,9 @@ int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
                       mem_record *rec, int64_t timeout_ms, unsigned *partition,
                       uint64_t *offset);
 
-/** Builds a record from an outgoing message. NULL when out of memory. */
-mem_record *mem_record_new(const eb_outgoing *m, int64_t timestamp_ms);
+/** Builds a record from an outgoing message. @returns 0 and `*out`,
+ *  EB_ERR_NOMEM, or EB_ERR_TOO_LARGE when its size does not fit a size_t. */
+int mem_record_new(const eb_outgoing *m, int64_t timestamp_ms, mem_record **out);
 void mem_record_unref(mem_record *rec);
 
 /** Under b->mu: the group, created at the start position when new. */

@@ -131,12 +131,13 @@ static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_m
                           void *token)
 {
     mem_bus *mb = state;
-    mem_record *rec = mem_record_new(msg, wall_clock_ms());
-    if (!rec)
-        return EB_ERR_NOMEM;
+    mem_record *rec;
+    int rc = mem_record_new(msg, wall_clock_ms(), &rec);
+    if (rc != 0)
+        return rc;
     unsigned partition;
     uint64_t offset;
-    int rc = mem_broker_append(mb->broker, mb->host, msg->topic, rec, timeout_ms,
+    rc = mem_broker_append(mb->broker, mb->host, msg->topic, rec, timeout_ms,
                                &partition, &offset);
     if (rc != 0) {
         mem_record_unref(rec); /* the log did not take it */

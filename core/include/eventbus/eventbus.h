@@ -295,8 +295,11 @@ typedef void (*eb_delivery_cb)(int status, const char *id, void *opaque);
  * at once. A return of 0 means accepted: the outcome comes through `cb`
  * (which may be NULL).
  * @returns 0; EB_ERR_INVALID (bad topic, NULL message, header without a
- *          name); EB_ERR_TOO_LARGE (payload + key + headers above
- *          message.max.bytes); EB_ERR_FULL; EB_ERR_CLOSED.
+ *          name, a length without its pointer); EB_ERR_TOO_LARGE (payload +
+ *          key + header names and values above message.max.bytes, summed
+ *          without overflow: a length of SIZE_MAX, say a negative ssize_t,
+ *          or lengths whose sum wraps, are too large, never accepted);
+ *          EB_ERR_FULL; EB_ERR_CLOSED.
  */
 EB_API int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
                       void *opaque);
@@ -415,7 +418,9 @@ EB_API int64_t eb_msg_timestamp_ms(const eb_msg *msg);
 /** @returns the attempt number: 1 on first delivery. */
 EB_API uint32_t eb_msg_attempt(const eb_msg *msg);
 
-/** @brief Copies a message so it outlives the handler. @returns 0 or NOMEM. */
+/** @brief Copies a message so it outlives the handler. @returns 0,
+ *  EB_ERR_INVALID (NULL, or lengths that add up past SIZE_MAX) or
+ *  EB_ERR_NOMEM. */
 EB_API int eb_msg_copy(const eb_msg *msg, eb_msg **out);
 /** @brief Frees a message made by eb_msg_copy(). NULL is allowed. */
 EB_API void eb_msg_destroy(eb_msg *msg);
