@@ -836,8 +836,10 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
 
     release_queue(&abandoned);
     /* Retries still waiting are abandoned: they come back through the
-     * workers, which release them with the messages held behind them. */
-    eb__timers_expedite(d->bus->timers, NULL, NULL);
+     * workers, which release them with the messages held behind them. So
+     * are retries scheduled from now on (a handler that returns RETRY as
+     * this runs): none may hold close for its backoff. */
+    eb__timers_abandon(d->bus->timers);
     wait_until_empty(d);
     flush_all_acks(d);
     return drained ? 0 : EB_ERR_TIMEOUT;

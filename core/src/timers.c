@@ -1,7 +1,8 @@
 /*
  * timers.c — the timer thread and its min-heap of messages ordered by
  * m->core.due_ns. Adding wakes the thread only when the new message is the
- * earliest; expediting rewrites due times and rebuilds the heap.
+ * earliest; expediting rewrites due times and rebuilds the heap; once
+ * abandoned (close), every message is due at once, whenever it was added.
  */
 #include "timers.h"
 
@@ -18,6 +19,7 @@ struct eb_timers {
     eb_msg **heap;
     size_t len, cap;
     size_t firing;
+    bool abandoned;      /* eb__timers_abandon: nothing waits any more */
     bool stopping;
     eb_timer_fire_fn fire;
     void *ctx;
@@ -74,9 +76,10 @@ static void *timer_main(void *arg)
     pthread_setname_np(pthread_self(), "eb-timer");
     pthread_mutex_lock(&t->mu);
     while (!t->stopping || t->len > 0) {
-        /* Stopping fires what is left at once: the core only stops timers
-         * after it abandoned them, so nothing waits for its due time. */
-        eb_msg *m = pop_due(t, t->stopping ? INT64_MAX : eb__now_ns());
+        /* Once abandoned (and when stopping, which comes after), nothing
+         * waits for its due time: the message comes back to be released. */
+        bool all_due = t->abandoned || t->stopping;
+        eb_msg *m = pop_due(t, all_due ? INT64_MAX : eb__now_ns());
         if (m) {
             t->firing++;
             pthread_mutex_unlock(&t->mu);
@@ -149,10 +152,18 @@ void eb__timers_expedite(eb_timers *t, eb_timer_match_fn match, void *arg)
 {
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < t->len; i++)
-        if (!match || match(t->heap[i], arg))
+        if (match(t->heap[i], arg))
             t->heap[i]->core.due_ns = 0;
     for (size_t i = t->len / 2 + 1; i-- > 0;)
         sift_down(t->heap, t->len, i);
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+void eb__timers_abandon(eb_timers *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->abandoned = true;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
 }

@@ -25,8 +25,13 @@ int eb__timers_new(eb_timer_fire_fn fire, void *ctx, eb_timers **out);
 int eb__timers_run(eb_timers *t);
 /** Queues `m` to fire at `due_ns` (monotonic). */
 void eb__timers_add(eb_timers *t, eb_msg *m, int64_t due_ns);
-/** Makes matching messages (all when match is NULL) due now. */
+/** Makes the messages queued now that `match` accepts due now. */
 void eb__timers_expedite(eb_timers *t, eb_timer_match_fn match, void *arg);
+/** Close abandoned the queue: every message fires at once from now on,
+ *  those queued and those added later (a handler's RETRY or a failed dead
+ *  letter settled while close abandoned), so none holds close for its
+ *  backoff. */
+void eb__timers_abandon(eb_timers *t);
 /** Messages queued or being fired. */
 size_t eb__timers_pending(eb_timers *t);
 /** Joins the thread and frees; the queue must be empty. NULL is allowed. */
