@@ -32,12 +32,14 @@ void eb_lane_fifo_reset(eb_lane_fifo *f)
     f->head_seq = f->tail_seq;
 }
 
-uint64_t eb_lane_fifo_push(eb_lane_fifo *f, uint64_t offset)
+bool eb_lane_fifo_push(eb_lane_fifo *f, uint64_t offset, uint64_t *seq)
 {
-    uint64_t seq = f->tail_seq++;
-    f->offsets[seq % f->cap] = offset;
-    f->done[seq % f->cap] = false;
-    return seq;
+    if (eb_lane_fifo_full(f))
+        return false;
+    *seq = f->tail_seq++;
+    f->offsets[*seq % f->cap] = offset;
+    f->done[*seq % f->cap] = false;
+    return true;
 }
 
 bool eb_lane_fifo_mark_done(eb_lane_fifo *f, uint64_t seq)

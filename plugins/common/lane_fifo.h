@@ -38,8 +38,21 @@ static inline size_t eb_lane_fifo_len(const eb_lane_fifo *f)
     return (size_t)(f->tail_seq - f->head_seq);
 }
 
-/** Appends `offset` (the FIFO must not be full). @returns its sequence. */
-uint64_t eb_lane_fifo_push(eb_lane_fifo *f, uint64_t offset);
+/**
+ * Appends `offset` and stores its sequence in *seq. @returns false, and
+ * changes nothing, when the FIFO is full: the caller must then keep the
+ * message out of the lane (pause it, rewind its fetch position). A ring
+ * that wrapped over unfinished entries let the committed position pass
+ * them (issue 7, defect 1), so there is no unchecked push.
+ */
+__attribute__((warn_unused_result))
+bool eb_lane_fifo_push(eb_lane_fifo *f, uint64_t offset, uint64_t *seq);
+
+/** The offset of the oldest entry (the FIFO must not be empty). */
+static inline uint64_t eb_lane_fifo_head_offset(const eb_lane_fifo *f)
+{
+    return f->offsets[f->head_seq % f->cap];
+}
 
 /** Marks entry `seq` finished. @returns false if seq is not in the FIFO
  *  (already popped, or from before a reset). */

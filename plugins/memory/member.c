@@ -254,10 +254,11 @@ static size_t collect(mem_member *m, pick *picks, size_t cap)
             continue;
         if (l->fetch < p->start_offset)
             l->fetch = p->start_offset; /* cannot happen while we are live */
-        while (n < cap && l->fetch < p->next_offset && !eb_lane_fifo_full(&l->fifo)) {
+        uint64_t seq;
+        while (n < cap && l->fetch < p->next_offset &&
+               eb_lane_fifo_push(&l->fifo, l->fetch, &seq)) {
             mem_record *rec = mem_partition_record(m->t, pi, l->fetch);
-            picks[n++] = (pick){rec, pi, l->generation,
-                                eb_lane_fifo_push(&l->fifo, l->fetch)};
+            picks[n++] = (pick){rec, pi, l->generation, seq};
             l->fetch++;
         }
     }
