@@ -33,13 +33,24 @@
 #include "lane_fifo.h"
 
 enum { FETCH_BATCH = 256, POLL_IDLE_MS = 200, ASSIGN_TIMEOUT_MS = 10000 };
+/* How long a lane that had no memory to wrap a message waits before it
+ * fetches it again. */
+enum { OUT_OF_MEMORY_HOLD_MS = 100 };
 /* Message wrappers: headers up to this many live inside the wrapper; the
  * poll thread keeps up to SPARE_MSGS_MAX freed wrappers for reuse. */
 enum { MSG_INLINE_HEADERS = 4, SPARE_MSGS_MAX = 8192 };
 
 typedef struct lane {
     bool assigned;           /* written under m->mu (stats read it) */
-    bool full_paused;        /* paused because its FIFO is full */
+    /* Poll thread: the pause state librdkafka was last given (set for
+     * every partition after each assign: librdkafka keeps an application
+     * pause across unassign and assign). */
+    bool rk_paused;
+    /* Poll thread: a rewind (see rewind_lane) whose seek librdkafka has not
+     * taken yet: the lane stays paused until it has. */
+    bool seek_pending;
+    int64_t rewind_offset;   /* the offset to fetch again; -1: none */
+    int64_t hold_until_ns;   /* out of memory: fetch again after this */
     uint64_t generation;
     eb_lane_fifo fifo;
     /* The first offset not yet finished (-1: unknown), for the lag. */
@@ -64,6 +75,7 @@ struct kf_sub {
     bool resume_requested;
     bool leaving;            /* unsubscribe asked */
     bool left;               /* its lanes are revoked and it is off the list */
+    kf_sub *next_dead;       /* m->graveyard, under m->mu */
 };
 
 typedef struct kf_msg {
@@ -89,6 +101,11 @@ struct kf_member {
     pthread_cond_t cv;       /* unsubscribers wait for `left` */
     kf_sub *subs;
     kf_msg *inbox;
+    /* Subs destroyed while the poll thread may still read them (an ack
+     * taken from the inbox just before): freed by that thread, after the
+     * inbox taken with them is served. */
+    kf_sub *graveyard;
+    bool exited;             /* the poll thread is done: nothing holds lanes */
     bool topics_changed;
     bool stopping;
     uint64_t generations;
@@ -233,7 +250,7 @@ static lane *lane_of(kf_sub *s, int32_t partition)
     if (lanes) {
         s->lanes = lanes;
         for (; s->n_lanes < n; s->n_lanes++) {
-            lanes[s->n_lanes] = (lane){0};
+            lanes[s->n_lanes] = (lane){.rewind_offset = -1};
             atomic_init(&lanes[s->n_lanes].unfinished, -1);
             if (eb_lane_fifo_init(&lanes[s->n_lanes].fifo, s->lane_max) != 0)
                 break;
@@ -247,7 +264,7 @@ static lane *lane_of(kf_sub *s, int32_t partition)
 static void note_unfinished(lane *l, int64_t if_empty)
 {
     const eb_lane_fifo *f = &l->fifo;
-    int64_t head = eb_lane_fifo_len(f) ? (int64_t)f->offsets[f->head_seq % f->cap] : if_empty;
+    int64_t head = eb_lane_fifo_len(f) ? (int64_t)eb_lane_fifo_head_offset(f) : if_empty;
     atomic_store_explicit(&l->unfinished, head, memory_order_relaxed);
 }
 
@@ -311,16 +328,22 @@ void kf_sub_release(kf_sub *s, eb_msg *const *msgs, size_t n)
     inbox_add(s, msgs, n, false);
 }
 
+static void sub_free_now(kf_sub *s);
+
 /** Poll thread: marks acked messages done (if their lane generation still
- *  holds), frees every returned message, stores what finished. */
+ *  holds), frees every returned message, stores what finished. Subs
+ *  destroyed meanwhile are freed last: the core returned all of a sub's
+ *  messages before destroying it, so those are in the inbox taken with
+ *  it (issue 7, defect 3: a sub freed while this loop read it). */
 static void drain_inbox(kf_member *m)
 {
     pthread_mutex_lock(&m->mu);
     kf_msg *km = m->inbox;
     m->inbox = NULL;
+    kf_sub *dead = m->graveyard;
+    m->graveyard = NULL;
     pthread_mutex_unlock(&m->mu);
-    if (!km)
-        return;
+    bool any = km != NULL;
     for (kf_msg *next; km; km = next) {
         next = km->next;
         kf_sub *s = km->sub;
@@ -329,7 +352,12 @@ static void drain_inbox(kf_member *m)
             eb_lane_fifo_mark_done(&l->fifo, km->seq);
         msg_recycle(m, km);
     }
-    store_finished(m);
+    for (kf_sub *next; dead; dead = next) {
+        next = dead->next_dead;
+        sub_free_now(dead);
+    }
+    if (any)
+        store_finished(m);
 }
 
 /* ----------------------------------------------------------- rebalance */
@@ -355,23 +383,60 @@ static kf_sub *sub_of_topic(kf_member *m, const char *topic)
     return NULL;
 }
 
-/** Poll thread: pauses or resumes every assigned partition of `s`. */
+/** Poll thread: should librdkafka stop fetching this lane? While the core
+ *  refuses its sub, while its FIFO is full, and while a rewind waits. */
+static bool lane_wants_pause(const kf_sub *s, const lane *l, int64_t now_ns)
+{
+    return s->paused || eb_lane_fifo_full(&l->fifo) || l->seek_pending ||
+           now_ns < l->hold_until_ns;
+}
+
+static void add_to(rd_kafka_topic_partition_list_t **list, const char *topic, int32_t p)
+{
+    if (!*list)
+        *list = rd_kafka_topic_partition_list_new(4);
+    rd_kafka_topic_partition_list_add(*list, topic, p);
+}
+
+static void seek_rewound(kf_member *m, kf_sub *s, int32_t partition);
+
+/**
+ * Poll thread: gives librdkafka the pause state each assigned lane of `s`
+ * should have: the lanes whose state changed, or (`every`) all of them.
+ * The one place that pauses and resumes: librdkafka keeps an application
+ * pause across unassign and assign, and a flag of ours that drifted from
+ * it left a partition paused for good (issue 7, defect 2).
+ */
+static void sync_pauses(kf_member *m, kf_sub *s, bool every)
+{
+    int64_t now = m->kb->host->now_ns();
+    rd_kafka_topic_partition_list_t *pause = NULL, *resume = NULL;
+    for (int p = 0; p < s->n_lanes; p++) {
+        lane *l = &s->lanes[p];
+        if (!l->assigned)
+            continue;
+        if (l->seek_pending)
+            seek_rewound(m, s, p);
+        bool want = lane_wants_pause(s, l, now);
+        if (every || want != l->rk_paused)
+            add_to(want ? &pause : &resume, s->topic, p);
+        l->rk_paused = want;
+    }
+    if (pause) {
+        rd_kafka_pause_partitions(m->rk, pause);
+        rd_kafka_topic_partition_list_destroy(pause);
+    }
+    if (resume) {
+        rd_kafka_resume_partitions(m->rk, resume);
+        rd_kafka_topic_partition_list_destroy(resume);
+    }
+}
+
+/** Poll thread: the core refused `s` (paused) or asked for more. */
 static void set_paused(kf_member *m, kf_sub *s, bool paused)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(s->n_lanes);
-    for (int p = 0; p < s->n_lanes; p++)
-        if (s->lanes[p].assigned)
-            rd_kafka_topic_partition_list_add(list, s->topic, p);
-    if (list->cnt > 0) {
-        if (paused)
-            rd_kafka_pause_partitions(m->rk, list);
-        else
-            rd_kafka_resume_partitions(m->rk, list);
-    }
-    rd_kafka_topic_partition_list_destroy(list);
     s->paused = paused;
-    for (int p = 0; p < s->n_lanes; p++)
-        s->lanes[p].full_paused = false; /* all resumed; full ones re-paused next */
+    sync_pauses(m, s, false);
 }
 
 /** Gives partitions without a committed offset the high watermark, so a
@@ -403,7 +468,9 @@ static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
         if (!l)
             continue;
         set_assigned(m, l, true);
-        l->full_paused = false;
+        l->seek_pending = false;
+        l->rewind_offset = -1;
+        l->hold_until_ns = 0;
         l->generation = ++m->generations;
         eb_lane_fifo_reset(&l->fifo);
     }
@@ -411,8 +478,7 @@ static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
     if (err)
         log_m(m, EB_LOG_ERROR, "assign", rd_kafka_err2str(err));
     for (kf_sub *s = subs_head(m); s; s = s->next) {
-        if (s->paused)
-            set_paused(m, s, true); /* still refused: new partitions wait too */
+        sync_pauses(m, s, true); /* whatever librdkafka remembers */
         if (!s->ready_sent && !s->leaving) {
             s->ready_sent = true;
             m->kb->host->ready(s->hs);
@@ -577,6 +643,45 @@ static void consumer_error(kf_member *m, rd_kafka_message_t *rkm)
     rd_kafka_message_destroy(rkm);
 }
 
+/** Poll thread: asks librdkafka to fetch the lane from its rewind offset
+ *  again (asynchronously: the partition is paused meanwhile). */
+static void seek_rewound(kf_member *m, kf_sub *s, int32_t partition)
+{
+    lane *l = &s->lanes[partition];
+    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, s->topic, partition)->offset = l->rewind_offset;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(m->rk, one, 0);
+    const char *why = error ? rd_kafka_error_string(error)
+                      : one->elems[0].err ? rd_kafka_err2str(one->elems[0].err) : NULL;
+    if (why)
+        log_m(m, EB_LOG_WARN, "rewinding a partition (tried again while it stays paused)",
+              why);
+    l->seek_pending = why != NULL;
+    if (error)
+        rd_kafka_error_destroy(error);
+    rd_kafka_topic_partition_list_destroy(one);
+}
+
+/**
+ * Poll thread: the message at `offset` cannot enter its lane now (the FIFO
+ * is full, or there is no memory to wrap it), and nothing after it may,
+ * or the committed position would pass it (issue 7, defects 1 and 10).
+ * The partition is paused, which makes librdkafka drop what it fetched of
+ * it, and its position set back to `offset`, fetched again once the lane
+ * may resume: when the FIFO has room, and not before `hold_ms`.
+ */
+static void rewind_lane(kf_member *m, kf_sub *s, int32_t partition, int64_t offset,
+                        int hold_ms)
+{
+    lane *l = &s->lanes[partition];
+    l->rewind_offset = offset;
+    l->seek_pending = true;
+    l->hold_until_ns = hold_ms ? m->kb->host->now_ns() + (int64_t)hold_ms * 1000000 : 0;
+    if (hold_ms)
+        log_m(m, EB_LOG_WARN, "out of memory", "a partition is rewound and paused briefly");
+    sync_pauses(m, s, false);
+}
+
 /** Poll thread: one message into its sub's batch. */
 static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
 {
@@ -597,49 +702,47 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
         rd_kafka_message_destroy(rkm); /* not ours any more */
         return;
     }
+    int32_t partition = rkm->partition;
+    int64_t offset = rkm->offset;
+    if (l->rewind_offset >= 0 && offset < l->rewind_offset) {
+        rd_kafka_message_destroy(rkm); /* fetched before the rewind */
+        return;
+    }
+    l->rewind_offset = -1;
     if (b->sub != s)
         flush_batch(m, b);
     b->sub = s;
     kf_msg *km = wrap(m, s, rkm, l);
     if (!km) {
-        rd_kafka_message_destroy(rkm); /* unacked: a later owner gets it */
+        rd_kafka_message_destroy(rkm);
+        rewind_lane(m, s, partition, offset, OUT_OF_MEMORY_HOLD_MS);
         return;
     }
-    km->seq = eb_lane_fifo_push(&l->fifo, (uint64_t)rkm->offset);
-    if (eb_lane_fifo_len(&l->fifo) == 1)
-        note_unfinished(l, rkm->offset);
-    b->msgs[b->n++] = &km->base;
-    if (eb_lane_fifo_full(&l->fifo) || b->n == FETCH_BATCH)
-        flush_batch(m, b);
-}
-
-static void pause_or_resume(kf_member *m, const char *topic, int partition, bool pause)
-{
-    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(one, topic, partition);
-    if (pause)
-        rd_kafka_pause_partitions(m->rk, one);
-    else
-        rd_kafka_resume_partitions(m->rk, one);
-    rd_kafka_topic_partition_list_destroy(one);
-}
-
-/** Poll thread: a lane whose FIFO is full stops fetching until acks make
- *  room; only lanes that change state are touched. */
-static void update_full_lanes(kf_member *m)
-{
-    for (kf_sub *s = subs_head(m); s; s = s->next) {
-        if (s->paused)
-            continue;
-        for (int p = 0; p < s->n_lanes; p++) {
-            lane *l = &s->lanes[p];
-            bool full = l->assigned && eb_lane_fifo_full(&l->fifo);
-            if (full != l->full_paused && l->assigned) {
-                pause_or_resume(m, s->topic, p, full);
-                l->full_paused = full;
-            }
-        }
+    if (!eb_lane_fifo_push(&l->fifo, (uint64_t)offset, &km->seq)) {
+        msg_recycle(m, km); /* the lane is full: fetched before its pause */
+        rewind_lane(m, s, partition, offset, 0);
+        return;
     }
+    if (eb_lane_fifo_len(&l->fifo) == 1)
+        note_unfinished(l, offset);
+    b->msgs[b->n++] = &km->base;
+    if (eb_lane_fifo_full(&l->fifo)) {
+        /* Paused now, not after the batch: librdkafka hands out nothing
+         * more of a partition once its pause is asked for, and fetches
+         * again from the next offset on resume. */
+        sync_pauses(m, s, false);
+        flush_batch(m, b);
+    } else if (b->n == FETCH_BATCH) {
+        flush_batch(m, b);
+    }
+}
+
+/** Poll thread: lanes whose FIFO filled stop fetching, lanes acks made
+ *  room in (or whose rewind is due) fetch again. */
+static void update_lane_pauses(kf_member *m)
+{
+    for (kf_sub *s = subs_head(m); s; s = s->next)
+        sync_pauses(m, s, false);
 }
 
 /** Poll thread: up to FETCH_BATCH messages. @returns how many. */
@@ -828,14 +931,24 @@ static void *poll_main(void *arg)
         drain_inbox(m);
         serve_resumes(m);
         size_t got = fetch(m);
-        update_full_lanes(m);
+        update_lane_pauses(m);
         let_go_of_leavers(m);
         if (got == 0)
             wait_for_work(m);
     }
     close_consumer(m);
     drain_inbox(m);
+    /* The consumer is closed, with or without its final revoke: no lane is
+     * held any more, and every sub still waiting to leave may (issue 7,
+     * defect 9: a close that gave up left them waiting for ever). */
+    for (kf_sub *s = subs_head(m); s; s = s->next)
+        for (int p = 0; p < s->n_lanes; p++)
+            set_assigned(m, &s->lanes[p], false);
     let_go_of_leavers(m);
+    pthread_mutex_lock(&m->mu);
+    m->exited = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
     return NULL;
 }
 
@@ -844,6 +957,14 @@ static void *poll_main(void *arg)
 /** After the poll thread was joined. */
 static void member_free(kf_member *m)
 {
+    for (kf_msg *next; m->inbox; m->inbox = next) {
+        next = m->inbox->next;
+        msg_free(m->inbox);
+    }
+    for (kf_sub *next; m->graveyard; m->graveyard = next) {
+        next = m->graveyard->next_dead;
+        sub_free_now(m->graveyard);
+    }
     free_spares(m);
     if (m->queue)
         rd_kafka_queue_destroy(m->queue);
@@ -1012,7 +1133,7 @@ void kf_sub_stop(kf_sub *s)
         return;
     }
     pthread_mutex_lock(&m->mu);
-    while (!s->left)
+    while (!s->left && !m->exited)
         pthread_cond_wait(&m->cv, &m->mu);
     pthread_mutex_unlock(&m->mu);
 }
@@ -1035,17 +1156,9 @@ static kf_msg *take_inbox_of(kf_member *m, kf_sub *s)
     return mine;
 }
 
-void kf_sub_free(kf_sub *s)
+/** The sub's memory, once nothing reads it. */
+static void sub_free_now(kf_sub *s)
 {
-    kf_member *m = s->m;
-    pthread_mutex_lock(&m->mu);
-    kf_msg *late = take_inbox_of(m, s);
-    bool last = --m->n_subs == 0;
-    pthread_mutex_unlock(&m->mu);
-    for (kf_msg *next; late; late = next) {
-        next = late->next;
-        msg_free(late);
-    }
     for (size_t i = 0; i < s->n_pending; i++)
         msg_free((kf_msg *)s->pending[i]);
     for (int i = 0; i < s->n_lanes; i++)
@@ -1054,11 +1167,38 @@ void kf_sub_free(kf_sub *s)
     free(s->pending);
     free(s->topic);
     free(s);
-    if (last) {
-        kf_bus *kb = m->kb;
-        member_free(m);
-        kf_bus_unref(kb); /* librdkafka may log until rd_kafka_destroy returned */
+}
+
+/**
+ * The core holds none of the sub's messages any more. A sub that is not
+ * the member's last may still be read by the poll thread (it took acks of
+ * the sub from the inbox just before): it goes to the graveyard, which
+ * that thread empties; the last sub frees the member, whose thread is
+ * joined by then, and with it what the graveyard still holds.
+ */
+void kf_sub_free(kf_sub *s)
+{
+    kf_member *m = s->m;
+    pthread_mutex_lock(&m->mu);
+    kf_msg *late = take_inbox_of(m, s);
+    bool last = --m->n_subs == 0;
+    if (!last) {
+        s->next_dead = m->graveyard;
+        m->graveyard = s;
     }
+    pthread_mutex_unlock(&m->mu);
+    for (kf_msg *next; late; late = next) {
+        next = late->next;
+        msg_free(late);
+    }
+    if (!last) {
+        wake(m);
+        return;
+    }
+    sub_free_now(s);
+    kf_bus *kb = m->kb;
+    member_free(m);
+    kf_bus_unref(kb); /* librdkafka may log until rd_kafka_destroy returned */
 }
 
 /* --------------------------------------------------------------- stats */
