@@ -220,6 +220,10 @@ int eb_bus_close(eb_bus *bus, int timeout_ms)
     if (!begin_close(bus))
         return EB_ERR_CLOSED;
     int64_t deadline = eb__deadline_after_ms(timeout_ms);
+    /* Publishers waiting for room would hold wait_calls() below for their
+     * publish.timeout.ms: the transport wakes them with EB_ERR_CLOSED. */
+    if (EB_TRANSPORT_HAS(bus->tp, begin_close))
+        bus->tp->begin_close(bus->state);
     int rc = eb__dispatch_drain(bus->dispatch, deadline);
     wait_calls(bus); /* publishes, subscribes and unsubscribes in progress */
     eb__subs_close_all(bus);

@@ -24,6 +24,14 @@ typedef struct eb_plugin eb_plugin;
 int eb__plugin_load(const char *name_or_path, const char *plugin_path,
                     eb_plugin **out, char *errstr, size_t errstr_size);
 
+/** True when the descriptor `tp` has the optional slot `slot` (ABI 1.1 or
+ *  later): its struct_size covers the slot, and the slot is not NULL. A
+ *  plugin built against an older minor has a shorter descriptor: what
+ *  lies past its struct_size is not its own. */
+#define EB_TRANSPORT_HAS(tp, slot)                                           \
+    ((tp)->struct_size >= offsetof(eb_transport, slot) + sizeof((tp)->slot) && \
+     (tp)->slot != NULL)
+
 /** The plugin's descriptor (valid until unload). */
 const eb_transport *eb__plugin_transport(const eb_plugin *plugin);
 

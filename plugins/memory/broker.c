@@ -5,8 +5,9 @@
  *
  * Retention: a partition that is full drops its oldest record only when no
  * group with a live member still needs it; otherwise the publisher waits
- * (until its deadline, then EB_ERR_FULL). What a group without a live
- * member loses is counted in its `lost`.
+ * (until its deadline, then EB_ERR_FULL, or until its bus begins to close,
+ * then EB_ERR_CLOSED). What a group without a live member loses is counted
+ * in its `lost`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,10 +316,11 @@ static unsigned partition_of(mem_topic *t, const mem_record *r)
 }
 
 /** Under b->mu: makes room in partition pi for `bytes`, waiting while a
- *  live group needs the oldest record. */
-static int make_room(mem_broker *b, mem_topic *t, unsigned pi, size_t bytes,
-                     const eb_host *host, int64_t timeout_ms)
+ *  live group needs the oldest record and the bus `mb` is not closing. */
+static int make_room(mem_bus *mb, mem_topic *t, unsigned pi, size_t bytes,
+                     int64_t timeout_ms)
 {
+    mem_broker *b = mb->broker;
     mem_partition *p = &t->parts[pi];
     int64_t deadline_ns = 0;
     while (p->len > 0 && over_retention(b, p, bytes)) {
@@ -329,9 +331,11 @@ static int make_room(mem_broker *b, mem_topic *t, unsigned pi, size_t bytes,
         }
         if (timeout_ms == 0)
             return EB_ERR_FULL;
+        if (mb->closing)
+            return EB_ERR_CLOSED;
         if (deadline_ns == 0)
-            deadline_ns = host->now_ns() + timeout_ms * 1000000;
-        else if (host->now_ns() >= deadline_ns)
+            deadline_ns = mb->host->now_ns() + timeout_ms * 1000000;
+        else if (mb->host->now_ns() >= deadline_ns)
             return EB_ERR_FULL;
         struct timespec ts = {.tv_sec = deadline_ns / 1000000000,
                               .tv_nsec = deadline_ns % 1000000000};
@@ -342,16 +346,16 @@ static int make_room(mem_broker *b, mem_topic *t, unsigned pi, size_t bytes,
     return 0;
 }
 
-int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
-                      mem_record *rec, int64_t timeout_ms, unsigned *partition,
-                      uint64_t *offset)
+int mem_broker_append(mem_bus *mb, const char *topic, mem_record *rec,
+                      int64_t timeout_ms, unsigned *partition, uint64_t *offset)
 {
+    mem_broker *b = mb->broker;
     pthread_mutex_lock(&b->mu);
     mem_topic *t = mem_topic_get(b, topic);
     int rc = t ? 0 : EB_ERR_NOMEM;
     unsigned pi = t ? partition_of(t, rec) : 0;
     if (rc == 0)
-        rc = make_room(b, t, pi, rec->bytes, host, timeout_ms);
+        rc = make_room(mb, t, pi, rec->bytes, timeout_ms);
     if (rc == 0)
         rc = part_push(&t->parts[pi], rec);
     if (rc == 0) {
@@ -361,6 +365,17 @@ int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
     pthread_mutex_unlock(&b->mu);
     *partition = pi;
     return rc;
+}
+
+/* Every publisher of the broker wakes, whatever its bus: the others look
+ * again and wait on. A publisher between its checks and its wait holds
+ * b->mu, so it sees `closing` or gets this wake-up. */
+void mem_broker_close_waits(mem_bus *mb)
+{
+    pthread_mutex_lock(&mb->broker->mu);
+    mb->closing = true;
+    pthread_cond_broadcast(&mb->broker->space_cv);
+    pthread_mutex_unlock(&mb->broker->mu);
 }
 
 /** Under b->mu: the record at `offset` of partition pi, or NULL. */
@@ -498,7 +513,7 @@ int mem_broker_stats(mem_broker *b, char *buf, size_t size)
     pthread_mutex_lock(&b->mu);
     eb_json_printf(&o, "{\"broker\":");
     eb_json_string(&o, b->name);
-    eb_json_printf(&o, ",\"topics\":[");
+    eb_json_printf(&o, ",\"publishers_waiting\":%d,\"topics\":[", b->space_waiters);
     for (const mem_topic *t = b->topics; t; t = t->next) {
         topic_stats(&o, t);
         eb_json_printf(&o, "%s", t->next ? "," : "");

@@ -87,6 +87,7 @@ typedef struct mem_bus {
     eb_host_bus *hb;
     mem_broker *broker;
     struct mem_producer *producer;
+    bool closing;          /* under broker->mu: begin_close ran, none waits */
 } mem_bus;
 
 struct mem_block;
@@ -120,12 +121,15 @@ void mem_broker_ref(mem_broker *b);
 /** Under b->mu: the topic, created with the broker's partition count. */
 mem_topic *mem_topic_get(mem_broker *b, const char *name);
 
-/** Stores a record (the caller built it); waits for retention room until
- *  timeout_ms (0: not at all). Fills partition and offset. @returns 0 or
- *  EB_ERR_FULL. */
-int mem_broker_append(mem_broker *b, const eb_host *host, const char *topic,
-                      mem_record *rec, int64_t timeout_ms, unsigned *partition,
-                      uint64_t *offset);
+/** Stores a record (the caller built it) for the bus `mb`; waits for
+ *  retention room until timeout_ms (0: not at all) unless the bus is
+ *  closing. Fills partition and offset. @returns 0, EB_ERR_FULL, or
+ *  EB_ERR_CLOSED when the bus closes while it would wait. */
+int mem_broker_append(mem_bus *mb, const char *topic, mem_record *rec,
+                      int64_t timeout_ms, unsigned *partition, uint64_t *offset);
+/** The bus is closing: wakes its publishers waiting for room (they return
+ *  EB_ERR_CLOSED) and lets none of them wait again. */
+void mem_broker_close_waits(mem_bus *mb);
 
 /** Builds a record from an outgoing message. @returns 0 and `*out`,
  *  EB_ERR_NOMEM, or EB_ERR_TOO_LARGE when its size does not fit a size_t. */

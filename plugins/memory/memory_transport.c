@@ -137,8 +137,7 @@ static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_m
         return rc;
     unsigned partition;
     uint64_t offset;
-    rc = mem_broker_append(mb->broker, mb->host, msg->topic, rec, timeout_ms,
-                               &partition, &offset);
+    rc = mem_broker_append(mb, msg->topic, rec, timeout_ms, &partition, &offset);
     if (rc != 0) {
         mem_record_unref(rec); /* the log did not take it */
         return rc;
@@ -147,6 +146,8 @@ static int memory_publish(void *state, const eb_outgoing *msg, int64_t timeout_m
         mem_producer_report(mb->producer, token, partition, offset);
     return 0;
 }
+
+static void memory_begin_close(void *state) { mem_broker_close_waits(state); }
 
 static int memory_flush(void *state, int64_t deadline_ns)
 {
@@ -211,6 +212,7 @@ static const eb_transport memory_transport = {
     .resume = memory_resume,
     .health = memory_health,
     .stats = memory_stats,
+    .begin_close = memory_begin_close,
 };
 
 EB_TRANSPORT_EXPORT const eb_transport *eb_transport_entry(void)

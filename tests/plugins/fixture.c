@@ -1,6 +1,7 @@
 /*
  * fixture.c — a loader test fixture, not a transport: a complete, valid
- * ABI 1.0 descriptor whose slots do nothing or return EB_ERR_UNSUPPORTED.
+ * descriptor of this header's ABI whose slots do nothing or return
+ * EB_ERR_UNSUPPORTED.
  * tests/plugins/CMakeLists.txt builds it several times, each build broken
  * (or stretched) in one way by a compile definition, for
  * tests/unit/test_loader.c:
@@ -104,6 +105,7 @@ static const eb_transport fixture = {
     .resume = FIXTURE_RESUME,
     .health = fixture_health,
     .stats = fixture_stats,
+    .begin_close = fixture_nothing,
 };
 
 EB_TRANSPORT_EXPORT const eb_transport *eb_transport_entry(void)

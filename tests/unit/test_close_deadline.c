@@ -60,13 +60,28 @@ static bool wait_for(atomic_int *counter, int want)
 /* Holds its message until the test opens the gate (or WAIT_MS pass), so
  * its group cannot move past the oldest record: retention stays full.
  * Blocking is the point of this handler. */
-static atomic_int gate, gated_calls;
+static atomic_int gate, gated_calls, gated_done;
 
 static eb_result gated_handler(const eb_msg *msg, void *opaque)
 {
     atomic_fetch_add(&gated_calls, 1);
     wait_for(&gate, 1);
+    atomic_fetch_add(&gated_done, 1);
     return EB_ACK;
+}
+
+/* The number after `"name":` in the bus's stats JSON, or -1. */
+static long long stat_of(eb_bus *bus, const char *name)
+{
+    char *json = NULL;
+    if (eb_bus_stats(bus, &json) != 0)
+        return -1;
+    char field[64];
+    snprintf(field, sizeof field, "\"%s\":", name);
+    const char *at = strstr(json, field);
+    long long n = at ? atoll(at + strlen(field)) : -1;
+    eb_free(json);
+    return n;
 }
 
 /* ---------------------------------------- a retry scheduled as close abandons */
@@ -84,17 +99,6 @@ static eb_result retry_or_reject(const eb_msg *msg, void *opaque)
     return EB_REJECT;
 }
 
-static long long released_count(eb_bus *bus)
-{
-    char *json = NULL;
-    if (eb_bus_stats(bus, &json) != 0)
-        return -1;
-    const char *at = strstr(json, "\"released\":");
-    long long n = at ? atoll(at + strlen("\"released\":")) : -1;
-    eb_free(json);
-    return n;
-}
-
 /* The dead-letter publish failed (the dead-letter topic is full) and the
  * core is about to put the message on the timer for retry.backoff.ms. The
  * first time, hold it here until close has abandoned the queue: the other
@@ -105,9 +109,9 @@ static void hold_first_dlq_failure(eb_bus *bus, const eb_event *ev, void *opaque
     if (ev->type != EB_EVENT_DLQ_FAILED || atomic_exchange(&in_window, 1))
         return;
     int64_t deadline = test_now_ms() + WAIT_MS;
-    while (released_count(bus) < 1 && test_now_ms() < deadline)
+    while (stat_of(bus, "released") < 1 && test_now_ms() < deadline)
         test_next_look();
-    atomic_store(&saw_release, released_count(bus) >= 1);
+    atomic_store(&saw_release, stat_of(bus, "released") >= 1);
 }
 
 Test(close_deadline, retry_scheduled_while_close_abandons_does_not_wait_its_backoff)
@@ -144,6 +148,84 @@ Test(close_deadline, retry_scheduled_while_close_abandons_does_not_wait_its_back
            "abandoned: %lld ms\n", (long long)took);
 
     atomic_store(&gate, 1);
+    cr_expect_eq(eb_bus_close(holder, 5000), 0);
+    eb_bus_destroy(bus);
+    eb_bus_destroy(holder);
+}
+
+/* ------------------------------- a publisher waiting for room in a full partition */
+
+static atomic_int confirmed, publisher_done;
+
+static void count_confirmed(int status, const char *id, void *opaque)
+{
+    if (status == 0)
+        atomic_fetch_add(&confirmed, 1);
+}
+
+typedef struct waiting_publish {
+    eb_bus *bus;
+    int rc;
+    int64_t returned_ms;
+} waiting_publish;
+
+static void *publish_into_full_partition(void *arg)
+{
+    waiting_publish *wp = arg;
+    eb_outgoing m = {.topic = "t", .payload = "third", .payload_len = 5};
+    wp->rc = eb_publish(wp->bus, &m, count_confirmed, NULL);
+    wp->returned_ms = test_now_ms();
+    atomic_store(&publisher_done, 1);
+    return NULL;
+}
+
+Test(close_deadline, publisher_waiting_for_room_is_woken_by_close)
+{
+    const char *const shared[][2] = {
+        {"memory.name", "close-publish"}, {"memory.partitions", "1"},
+        {"memory.retention.messages", "2"}};
+    eb_bus *holder = open_with(shared, 3, NULL);
+    subscribe(holder, "t", gated_handler);
+
+    const char *const kv[][2] = {
+        {"memory.name", "close-publish"}, {"memory.partitions", "1"},
+        {"memory.retention.messages", "2"}, {"publish.timeout.ms", "5000"}};
+    eb_bus *bus = open_with(kv, 4, NULL);
+    for (int i = 0; i < 2; i++) {
+        eb_outgoing m = {.topic = "t", .payload = "kept", .payload_len = 4};
+        cr_assert_eq(eb_publish(bus, &m, count_confirmed, NULL), 0);
+    }
+    cr_assert(wait_for(&gated_calls, 1), "the member holds the oldest record");
+
+    waiting_publish wp = {.bus = bus};
+    pthread_t publisher;
+    pthread_create(&publisher, NULL, publish_into_full_partition, &wp);
+    int64_t deadline = test_now_ms() + WAIT_MS;
+    while (stat_of(holder, "publishers_waiting") < 1 && test_now_ms() < deadline)
+        test_next_look();
+    cr_assert_eq(stat_of(holder, "publishers_waiting"), 1, "the third publish waits for room");
+
+    int64_t start = test_now_ms();
+    int rc = eb_bus_close(bus, 200);
+    int64_t took = test_now_ms() - start;
+    cr_assert(wait_for(&publisher_done, 1), "the publisher is still waiting");
+    pthread_join(publisher, NULL);
+    printf("close_deadline: eb_bus_close(bus, 200) with a publisher waiting for room: "
+           "%lld ms, publish returned %s after %lld ms\n", (long long)took,
+           eb_err_name(wp.rc), (long long)(wp.returned_ms - start));
+    cr_expect_lt(took, CLOSE_BOUND_MS, "eb_bus_close(bus, 200) took %lld ms: the waiting "
+                 "publisher held it for publish.timeout.ms", (long long)took);
+    cr_expect_eq(rc, 0, "close: %s", eb_err_name(rc));
+    cr_expect_eq(wp.rc, EB_ERR_CLOSED, "the waiting publish returned %s", eb_err_name(wp.rc));
+    cr_expect_lt(wp.returned_ms - start, CLOSE_BOUND_MS, "the publisher returned after "
+                 "%lld ms", (long long)(wp.returned_ms - start));
+    cr_expect_eq(atomic_load(&confirmed), 2, "close ran the confirmed publishes' callbacks");
+
+    /* Nothing confirmed is lost, and the refused message was not stored. */
+    atomic_store(&gate, 1);
+    cr_expect(wait_for(&gated_done, 2), "the member handled %d of the 2 confirmed messages",
+              atomic_load(&gated_done));
+    cr_expect_eq(stat_of(holder, "messages"), 2, "the partition holds the 2 confirmed only");
     cr_expect_eq(eb_bus_close(holder, 5000), 0);
     eb_bus_destroy(bus);
     eb_bus_destroy(holder);

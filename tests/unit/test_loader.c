@@ -237,10 +237,13 @@ static void assert_refused(const char *path, const char *fragment)
 
 Test(loader, refuses_another_abi_major)
 {
-    assert_refused(FIXTURE("badabi"),
-                   "was built for transport ABI 99.0 but this eventbus "
-                   "(" EB_VERSION_STRING ") speaks ABI 1.0; rebuild the plugin "
-                   "against this eventbus");
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "was built for transport ABI 99.%d but this eventbus (%s) speaks "
+             "ABI %d.%d; rebuild the plugin against this eventbus",
+             EB_TRANSPORT_ABI_MINOR, EB_VERSION_STRING, EB_TRANSPORT_ABI_MAJOR,
+             EB_TRANSPORT_ABI_MINOR);
+    assert_refused(FIXTURE("badabi"), expected);
 }
 
 Test(loader, refuses_a_file_without_entry_symbol)
@@ -270,6 +273,30 @@ Test(loader, accepts_a_newer_abi_minor)
     cr_assert_eq(eb__plugin_load("newminor", EB_TEST_PLUGIN_DIR, &p, errstr,
                                  sizeof errstr), 0, "%s", errstr);
     cr_assert_eq(eb__plugin_transport(p)->abi_minor, 7);
+    eb__plugin_unload(p);
+}
+
+/* The fixture is compiled against this header, so the bytes past a 1.0
+ * struct_size hold a begin_close pointer: the core must not take it. */
+Test(loader, an_abi_1_0_descriptor_loads_and_has_no_1_1_slot)
+{
+    eb_plugin *p = NULL;
+    cr_assert_eq(eb__plugin_load("abi10", EB_TEST_PLUGIN_DIR, &p, errstr,
+                                 sizeof errstr), 0, "%s", errstr);
+    const eb_transport *t = eb__plugin_transport(p);
+    cr_assert_eq(t->struct_size, TRANSPORT_1_0_SIZE);
+    cr_assert_not_null(t->begin_close);
+    cr_assert_not(EB_TRANSPORT_HAS(t, begin_close),
+                  "a slot past the descriptor's struct_size counted as provided");
+    eb__plugin_unload(p);
+}
+
+Test(loader, an_abi_1_1_slot_counts_when_the_descriptor_has_it)
+{
+    eb_plugin *p = NULL;
+    cr_assert_eq(eb__plugin_load("okfixture", EB_TEST_PLUGIN_DIR, &p, errstr,
+                                 sizeof errstr), 0, "%s", errstr);
+    cr_assert(EB_TRANSPORT_HAS(eb__plugin_transport(p), begin_close));
     eb__plugin_unload(p);
 }
 

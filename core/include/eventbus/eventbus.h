@@ -190,9 +190,13 @@ EB_API int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr,
  * @brief Stops and drains the bus; the handle stays valid until destroyed.
  *
  * Stops intake, keeps handling what is queued and acknowledges what
- * finishes, all before `timeout_ms` from now. At that deadline no further
- * handler starts; queued messages are abandoned unacknowledged (durable
- * transports redeliver them) and handlers already running are waited for.
+ * finishes, all before `timeout_ms` from now. Publishes still waiting for
+ * room return EB_ERR_CLOSED at once (their messages are not stored;
+ * publishes already accepted are kept and flushed below). At that deadline
+ * no further handler starts; queued messages and retries waiting for their
+ * backoff, including retries scheduled as the deadline passes, are
+ * abandoned unacknowledged (durable transports redeliver them), and
+ * handlers already running are waited for.
  * Then subscriptions are closed, the producer is flushed within what is left
  * of the same deadline (messages still undelivered get their delivery
  * callback with an error), the transport is closed and every thread the bus
@@ -292,14 +296,18 @@ typedef void (*eb_delivery_cb)(int status, const char *id, void *opaque);
  *
  * Waits at most publish.timeout.ms while the transport is full; from inside
  * a handler or a callback of this bus it never waits and returns EB_ERR_FULL
- * at once. A return of 0 means accepted: the outcome comes through `cb`
- * (which may be NULL).
+ * at once. eb_bus_close() cuts the wait short: the publish returns
+ * EB_ERR_CLOSED and its message is not stored (with a transport built for
+ * ABI 1.0 the wait lasts until its timeout, and close waits with it). A
+ * return of 0 means accepted: the outcome comes through `cb` (which may be
+ * NULL).
  * @returns 0; EB_ERR_INVALID (bad topic, NULL message, header without a
  *          name, a length without its pointer); EB_ERR_TOO_LARGE (payload +
  *          key + header names and values above message.max.bytes, summed
  *          without overflow: a length of SIZE_MAX, say a negative ssize_t,
  *          or lengths whose sum wraps, are too large, never accepted);
- *          EB_ERR_FULL; EB_ERR_CLOSED.
+ *          EB_ERR_FULL; EB_ERR_CLOSED (the bus is closed or closing, also
+ *          when close began while this publish waited for room).
  */
 EB_API int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
                       void *opaque);

@@ -15,10 +15,11 @@
  * and treats a NULL optional slot as "not provided".
  *
  * Threads: the core calls open/close/flush/subscribe/unsubscribe/
- * sub_destroy from application threads (serialised per bus); publish from
- * any thread, concurrently; ack/release/resume from dispatch threads,
- * concurrently. ack, release and resume never block and never call a broker
- * client: they record the request and wake the transport's own thread.
+ * sub_destroy/begin_close from application threads (serialised per bus);
+ * publish from any thread, concurrently (also with begin_close);
+ * ack/release/resume from dispatch threads, concurrently. ack, release and
+ * resume never block and never call a broker client: they record the
+ * request and wake the transport's own thread.
  */
 #ifndef EVENTBUS_TRANSPORT_H
 #define EVENTBUS_TRANSPORT_H
@@ -34,7 +35,7 @@ extern "C" {
 #endif
 
 #define EB_TRANSPORT_ABI_MAJOR 1
-#define EB_TRANSPORT_ABI_MINOR 0
+#define EB_TRANSPORT_ABI_MINOR 1
 
 /** The one symbol a plugin exports: `const eb_transport *eb_transport_entry(void)`. */
 #define EB_TRANSPORT_ENTRY_SYMBOL "eb_transport_entry"
@@ -178,7 +179,7 @@ typedef struct eb_sub_params {
 
 /**
  * The descriptor a plugin returns (layout frozen for ABI major 1 up to the
- * 1.0 marker; later minors append).
+ * 1.0 marker; later minors append, each marked where its slots end).
  */
 typedef struct eb_transport {
     uint16_t abi_major;       /**< EB_TRANSPORT_ABI_MAJOR the plugin was built with */
@@ -239,6 +240,21 @@ typedef struct eb_transport {
     /** Writes a JSON object into buf like snprintf; @returns its length. */
     int (*stats)(void *state, char *buf, size_t size);
     /* --- end of ABI 1.0 --- */
+
+    /* --- ABI 1.1 slots: optional (NULL: not provided); the core calls one
+     * only when the plugin's struct_size covers it --- */
+
+    /**
+     * Close has begun: the first thing eb_bus_close() does, before the
+     * drain. A publish() waiting for room returns EB_ERR_CLOSED at once,
+     * and from now on one that would wait returns EB_ERR_CLOSED instead;
+     * publishes that need no wait (dead letters of the handlers still
+     * draining) go on as before. The message of a publish that returns
+     * EB_ERR_CLOSED was not stored. Never blocks. Without this slot a
+     * publisher waiting for room holds close for its whole timeout.
+     */
+    void (*begin_close)(void *state);
+    /* --- end of ABI 1.1 --- */
 } eb_transport;
 
 #ifdef __cplusplus
