@@ -361,9 +361,19 @@ static const property producer_defaults[] = {
  * (fetch.queue.backoff.ms arrived in 2.2.0), which stalled a consumer
  * catching up on a backlog for most of each second; the memory bound that
  * remains is queued.max.messages.kbytes (64 MiB by default).
+ * session.timeout.ms 10 s, heartbeats every 3 s (librdkafka: 45 s and 3 s,
+ * like the Java client since Kafka 3.0): a crashed member's partitions
+ * wait for its session to expire, 47 s with librdkafka's default (issue 7,
+ * defect 15). Heartbeats come from librdkafka's own thread, so slow
+ * handlers never expire a session (max.poll.interval.ms bounds those); a
+ * shorter session only risks evictions when the process or network stalls
+ * for seconds. The broker must allow it (group.min.session.timeout.ms,
+ * 6 s by default).
  */
 static const property consumer_defaults[] = {
     {"client.id", "eventbus-consumer"},
+    {"session.timeout.ms", "10000"},
+    {"heartbeat.interval.ms", "3000"},
     {"enable.auto.commit", "true"},
     {"auto.commit.interval.ms", "1000"},
     {"partition.assignment.strategy", "range,roundrobin"},

@@ -1,10 +1,11 @@
 /*
  * crash_child.c — the consumer that test_kafka_crash.c kills with SIGKILL.
  *
- * usage: kafka_crash_child BOOTSTRAP TOPIC GROUP PARTITIONS REPORT_FD
+ * usage: kafka_crash_child BOOTSTRAP TOPIC GROUP PARTITIONS REPORT_FD [default-session]
  *
  * Opens a kafka bus (4 dispatch workers; the topic is created with
- * PARTITIONS partitions if missing), joins GROUP on TOPIC and handles the
+ * PARTITIONS partitions if missing; the tests' 3 s session timeout, or
+ * eventbus's default with "default-session"), joins GROUP on TOPIC and handles the
  * stream until it is killed. On REPORT_FD (a pipe to the test) it writes
  * "ready\n" once its subscription is ready, then for every message
  *     "start <payload> <partition> <offset>\n"    when its handler starts
@@ -14,6 +15,7 @@
  * so that a kill finds handlers running and messages queued.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,8 +67,10 @@ static int set(eb_config *cfg, const char *key, const char *value)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s BOOTSTRAP TOPIC GROUP PARTITIONS REPORT_FD\n", argv[0]);
+    bool default_session = argc == 7 && strcmp(argv[6], "default-session") == 0;
+    if (argc != 6 && !default_session) {
+        fprintf(stderr, "usage: %s BOOTSTRAP TOPIC GROUP PARTITIONS REPORT_FD [default-session]\n",
+                argv[0]);
         return 2;
     }
     report_fd = atoi(argv[5]);
@@ -76,8 +80,8 @@ int main(int argc, char **argv)
      * close behind the handlers, where a wrong one would show. */
     if (!cfg || set(cfg, "transport", "kafka") || set(cfg, "kafka.bootstrap.servers", argv[1]) ||
         set(cfg, "kafka.topic.partitions", argv[4]) || set(cfg, "kafka.topic.replication", "1") ||
-        set(cfg, "kafka.session.timeout.ms", "3000") ||
-        set(cfg, "kafka.heartbeat.interval.ms", "300") ||
+        (!default_session && (set(cfg, "kafka.session.timeout.ms", "3000") ||
+                              set(cfg, "kafka.heartbeat.interval.ms", "300"))) ||
         set(cfg, "kafka.auto.commit.interval.ms", "100") || set(cfg, "dispatch.workers", "4"))
         return 1;
     char err[1024];
