@@ -1,0 +1,208 @@
+/*
+ * checks.c — checks 1, 2, 3 and 5 over the recorder (see checks.h). The
+ * run's threads have all ended: nothing here takes the recorder's mutex
+ * except to record failures.
+ */
+#include "checks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "member.h"
+
+enum { EXAMPLES = 8 };
+
+static void describe_message(const recorder *r, long i, char *out, size_t size)
+{
+    const msg_state *m = &r->msgs[i];
+    const call_record *last = NULL;
+    for (size_t c = 0; c < r->n_calls; c++)
+        if (r->calls[c].message == i && r->incarnations[r->calls[c].incarnation].member >= 0)
+            last = &r->calls[c];
+    int n = snprintf(out, size, "message %ld (topic %d, key %d, stored at %d@%lld): %u "
+                     "handler call(s), %u ACK(s), %u dead letter(s)", i, m->topic, m->key,
+                     m->partition, (long long)m->offset, m->calls, m->acks, m->dead_letters);
+    if (last && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, "; last call by member %d (incarnation %d), "
+                 "attempt %u, %s", r->incarnations[last->incarnation].member,
+                 last->incarnation, last->attempt,
+                 !last->finished ? "still running"
+                 : last->result == EB_ACK ? "ACK" : last->result == EB_RETRY ? "RETRY"
+                 : last->result == EB_REJECT ? "REJECT" : "killed");
+}
+
+void check_redelivery(recorder *r, const long *lost)
+{
+    long missing[FAULT_MAX_TOPICS] = {0};
+    long first[FAULT_MAX_TOPICS];
+    for (long i = 0; i < r->n_published; i++) {
+        const msg_state *m = &r->msgs[i];
+        if (m->publish == PUB_CONFIRMED && !msg_finished(m) && m->verify_calls == 0 &&
+            missing[m->topic]++ == 0)
+            first[m->topic] = i;
+    }
+    for (int t = 0; t < r->s->n_topics; t++) {
+        if (missing[t] <= lost[t])
+            continue;
+        char what[512];
+        describe_message(r, first[t], what, sizeof what);
+        recorder_fail(r, CHECK_REDELIVERY, "topic %d: %ld confirmed message(s) neither "
+                      "ACKed, dead-lettered nor delivered to a fresh member of the group "
+                      "(the committed position passed them; %ld lost to retention); first: %s",
+                      t, missing[t], lost[t], what);
+    }
+}
+
+void check_handled(recorder *r, const bool *unfinished_at_settle, const long *lost)
+{
+    long count[FAULT_MAX_TOPICS] = {0};
+    long first[FAULT_MAX_TOPICS];
+    for (long i = 0; i < r->n_published; i++)
+        if (unfinished_at_settle[i] && count[r->msgs[i].topic]++ == 0)
+            first[r->msgs[i].topic] = i;
+    for (int t = 0; t < r->s->n_topics; t++) {
+        if (count[t] <= lost[t])
+            continue;
+        char what[512];
+        describe_message(r, first[t], what, sizeof what);
+        recorder_fail(r, CHECK_HANDLED, "topic %d: %ld confirmed message(s) not ACKed nor "
+                      "dead-lettered by the live members when the settle phase ended "
+                      "(%ld lost to retention); first: %s", t, count[t], lost[t], what);
+    }
+}
+
+/* -------------------------------------------------------------- order */
+
+/** Was incarnation `inc`'s `topic` revoked between the two sequence
+ *  numbers? */
+static bool revoked_between(const recorder *r, int inc, int topic, uint64_t from, uint64_t to)
+{
+    for (size_t i = 0; i < r->n_revokes; i++) {
+        const revoke_record *v = &r->revokes[i];
+        if (v->incarnation == inc && (v->topic == topic || v->topic < 0) && v->seq > from &&
+            v->seq < to)
+            return true;
+    }
+    return false;
+}
+
+/** The lowest confirmed offset of (topic, key) above `offset`; -1: none. */
+static int64_t next_confirmed_offset(const recorder *r, int topic, int key, int64_t offset)
+{
+    int64_t best = -1;
+    for (long i = 0; i < r->n_published; i++) {
+        const msg_state *m = &r->msgs[i];
+        if (m->publish == PUB_CONFIRMED && m->topic == topic && m->key == key &&
+            m->offset > offset && (best < 0 || m->offset < best))
+            best = m->offset;
+    }
+    return best;
+}
+
+static const char *order_break(const recorder *r, const call_record *prev,
+                               const call_record *cur)
+{
+    if (!prev->finished || prev->end_seq > cur->start_seq)
+        return "two handlers of one key at once";
+    if (prev->result == EB_RETRY && prev->attempt < (uint32_t)r->s->retry_max_attempts)
+        return cur->offset == prev->offset ? NULL
+               : "another message of the key ran while a retry was pending";
+    if (cur->offset == prev->offset)
+        return "handled again after it finished";
+    if (cur->offset < prev->offset)
+        return "an earlier message after a later one";
+    int64_t next = next_confirmed_offset(r, cur->topic, cur->key, prev->offset);
+    if (next >= 0 && next < cur->offset)
+        return "a confirmed message of the key skipped";
+    return NULL;
+}
+
+void check_order(recorder *r)
+{
+    size_t slots = (size_t)FAULT_MAX_INCARNATIONS * FAULT_MAX_TOPICS * FAULT_MAX_KEYS;
+    long *last = malloc(slots * sizeof *last);
+    if (!last) {
+        recorder_fail(r, CHECK_SETUP, "out of memory checking order");
+        return;
+    }
+    for (size_t i = 0; i < slots; i++)
+        last[i] = -1;
+    int reported = 0;
+    for (size_t i = 0; i < r->n_calls; i++) {
+        const call_record *cur = &r->calls[i];
+        if (cur->key < 0 || cur->key >= FAULT_MAX_KEYS || cur->offset < 0)
+            continue;
+        size_t slot = ((size_t)cur->incarnation * FAULT_MAX_TOPICS + (size_t)cur->topic) *
+                          FAULT_MAX_KEYS + (size_t)cur->key;
+        long p = last[slot];
+        last[slot] = (long)i;
+        if (p < 0)
+            continue;
+        const call_record *prev = &r->calls[p];
+        if (revoked_between(r, cur->incarnation, cur->topic, prev->start_seq, cur->start_seq))
+            continue;
+        const char *why = order_break(r, prev, cur);
+        if (why && reported++ < EXAMPLES)
+            recorder_fail(r, CHECK_ORDER, "member %d (incarnation %d), topic %d, key %d: %s: "
+                          "message %ld at offset %lld (attempt %u, result %d) then message "
+                          "%ld at offset %lld (attempt %u), no revoke between",
+                          r->incarnations[cur->incarnation].member, cur->incarnation,
+                          cur->topic, cur->key, why, prev->message, (long long)prev->offset,
+                          prev->attempt, prev->finished ? (int)prev->result : -2,
+                          cur->message, (long long)cur->offset, cur->attempt);
+    }
+    free(last);
+}
+
+/* -------------------------------------------------------------- close */
+
+int check_close_slack_ms(const scenario *s)
+{
+    return s->transport == FAULT_MEMORY ? 300 : 1000;
+}
+
+/** Kafka: after the handlers' revoke timeout, the commit on revoke gets at
+ *  least 1 s of its own (README, the Kafka transport). */
+static int64_t unsubscribe_extra_ns(const scenario *s)
+{
+    return s->transport == FAULT_MEMORY ? 0 : 1000000000LL;
+}
+
+/** The latest end of a handler of `inc` that was running at `at_ns`. */
+static int64_t longest_running_end(const recorder *r, int inc, int64_t at_ns)
+{
+    int64_t end = 0;
+    for (size_t i = 0; i < r->n_calls; i++) {
+        const call_record *c = &r->calls[i];
+        if (c->incarnation == inc && c->start_ns < at_ns && c->finished && c->end_ns > at_ns &&
+            c->end_ns > end)
+            end = c->end_ns;
+    }
+    return end;
+}
+
+void check_close(recorder *r)
+{
+    int64_t slack = (int64_t)check_close_slack_ms(r->s) * 1000000;
+    for (size_t i = 0; i < r->n_leaves; i++) {
+        const leave_record *l = &r->leaves[i];
+        int64_t bound;
+        const char *what;
+        if (l->is_close) {
+            int64_t deadline = l->start_ns + (int64_t)l->deadline_ms * 1000000;
+            int64_t handlers = longest_running_end(r, l->incarnation, deadline);
+            bound = (handlers > deadline ? handlers : deadline) + slack;
+            what = "eb_bus_close";
+        } else {
+            bound = l->start_ns + (int64_t)r->s->revoke_timeout_ms * 1000000 +
+                    unsubscribe_extra_ns(r->s) + slack;
+            what = "eb_unsubscribe";
+        }
+        if (l->end_ns > bound)
+            recorder_fail(r, CHECK_CLOSE, "member %d (incarnation %d): %s took %lld ms "
+                          "(deadline %d ms, revoke timeout %d ms), %lld ms past its bound",
+                          r->incarnations[l->incarnation].member, l->incarnation, what,
+                          (long long)((l->end_ns - l->start_ns) / 1000000), l->deadline_ms,
+                          r->s->revoke_timeout_ms, (long long)((l->end_ns - bound) / 1000000));
+    }
+}

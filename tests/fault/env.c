@@ -1,0 +1,119 @@
+/*
+ * env.c — run names, the transport's readiness and the settings of every
+ * bus (see env.h).
+ */
+#include "env.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Test-sized Kafka group timeouts (DESIGN.md, "Facts"): a crashed member's
+ * partitions move after 3 s, a rebalance on the mock cluster takes 2 s. */
+static const char *const kafka_settings[][2] = {
+    {"kafka.session.timeout.ms", "3000"},
+    {"kafka.heartbeat.interval.ms", "300"},
+    /* Commits every 100 ms: a wrong stored offset reaches the broker
+     * before the member leaves, where the next member shows it. */
+    {"kafka.auto.commit.interval.ms", "100"},
+    {"kafka.reconnect.backoff.max.ms", "500"},
+    {"kafka.topic.replication", "1"},
+};
+
+int env_open(fault_env *e, const scenario *s, const char *run_id, char *why, size_t why_size)
+{
+    snprintf(e->group, sizeof e->group, "fault-%s-g", run_id);
+    snprintf(e->dlq_group, sizeof e->dlq_group, "fault-%s-dlq", run_id);
+    snprintf(e->memory_name, sizeof e->memory_name, "fault-%s", run_id);
+    for (int t = 0; t < s->n_topics; t++) {
+        snprintf(e->topics[t], sizeof e->topics[t], "fault-%s-t%d", run_id, t);
+        snprintf(e->dlq_topics[t], sizeof e->dlq_topics[t], "%s.dlq", e->topics[t]);
+    }
+    switch (e->transport) {
+    case FAULT_MEMORY:
+        return 0;
+    case FAULT_KAFKA_MOCK:
+        return kafka_mock_start(e, s, why, why_size);
+    case FAULT_KAFKA: {
+        const char *bootstrap = getenv("EB_KAFKA_BOOTSTRAP");
+        if (!bootstrap || !*bootstrap) {
+            snprintf(why, why_size, "EB_KAFKA_BOOTSTRAP is not set "
+                     "(eval \"$(bash tests/servers/kafka.sh start)\")");
+            return 1;
+        }
+        snprintf(e->bootstrap, sizeof e->bootstrap, "%s", bootstrap);
+        return 0;
+    }
+    }
+    return -1;
+}
+
+void env_close(fault_env *e)
+{
+    if (e->transport == FAULT_KAFKA_MOCK)
+        kafka_mock_stop(e);
+}
+
+int env_topic_index(const fault_env *e, const scenario *s, const char *topic)
+{
+    for (int t = 0; topic && t < s->n_topics; t++)
+        if (strcmp(topic, e->topics[t]) == 0 || strcmp(topic, e->dlq_topics[t]) == 0)
+            return t;
+    return -1;
+}
+
+static bool set(eb_config *cfg, const char *key, const char *value)
+{
+    char err[512];
+    if (eb_config_set(cfg, key, value, err, sizeof err) == 0)
+        return true;
+    fprintf(stderr, "fault: %s = %s: %s\n", key, value, err);
+    return false;
+}
+
+static bool set_int(eb_config *cfg, const char *key, long value)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%ld", value);
+    return set(cfg, key, text);
+}
+
+static bool set_transport(eb_config *cfg, const fault_env *e, const scenario *s)
+{
+    if (e->transport == FAULT_MEMORY) {
+        bool ok = set(cfg, "transport", "memory") && set(cfg, "memory.name", e->memory_name) &&
+                  set_int(cfg, "memory.partitions", s->partitions);
+        if (ok && s->retention_messages > 0)
+            ok = set_int(cfg, "memory.retention.messages", s->retention_messages);
+        return ok;
+    }
+    bool ok = set(cfg, "transport", "kafka") &&
+              set(cfg, "kafka.bootstrap.servers", e->bootstrap) &&
+              set_int(cfg, "kafka.topic.partitions", s->partitions);
+    for (size_t i = 0; ok && i < sizeof kafka_settings / sizeof kafka_settings[0]; i++)
+        ok = set(cfg, kafka_settings[i][0], kafka_settings[i][1]);
+    return ok;
+}
+
+eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, eb_event_cb cb,
+                          void *opaque)
+{
+    eb_config *cfg = eb_config_new();
+    bool ok = cfg && set_transport(cfg, e, s) &&
+              set_int(cfg, "dispatch.workers", workers) &&
+              set_int(cfg, "dispatch.queue.max", s->queue_max) &&
+              set_int(cfg, "dispatch.lane.max.inflight", s->lane_max_inflight) &&
+              set_int(cfg, "dispatch.revoke.timeout.ms", s->revoke_timeout_ms) &&
+              set_int(cfg, "retry.max.attempts", s->retry_max_attempts) &&
+              set_int(cfg, "retry.backoff.ms", s->retry_backoff_ms) &&
+              set_int(cfg, "retry.backoff.max.ms", s->retry_backoff_max_ms) &&
+              /* A publisher waiting for retention room gives up soon. */
+              set(cfg, "publish.timeout.ms", "200") &&
+              set(cfg, "log.level", e->verbose ? "warn" : "error") &&
+              (!cb || eb_config_set_event_cb(cfg, cb, opaque) == 0);
+    if (!ok) {
+        eb_config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}

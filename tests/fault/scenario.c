@@ -1,0 +1,194 @@
+/*
+ * scenario.c — drawing a scenario from a seed. The ranges aim at the
+ * corners where defects were found: lanes of 1-8 in-flight messages with
+ * backlogs far larger behind a retry, a pool of 4-64 messages so intake
+ * pauses during every join and leave, handlers that outlive the revoke
+ * timeout, and one handler blocked longer than the stall limit while other
+ * keys keep coming.
+ */
+#include "scenario.h"
+
+#include <string.h>
+
+#include "rng.h"
+
+/* The Kafka clients' group timeouts (DESIGN.md: test clients). A rebalance
+ * on the mock cluster takes session.timeout.ms - 1 s. */
+enum { KAFKA_SESSION_TIMEOUT_MS = 3000 };
+
+const char *fault_transport_name(fault_transport t)
+{
+    return t == FAULT_MEMORY ? "memory" : t == FAULT_KAFKA_MOCK ? "kafka-mock" : "kafka";
+}
+
+bool fault_transport_parse(const char *name, fault_transport *out)
+{
+    for (int t = FAULT_MEMORY; t <= FAULT_KAFKA; t++) {
+        if (strcmp(name, fault_transport_name((fault_transport)t)) == 0) {
+            *out = (fault_transport)t;
+            return true;
+        }
+    }
+    return false;
+}
+
+int scenario_stall_limit_ms(const scenario *s)
+{
+    /* Memory: nothing legitimate stops every handler for 2 s outside a
+     * join or leave (retry backoffs stay under 200 ms). Kafka: a rebalance
+     * (session timeout) plus the revoke timeout, with room. */
+    if (s->transport == FAULT_MEMORY)
+        return 2000;
+    return KAFKA_SESSION_TIMEOUT_MS + s->revoke_timeout_ms + 3000;
+}
+
+static void draw_limits(scenario *s, fault_rng *r)
+{
+    bool kafka = s->transport != FAULT_MEMORY;
+    s->partitions = (int)fault_rng_range(r, 1, 4);
+    s->queue_max = (int)fault_rng_range(r, 4, 64);
+    s->lane_max_inflight = (int)fault_rng_range(r, 1, 8);
+    /* Kafka's revoke commit gets at least 1 s anyway (README). */
+    s->revoke_timeout_ms = kafka ? (int)fault_rng_range(r, 300, 1000)
+                                 : (int)fault_rng_range(r, 50, 400);
+    s->retry_max_attempts = (int)fault_rng_range(r, 1, 4);
+    s->retry_backoff_ms = (int)fault_rng_range(r, 1, 40);
+    s->retry_backoff_max_ms = s->retry_backoff_ms * (int)fault_rng_range(r, 1, 4);
+    s->retention_messages = !kafka && fault_rng_chance(r, 20) ? fault_rng_range(r, 32, 256) : 0;
+}
+
+static void draw_traffic(scenario *s, fault_rng *r)
+{
+    bool kafka = s->transport != FAULT_MEMORY;
+    s->n_topics = (int)fault_rng_range(r, 1, kafka ? 2 : FAULT_MAX_TOPICS);
+    s->n_keys = (int)fault_rng_range(r, 4, FAULT_MAX_KEYS);
+    s->null_key_percent = fault_rng_chance(r, 30) ? (int)fault_rng_range(r, 1, 20) : 0;
+    s->n_churn_messages = kafka ? (int)fault_rng_range(r, 100, 800)
+                                : (int)fault_rng_range(r, 300, 3000);
+    s->n_tail_messages = (int)fault_rng_range(r, 10, 120);
+    s->burst_max = (int)fault_rng_range(r, 1, 200);
+    s->churn_ms = kafka ? (int)fault_rng_range(r, 4000, 8000) : (int)fault_rng_range(r, 800, 3000);
+    /* Bursts spread over the churn phase, on average. */
+    long bursts = s->n_churn_messages / (s->burst_max / 2 + 1) + 1;
+    s->pause_max_ms = (int)(2 * s->churn_ms / bursts);
+    s->tail_wait_ms = (int)fault_rng_range(r, 0, 300);
+}
+
+static void draw_outcomes(scenario *s, fault_rng *r)
+{
+    s->retry_percent = (int)fault_rng_range(r, 0, 30);
+    s->reject_percent = (int)fault_rng_range(r, 0, 5);
+    s->slow_percent = (int)fault_rng_range(r, 0, 20);
+    s->blocked_percent = (int)fault_rng_range(r, 0, 3);
+    s->past_revoke_percent = fault_rng_chance(r, 50) ? (int)fault_rng_range(r, 0, 1) : 0;
+    s->long_block_message = -1;
+    if (fault_rng_chance(r, 40)) {
+        s->long_block_message = (int)fault_rng_range(r, 0, s->n_churn_messages / 2);
+        s->long_block_ms = scenario_stall_limit_ms(s) + (int)fault_rng_range(r, 1000, 2000);
+    }
+}
+
+static void draw_member(scenario *s, fault_rng *r, member_plan *m, bool stays)
+{
+    bool kafka = s->transport != FAULT_MEMORY;
+    m->join_ms = fault_rng_range(r, 0, s->churn_ms * 3 / 4);
+    m->leave_ms = stays ? -1 : fault_rng_range(r, m->join_ms + 100, s->churn_ms);
+    m->workers = (int)fault_rng_range(r, 1, 4);
+    m->in_child = s->transport == FAULT_KAFKA && fault_rng_chance(r, 50);
+    m->close_deadline_ms = (int)fault_rng_range(r, 0, kafka ? 3000 : 800);
+    int how = (int)fault_rng_range(r, 0, m->in_child ? 2 : 1);
+    m->leave = how == 0 ? LEAVE_CLOSE : how == 1 ? LEAVE_UNSUBSCRIBE : LEAVE_KILL;
+}
+
+static void draw_members(scenario *s, fault_rng *r)
+{
+    bool kafka = s->transport != FAULT_MEMORY;
+    s->n_members = (int)fault_rng_range(r, 2, kafka ? 4 : 6);
+    /* At least one member stays for the settle phase and the tail. */
+    int staying = (int)fault_rng_range(r, 0, s->n_members - 1);
+    for (int i = 0; i < s->n_members; i++)
+        draw_member(s, r, &s->members[i], i == staying || fault_rng_chance(r, 25));
+}
+
+void scenario_generate(uint64_t seed, fault_transport transport, scenario *out)
+{
+    memset(out, 0, sizeof *out);
+    out->seed = seed;
+    out->transport = transport;
+    fault_rng r = fault_rng_for(seed, 0, 0);
+    draw_limits(out, &r);
+    draw_traffic(out, &r);
+    draw_outcomes(out, &r);
+    draw_members(out, &r);
+}
+
+static work_kind draw_work(const scenario *s, fault_rng *r, int *ms)
+{
+    int roll = (int)fault_rng_range(r, 0, 99);
+    if ((roll -= s->past_revoke_percent) < 0) {
+        *ms = s->revoke_timeout_ms + (int)fault_rng_range(r, 50, 300);
+        return WORK_PAST_REVOKE;
+    }
+    if ((roll -= s->blocked_percent) < 0) {
+        *ms = (int)fault_rng_range(r, 20, 200);
+        return WORK_BLOCKED;
+    }
+    if ((roll -= s->slow_percent) < 0) {
+        *ms = (int)fault_rng_range(r, 1, 5);
+        return WORK_SLOW;
+    }
+    *ms = 0;
+    return WORK_NONE;
+}
+
+handler_plan scenario_handler_plan(const scenario *s, long message, uint32_t attempt)
+{
+    fault_rng r = fault_rng_for(s->seed, (uint64_t)message + 1, attempt);
+    handler_plan p = {EB_ACK, WORK_NONE, 0};
+    int roll = (int)fault_rng_range(&r, 0, 99);
+    if (roll < s->retry_percent)
+        p.result = EB_RETRY;
+    else if (roll < s->retry_percent + s->reject_percent)
+        p.result = EB_REJECT;
+    if (message == s->long_block_message && attempt == 1) {
+        p.work = WORK_LONG;
+        p.work_ms = s->long_block_ms;
+    } else {
+        p.work = draw_work(s, &r, &p.work_ms);
+    }
+    return p;
+}
+
+static const char *leave_name(leave_kind k)
+{
+    return k == LEAVE_CLOSE ? "close" : k == LEAVE_UNSUBSCRIBE ? "unsubscribe+close" : "SIGKILL";
+}
+
+void scenario_print(const scenario *s, FILE *out)
+{
+    fprintf(out,
+            "scenario seed=%llu transport=%s: %d partition(s), queue.max=%d, "
+            "lane.max.inflight=%d, revoke.timeout=%d ms, retry %d attempts %d..%d ms, "
+            "retention=%ld; %d topic(s), %d keys (%d%% unkeyed), %d + %d messages "
+            "(bursts of <=%d, pauses <=%d ms); retry %d%% reject %d%% slow %d%% "
+            "blocked %d%% past-revoke %d%%, long block: message %d for %d ms; "
+            "churn %d ms, tail wait %d ms\n",
+            (unsigned long long)s->seed, fault_transport_name(s->transport), s->partitions,
+            s->queue_max, s->lane_max_inflight, s->revoke_timeout_ms, s->retry_max_attempts,
+            s->retry_backoff_ms, s->retry_backoff_max_ms, s->retention_messages, s->n_topics,
+            s->n_keys, s->null_key_percent, s->n_churn_messages, s->n_tail_messages,
+            s->burst_max, s->pause_max_ms, s->retry_percent, s->reject_percent,
+            s->slow_percent, s->blocked_percent, s->past_revoke_percent,
+            s->long_block_message, s->long_block_ms, s->churn_ms, s->tail_wait_ms);
+    for (int i = 0; i < s->n_members; i++) {
+        const member_plan *m = &s->members[i];
+        fprintf(out, "  member %d: %d worker(s)%s, joins at %lld ms, ", i, m->workers,
+                m->in_child ? ", child process" : "", (long long)m->join_ms);
+        if (m->leave_ms < 0)
+            fprintf(out, "stays; ");
+        else
+            fprintf(out, "leaves at %lld ms by %s; ", (long long)m->leave_ms,
+                    leave_name(m->leave));
+        fprintf(out, "close deadline %d ms\n", m->close_deadline_ms);
+    }
+}

@@ -1,0 +1,103 @@
+/*
+ * scenario.h — what one seed means: the limits of the buses, the topics,
+ * keys and message counts, the members of the group with when and how each
+ * joins and leaves, and the handler's decision for every (message,
+ * attempt). Everything here is a pure function of the seed and the
+ * transport; thread timing is the only thing a replay does not repeat.
+ */
+#ifndef FAULT_SCENARIO_H
+#define FAULT_SCENARIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "eventbus/eventbus.h"
+
+typedef enum fault_transport {
+    FAULT_MEMORY,
+    FAULT_KAFKA_MOCK,
+    FAULT_KAFKA
+} fault_transport;
+
+enum { FAULT_MAX_TOPICS = 3, FAULT_MAX_MEMBERS = 8, FAULT_MAX_KEYS = 48 };
+
+/** How a member leaves the group. */
+typedef enum leave_kind {
+    LEAVE_CLOSE,       /* eb_bus_close with the member's deadline */
+    LEAVE_UNSUBSCRIBE, /* eb_unsubscribe of each topic, then close */
+    LEAVE_KILL         /* SIGKILL of the child process running it */
+} leave_kind;
+
+typedef struct member_plan {
+    int64_t join_ms;       /* after the churn phase starts */
+    int64_t leave_ms;      /* < 0: stays until the tail closes everyone */
+    leave_kind leave;
+    int close_deadline_ms; /* also used when the tail closes it */
+    int workers;           /* dispatch.workers */
+    bool in_child;         /* a child process (real Kafka only) */
+} member_plan;
+
+/** The simulated work of one handler call, before it returns. */
+typedef enum work_kind {
+    WORK_NONE,
+    WORK_SLOW,        /* a few ms */
+    WORK_BLOCKED,     /* tens to hundreds of ms */
+    WORK_PAST_REVOKE, /* longer than dispatch.revoke.timeout.ms */
+    WORK_LONG         /* longer than the progress check's stall limit */
+} work_kind;
+
+typedef struct handler_plan {
+    eb_result result;
+    work_kind work;
+    int work_ms;
+} handler_plan;
+
+typedef struct scenario {
+    uint64_t seed;
+    fault_transport transport;
+    /* limits */
+    int partitions;
+    int queue_max;
+    int lane_max_inflight;
+    int revoke_timeout_ms;
+    int retry_max_attempts;
+    int retry_backoff_ms, retry_backoff_max_ms;
+    long retention_messages; /* memory only; 0: the default */
+    /* traffic */
+    int n_topics;
+    int n_keys;
+    int null_key_percent;
+    int n_churn_messages;    /* published during the churn phase */
+    int n_tail_messages;     /* published just before the tail closes */
+    int burst_max;           /* messages published back to back */
+    int pause_max_ms;        /* between bursts */
+    /* handler decisions, percent per (message, attempt) */
+    int retry_percent, reject_percent;
+    int slow_percent, blocked_percent, past_revoke_percent;
+    int long_block_message;  /* its first attempt blocks WORK_LONG; -1: none */
+    int long_block_ms;
+    /* members */
+    int churn_ms;
+    int tail_wait_ms;        /* from the tail burst to the closes */
+    int n_members;
+    member_plan members[FAULT_MAX_MEMBERS];
+} scenario;
+
+/** Draws the scenario of `seed` for `transport`. */
+void scenario_generate(uint64_t seed, fault_transport transport, scenario *out);
+
+/** One paragraph describing it (printed with --verbose and on failure). */
+void scenario_print(const scenario *s, FILE *out);
+
+/** The handler's decision for `message` at `attempt` (eb_msg_attempt). */
+handler_plan scenario_handler_plan(const scenario *s, long message, uint32_t attempt);
+
+/** The stall limit of the progress check (ms) for this transport. */
+int scenario_stall_limit_ms(const scenario *s);
+
+const char *fault_transport_name(fault_transport t);
+/** Parses "memory", "kafka-mock" or "kafka". @returns false otherwise. */
+bool fault_transport_parse(const char *name, fault_transport *out);
+
+#endif
