@@ -71,6 +71,7 @@ struct kf_sub {
     size_t n_pending, cap_pending;
     bool paused;
     bool ready_sent;
+    bool in_subscription;    /* its topic was in the last rd_kafka_subscribe */
     /* under m->mu */
     bool resume_requested;
     bool leaving;            /* unsubscribe asked */
@@ -107,6 +108,15 @@ struct kf_member {
     kf_sub *graveyard;
     bool exited;             /* the poll thread is done: nothing holds lanes */
     bool topics_changed;
+    /* Poll thread: a join of the group is under way (from our subscribe,
+     * or the rejoin that follows a revoke) and its assign has not run.
+     * librdkafka 2.0.2 discards the JoinGroup response when the
+     * subscription changes meanwhile (its issue 5569): the broker then
+     * keeps a phantom member for a whole session and every rebalance
+     * waits for it (issue 7, defect 11). Topic changes wait for the
+     * assign. */
+    bool join_pending;
+    int64_t subscribed_ns;   /* poll thread: the last rd_kafka_subscribe */
     bool stopping;
     uint64_t generations;
     int n_subs;              /* subs not yet freed; the last frees the member */
@@ -391,11 +401,13 @@ static bool lane_wants_pause(const kf_sub *s, const lane *l, int64_t now_ns)
            now_ns < l->hold_until_ns;
 }
 
-static void add_to(rd_kafka_topic_partition_list_t **list, const char *topic, int32_t p)
+/** Adds (topic, p) to *list, made on first use. @returns the entry. */
+static rd_kafka_topic_partition_t *add_to(rd_kafka_topic_partition_list_t **list,
+                                          const char *topic, int32_t p)
 {
     if (!*list)
         *list = rd_kafka_topic_partition_list_new(4);
-    rd_kafka_topic_partition_list_add(*list, topic, p);
+    return rd_kafka_topic_partition_list_add(*list, topic, p);
 }
 
 static void seek_rewound(kf_member *m, kf_sub *s, int32_t partition);
@@ -439,29 +451,63 @@ static void set_paused(kf_member *m, kf_sub *s, bool paused)
     sync_pauses(m, s, false);
 }
 
-/** Gives partitions without a committed offset the high watermark, so a
- *  member starting at the latest misses nothing published after ready. */
-static void position_at_latest(kf_member *m, rd_kafka_topic_partition_list_t *parts)
+/** Does `s` start at the latest offset where its group has no commit? */
+static bool starts_at_latest(const kf_member *m, const kf_sub *s)
 {
-    if (m->group)
-        rd_kafka_committed(m->rk, parts, ASSIGN_TIMEOUT_MS);
-    for (int i = 0; i < parts->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        kf_sub *s = sub_of_topic(m, tp->topic);
-        bool latest = s && (s->start == EB_START_LATEST ||
-                            (s->start == EB_START_DEFAULT && !m->group));
-        if (!latest || (m->group && tp->offset >= 0))
-            continue;
+    return s && (s->start == EB_START_LATEST || (s->start == EB_START_DEFAULT && !m->group));
+}
+
+/**
+ * Poll thread, in the assign callback: the partitions of subs starting at
+ * the latest that have no committed offset get the high watermark, so that
+ * a message published after ready is handled. A group member also stores
+ * that position (committed with the next commit): a later assignment that
+ * resolved "latest" again would skip what was published in between.
+ * When the committed offsets cannot be read, the partitions keep
+ * librdkafka's start (the committed offset, else auto.offset.reset,
+ * earliest): a failure redelivers, it never skips (issue 7, defect 5).
+ * The broker round trips (each bounded by ASSIGN_TIMEOUT_MS) happen in the
+ * callback so that ready means positioned; only such subs pay for them.
+ * @returns the positions to store once assigned, or NULL.
+ */
+static rd_kafka_topic_partition_list_t *position_at_latest(kf_member *m,
+                                                           rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *latest = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        if (starts_at_latest(m, sub_of_topic(m, parts->elems[i].topic)))
+            rd_kafka_topic_partition_list_add(latest, parts->elems[i].topic,
+                                              parts->elems[i].partition);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (latest->cnt > 0 && m->group)
+        err = rd_kafka_committed(m->rk, latest, ASSIGN_TIMEOUT_MS);
+    if (err)
+        log_m(m, EB_LOG_WARN, "reading committed offsets (starting from the group's commits, "
+              "else the earliest)", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_t *store = NULL;
+    for (int i = 0; i < latest->cnt && !err; i++) {
+        rd_kafka_topic_partition_t *tp = &latest->elems[i];
+        if (m->group && (tp->err || tp->offset >= 0))
+            continue; /* committed, or unknown: librdkafka's start */
         int64_t low, high;
-        if (rd_kafka_query_watermark_offsets(m->rk, tp->topic, tp->partition, &low, &high,
-                                             ASSIGN_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)
-            tp->offset = high;
+        rd_kafka_resp_err_t werr = rd_kafka_query_watermark_offsets(
+            m->rk, tp->topic, tp->partition, &low, &high, ASSIGN_TIMEOUT_MS);
+        if (werr) {
+            log_m(m, EB_LOG_WARN, "reading the latest offset (starting from the earliest)",
+                  rd_kafka_err2str(werr));
+            continue;
+        }
+        rd_kafka_topic_partition_list_find(parts, tp->topic, tp->partition)->offset = high;
+        if (m->group)
+            add_to(&store, tp->topic, tp->partition)->offset = high;
     }
+    rd_kafka_topic_partition_list_destroy(latest);
+    return store;
 }
 
 static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
 {
-    position_at_latest(m, parts);
+    rd_kafka_topic_partition_list_t *store = position_at_latest(m, parts);
     for (int i = 0; i < parts->cnt; i++) {
         kf_sub *s = sub_of_topic(m, parts->elems[i].topic);
         lane *l = s ? lane_of(s, parts->elems[i].partition) : NULL;
@@ -477,9 +523,19 @@ static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
     rd_kafka_resp_err_t err = rd_kafka_assign(m->rk, parts);
     if (err)
         log_m(m, EB_LOG_ERROR, "assign", rd_kafka_err2str(err));
+    if (store) {
+        if (!err && (err = rd_kafka_offsets_store(m->rk, store)))
+            log_m(m, EB_LOG_WARN, "storing the latest offsets", rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(store);
+    }
+    m->join_pending = false;
     for (kf_sub *s = subs_head(m); s; s = s->next) {
         sync_pauses(m, s, true); /* whatever librdkafka remembers */
-        if (!s->ready_sent && !s->leaving) {
+        /* Ready once a join that included its topic has assigned, with or
+         * without partitions of it (more members than partitions is
+         * normal); an anonymous member assigns its one topic itself. */
+        bool joined = !m->group || s->in_subscription;
+        if (joined && !s->ready_sent && !s->leaving) {
             s->ready_sent = true;
             m->kb->host->ready(s->hs);
         }
@@ -570,10 +626,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     kf_member *m = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         assign(m, parts);
-    else
+    } else {
         revoke_all(m, parts);
+        m->join_pending = true; /* librdkafka rejoins once this returns */
+    }
 }
 
 /* --------------------------------------------------------------- fetch */
@@ -633,9 +691,30 @@ static void flush_batch(kf_member *m, batch *b)
     b->n = 0;
 }
 
+/* How long after a subscribe "Subscribed topic not available" is taken
+ * for what it is in librdkafka 2.0.2: a topic that exists (subscribe
+ * checked it) still a metadata placeholder. */
+enum { NEW_TOPIC_GRACE_MS = 10000 };
+
+/** Poll thread: is `rkm` the false "topic not available" of a topic the
+ *  bus has just confirmed? */
+static bool just_confirmed_topic(kf_member *m, const rd_kafka_message_t *rkm)
+{
+    if ((rkm->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+         rkm->err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) || !rkm->rkt)
+        return false;
+    int64_t since_ms = (m->kb->host->now_ns() - m->subscribed_ns) / 1000000;
+    return since_ms < NEW_TOPIC_GRACE_MS && sub_of_topic(m, rd_kafka_topic_name(rkm->rkt));
+}
+
 static void consumer_error(kf_member *m, rd_kafka_message_t *rkm)
 {
     const char *why = rd_kafka_message_errstr(rkm);
+    if (just_confirmed_topic(m, rkm)) {
+        log_m(m, EB_LOG_DEBUG, "consume (a topic just subscribed to)", why);
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
     log_m(m, EB_LOG_WARN, "consume", why);
     m->kb->host->event(m->kb->hb, EB_EVENT_ERROR,
                        rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : NULL, m->group,
@@ -804,23 +883,33 @@ static void assign_anonymous(kf_member *m, const char *topic)
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
-/** Poll thread: the topic list changed (a sub joined or is leaving). */
+/** Poll thread: the topic list changed (a sub joined or is leaving); a
+ *  group member changes its subscription only between joins, so the subs
+ *  that come while one is under way go together into the next. */
 static void resubscribe(kf_member *m)
 {
+    if (m->group && m->join_pending)
+        return;
     pthread_mutex_lock(&m->mu);
     bool changed = m->topics_changed;
     m->topics_changed = false;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
-    for (kf_sub *s = m->subs; s; s = s->next)
+    for (kf_sub *s = m->subs; s; s = s->next) {
+        s->in_subscription = !s->leaving;
         if (!s->leaving)
             rd_kafka_topic_partition_list_add(topics, s->topic, RD_KAFKA_PARTITION_UA);
+    }
     pthread_mutex_unlock(&m->mu);
     if (changed && topics->cnt > 0 && !m->group) {
         assign_anonymous(m, topics->elems[0].topic);
     } else if (changed && topics->cnt > 0) {
         rd_kafka_resp_err_t err = rd_kafka_subscribe(m->rk, topics);
-        if (err)
+        if (err) {
             log_m(m, EB_LOG_ERROR, "subscribe", rd_kafka_err2str(err));
+        } else {
+            m->join_pending = true;
+            m->subscribed_ns = m->kb->host->now_ns();
+        }
     }
     rd_kafka_topic_partition_list_destroy(topics);
 }
@@ -893,8 +982,25 @@ static void serve_close_event(kf_member *m, rd_kafka_event_t *ev)
  * not finish (seen under valgrind with a topic its metadata had not caught
  * up with) is abandoned, and the handle is then destroyed without it.
  */
+/**
+ * Poll thread, closing: a join under way is let finish (until
+ * `deadline_ns`) before the member unsubscribes: a subscription changed
+ * during a join leaves a phantom member on the broker (see join_pending).
+ * Messages fetched meanwhile are dropped unacknowledged: the member is
+ * leaving, and its lanes' next owner gets them.
+ */
+static void settle_join(kf_member *m, int64_t deadline_ns)
+{
+    while (m->group && m->join_pending && m->kb->host->now_ns() < deadline_ns) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(m->rk, 100);
+        if (rkm)
+            rd_kafka_message_destroy(rkm);
+    }
+}
+
 static void close_consumer(kf_member *m)
 {
+    settle_join(m, m->kb->host->now_ns() + m->kb->revoke_timeout_ms * 1000000);
     if (m->group)
         rd_kafka_unsubscribe(m->rk);
     rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
