@@ -268,3 +268,55 @@ Test(kafka_mock, leader_down_and_back_loses_nothing, .timeout = 60)
     kt_tracker_free(t);
     mock_stop();
 }
+
+/* --------------------------------------- LATEST when committed() fails */
+
+/* The Kafka protocol's ApiKey of OffsetFetch (see API_KEY_PRODUCE). */
+enum { API_KEY_OFFSET_FETCH = 9 };
+
+/* Issue 7, defect 5: a member starting at the latest read its group's
+ * committed offsets, ignored that the read failed, and started at the high
+ * watermark: the group's backlog was skipped. Now a failed read keeps
+ * librdkafka's start, the committed offset. */
+Test(kafka_mock, latest_start_keeps_the_backlog_when_committed_offsets_cannot_be_read,
+     .timeout = 90)
+{
+    enum { FIRST = 30, BACKLOG = 30 };
+    char topic[128], group[128];
+    kt_unique(topic, sizeof topic, "mock-latest");
+    kt_unique(group, sizeof group, "mock-latest-g");
+    const char *bootstrap = mock_start(topic);
+    kt_tracker *t = kt_tracker_new(FIRST + BACKLOG);
+
+    /* The group handles and commits the first messages, then leaves. */
+    eb_bus *bus = kt_open(bootstrap, mock_settings, NULL, NULL);
+    kt_subscribe_ready(bus, topic, group, kt_handle, t, 20000);
+    publish_range(bus, t, topic, 0, FIRST);
+    size_t first = FIRST;
+    cr_assert(kt_wait(t, kt_handled_at_least, &first, 40000), "%zu of %d handled",
+              t->n_handled_distinct, FIRST);
+    cr_assert_eq(eb_bus_close(bus, 10000), 0);
+    eb_bus_destroy(bus);
+
+    /* A backlog builds up; the next member starts "at the latest", and
+     * its first read of the committed offsets fails. */
+    bus = kt_open(bootstrap, mock_settings, NULL, NULL);
+    publish_range(bus, t, topic, FIRST, FIRST + BACKLOG);
+    size_t all = FIRST + BACKLOG;
+    cr_assert(kt_wait(t, kt_reports_at_least, &all, 40000), "backlog not confirmed");
+    rd_kafka_mock_push_request_errors(mock, API_KEY_OFFSET_FETCH, 1,
+                                      RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+    eb_sub_options latest = {.struct_size = sizeof latest, .start = EB_START_LATEST};
+    eb_sub *sub;
+    char err[512];
+    cr_assert_eq(eb_subscribe(bus, topic, group, kt_handle, t, &latest, &sub, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(eb_sub_wait_ready(sub, 20000), 0);
+    bool backlog = kt_wait(t, kt_handled_at_least, &all, 20000);
+    cr_expect_eq(eb_bus_close(bus, 10000), 0);
+    eb_bus_destroy(bus);
+    cr_expect(backlog, "%zu of the %d messages of the backlog were handled",
+              t->n_handled_distinct - FIRST, BACKLOG);
+    kt_tracker_free(t);
+    mock_stop();
+}
