@@ -226,8 +226,14 @@ int eb_bus_close(eb_bus *bus, int timeout_ms)
         bus->tp->begin_close(bus->state);
     int rc = eb__dispatch_drain(bus->dispatch, deadline);
     wait_calls(bus); /* publishes, subscribes and unsubscribes in progress */
-    eb__subs_close_all(bus);
-    int flushed = bus->tp->flush(bus->state, deadline);
+    /* Leaving (the final commits) and the flush get until the deadline,
+     * and at least EB_LEAVE_MIN_MS once the handlers finished: close
+     * returns by max(deadline, end of the handlers running at it) plus
+     * that (issue 7, defect 14). */
+    int64_t least = eb__deadline_after_ms(EB_LEAVE_MIN_MS);
+    int64_t leave_by = deadline > least ? deadline : least;
+    eb__subs_close_all(bus, leave_by);
+    int flushed = bus->tp->flush(bus->state, leave_by);
     if (rc == 0 && flushed != 0)
         rc = EB_ERR_TIMEOUT;
     bus->tp->close(bus->state);

@@ -85,10 +85,12 @@ struct eb_sub {
     /* Messages the core holds (queued, running, retrying, dead-lettering):
      * the transport's sub state must outlive them. */
     atomic_long outstanding;
+    atomic_long parked;    /* of those, waiting for a retry (eb__sub_parked) */
 
     /* Owned by dispatch, under its lock. */
     bool started;      /* subscribe() returned: acks may flow */
     bool leaving;      /* deliver refuses everything */
+    bool draining;     /* unsubscribing: deliver refuses, what is held runs */
     bool paused;       /* deliver refused: owe a resume() */
     struct eb_sub *paused_next;
     uint64_t *revoked_gen; /* per lane: messages of generation <= are stale */
@@ -128,6 +130,10 @@ uint32_t eb__msg_attempt(const eb_msg *m);
  *  and updates the owning subscriptions' outstanding counts. */
 void eb__sub_ack(eb_sub *sub, eb_msg *const *msgs, size_t n);
 void eb__sub_release(eb_sub *sub, eb_msg *const *msgs, size_t n);
+/** `n` (negative: fewer) of the sub's outstanding messages wait for a
+ *  retry: on the timer, or held behind their key's retrying head. A
+ *  graceful unsubscribe finishes the others, not these. Any thread. */
+void eb__sub_parked(eb_sub *sub, long n);
 
 /** The host table handed to every transport. */
 extern const eb_host eb__host;

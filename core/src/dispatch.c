@@ -250,6 +250,8 @@ static msgq unblock_key(worker *w, blocked_key *bk)
     *pp = bk->next;
     msgq held = bk->held;
     atomic_fetch_sub(&w->d->held, held.len);
+    if (held.len)
+        eb__sub_parked(bk->head->core.sub, -(long)held.len);
     free(bk);
     return held;
 }
@@ -276,7 +278,7 @@ static size_t pool_load(const eb_dispatch *d)
 /** Under d->mu. @returns true when the sub was not paused before. */
 static bool owe_resume(eb_dispatch *d, eb_sub *sub)
 {
-    if (sub->paused || sub->leaving)
+    if (sub->paused || sub->leaving || sub->draining)
         return false;
     sub->paused = true;
     sub->paused_next = d->paused_subs;
@@ -349,7 +351,7 @@ size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n
     for (size_t i = 0; i < n; i++)
         prepare(sub, msgs[i]);
     pthread_mutex_lock(&d->mu);
-    bool intake = sub->started && !sub->leaving &&
+    bool intake = sub->started && !sub->leaving && !sub->draining &&
                   atomic_load(&sub->bus->lifecycle) == EB_BUS_OPEN;
     size_t load = pool_load(d);
     size_t room = d->queue_max > load ? d->queue_max - load : 0;
@@ -449,6 +451,14 @@ static void forget_paused(eb_dispatch *d, eb_sub *sub)
 void eb__dispatch_sub_forget(eb_dispatch *d, eb_sub *sub)
 {
     pthread_mutex_lock(&d->mu);
+    forget_paused(d, sub);
+    pthread_mutex_unlock(&d->mu);
+}
+
+void eb__dispatch_stop_intake(eb_dispatch *d, eb_sub *sub)
+{
+    pthread_mutex_lock(&d->mu);
+    sub->draining = true;
     forget_paused(d, sub);
     pthread_mutex_unlock(&d->mu);
 }
@@ -580,6 +590,7 @@ static void run_one(worker *w, eb_msg *m, unsigned batch_seq, bool recheck)
     if (bk && bk->head != m) {
         q_push(&bk->held, m); /* waits behind its key's retry */
         atomic_fetch_add(&w->d->held, 1);
+        eb__sub_parked(m->core.sub, 1);
         return;
     }
     if (!start_running(w, m, batch_seq, recheck)) {

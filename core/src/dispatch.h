@@ -45,6 +45,10 @@ void eb__dispatch_sub_started(eb_dispatch *d, eb_sub *sub);
 bool eb__dispatch_revoke(eb_dispatch *d, eb_sub *sub, const eb_lane_ref *lanes,
                          size_t n, bool all, int64_t deadline_ns);
 
+/** Unsubscribing: deliver() refuses the sub from now on (it is owed no
+ *  resume); what the core holds of it still runs. */
+void eb__dispatch_stop_intake(eb_dispatch *d, eb_sub *sub);
+
 /** Forgets that `sub` is owed a resume (its subscribe failed). */
 void eb__dispatch_sub_forget(eb_dispatch *d, eb_sub *sub);
 

@@ -79,17 +79,27 @@ static size_t host_deliver(eb_host_sub *hs, eb_msg **msgs, size_t n)
     return eb__dispatch_deliver(sub->bus->dispatch, sub, msgs, n);
 }
 
-static void host_revoke(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n)
+static void host_revoke_until(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n,
+                              int64_t deadline_ns, unsigned flags)
 {
     eb_sub *sub = (eb_sub *)hs;
     eb_bus *bus = sub->bus;
-    int64_t deadline = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
-    bool finished = eb__dispatch_revoke(bus->dispatch, sub, lanes, n, false, deadline);
+    bool lost = flags & EB_REVOKE_LOST;
+    if (lost)
+        deadline_ns = eb__now_ns(); /* another member may run them: no wait */
+    else if (deadline_ns == 0)
+        deadline_ns = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
+    bool finished = eb__dispatch_revoke(bus->dispatch, sub, lanes, n, false, deadline_ns);
     char detail[128];
-    snprintf(detail, sizeof detail, "%zu lane(s) revoked%s", n,
+    snprintf(detail, sizeof detail, "%zu lane(s) %s%s", n, lost ? "lost" : "revoked",
              finished ? "" : "; handlers still running at the revoke timeout");
     eb__bus_event(bus, EB_EVENT_REVOKED, sub->topic, sub->group,
                   finished ? 0 : EB_ERR_TIMEOUT, detail);
+}
+
+static void host_revoke(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n)
+{
+    host_revoke_until(hs, lanes, n, 0, 0);
 }
 
 static void host_ready(eb_host_sub *hs)
@@ -115,4 +125,5 @@ const eb_host eb__host = {
     .nearest_key = eb__nearest_key,
     .config_foreach = host_config_foreach,
     .delivered = eb__delivered,
+    .revoke_until = host_revoke_until,
 };

@@ -77,9 +77,12 @@ static_assert(sizeof(void *) != 8 || TRANSPORT_1_0_SIZE == 144,
               "the LP64 ABI 1.0 descriptor is 144 bytes");
 static_assert(sizeof(eb_transport) >= TRANSPORT_1_0_SIZE,
               "eb_transport lost ABI 1.0 slots");
-/* ABI 1.1 appends begin_close right after the 1.0 slots. */
+/* ABI 1.1 appends begin_close, then unsubscribe_until, after the 1.0
+ * slots. */
 static_assert(offsetof(eb_transport, begin_close) == TRANSPORT_1_0_SIZE,
               "ABI 1.1 slot begin_close moved");
+static_assert(offsetof(eb_transport, unsubscribe_until) == TRANSPORT_1_0_SIZE + SLOT_SIZE,
+              "ABI 1.1 slot unsubscribe_until moved");
 
 /* -------------------------------------------------------------- errors */
 

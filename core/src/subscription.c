@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"
+#include "loader.h"
 #include "timers.h"
 #include "sync.h"
 
@@ -27,11 +28,21 @@ static void set_error(char *errstr, size_t size, const char *fmt, const char *ar
 
 /* Under sub->mu: free_transport_state may free the sub the moment it sees
  * zero, so the count must not reach zero before this thread is done with
- * the mutex. */
+ * the mutex. finish_held waits for it to reach the parked count. */
 static void outstanding_sub(eb_sub *sub, size_t n)
 {
     pthread_mutex_lock(&sub->mu);
-    if (atomic_fetch_sub(&sub->outstanding, (long)n) == (long)n)
+    long left = atomic_fetch_sub(&sub->outstanding, (long)n) - (long)n;
+    if (left <= atomic_load(&sub->parked))
+        pthread_cond_broadcast(&sub->cv);
+    pthread_mutex_unlock(&sub->mu);
+}
+
+void eb__sub_parked(eb_sub *sub, long n)
+{
+    pthread_mutex_lock(&sub->mu);
+    long parked = atomic_fetch_add(&sub->parked, n) + n;
+    if (n > 0 && atomic_load(&sub->outstanding) <= parked)
         pthread_cond_broadcast(&sub->cv);
     pthread_mutex_unlock(&sub->mu);
 }
@@ -268,16 +279,44 @@ static bool claim_unsubscribe(eb_sub *sub)
     return first;
 }
 
-/** Leaves the group: the transport revokes its lanes (bounded by the
- *  revoke timeout); whatever the core still holds is made stale. */
-static void leave(eb_sub *sub)
+/** Leaves the group: the transport revokes its lanes, commits and leaves
+ *  by `deadline_ns` (when it can be told: ABI 1.1); whatever the core
+ *  still holds is made stale. */
+static void leave(eb_sub *sub, int64_t deadline_ns)
 {
     eb_bus *bus = sub->bus;
-    /* One revoke timeout for the whole leave: the transport's revoke and
-     * this one end at the same moment. */
-    int64_t deadline = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
-    bus->tp->unsubscribe(sub->state);
-    eb__dispatch_revoke(bus->dispatch, sub, NULL, 0, true, deadline);
+    if (EB_TRANSPORT_HAS(bus->tp, unsubscribe_until))
+        bus->tp->unsubscribe_until(sub->state, deadline_ns);
+    else
+        bus->tp->unsubscribe(sub->state);
+    eb__dispatch_revoke(bus->dispatch, sub, NULL, 0, true, deadline_ns);
+}
+
+/** The later of `deadline_ns` and EB_LEAVE_MIN_MS from now: leaving
+ *  (the final commit) always gets a moment. */
+static int64_t leave_deadline(int64_t deadline_ns)
+{
+    int64_t least = eb__deadline_after_ms(EB_LEAVE_MIN_MS);
+    return deadline_ns > least ? deadline_ns : least;
+}
+
+/**
+ * Unsubscribing on purpose: intake stops, the messages the core already
+ * holds for the sub are handled (until `deadline_ns`), and only then do
+ * its lanes go, so what it handled is committed and its lanes' next owner
+ * repeats nothing (issue 7, defect 16: abandoning them made the commit
+ * stop at the first, and everything handled after it ran again). Messages
+ * waiting for a retry (and those behind them) are not waited for: they go
+ * back unacknowledged, to be retried by the lanes' next owner.
+ */
+static void finish_held(eb_sub *sub, int64_t deadline_ns)
+{
+    eb__dispatch_stop_intake(sub->bus->dispatch, sub);
+    pthread_mutex_lock(&sub->mu);
+    while (atomic_load(&sub->outstanding) > atomic_load(&sub->parked) &&
+           eb__cond_wait_until(&sub->cv, &sub->mu, deadline_ns))
+        ;
+    pthread_mutex_unlock(&sub->mu);
 }
 
 int eb_unsubscribe(eb_sub *sub)
@@ -290,8 +329,13 @@ int eb_unsubscribe(eb_sub *sub)
     if (!eb__bus_enter(bus)) /* close waits for unsubscribes in progress */
         return EB_ERR_CLOSED;
     int rc = claim_unsubscribe(sub) ? 0 : EB_ERR_CLOSED;
-    if (rc == 0)
-        leave(sub);
+    if (rc == 0) {
+        /* One revoke timeout for the whole leave: finishing what is held,
+         * the transport's revoke and commit, and the core's revoke. */
+        int64_t deadline = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
+        finish_held(sub, deadline);
+        leave(sub, leave_deadline(deadline));
+    }
     eb__bus_leave(bus);
     return rc;
 }
@@ -322,8 +366,11 @@ void eb_sub_destroy(eb_sub *sub)
         return;
     }
     if (eb__bus_enter(bus)) {
-        if (claim_unsubscribe(sub))
-            leave(sub);
+        if (claim_unsubscribe(sub)) {
+            int64_t deadline = eb__deadline_after_ms(bus->set.revoke_timeout_ms);
+            finish_held(sub, deadline);
+            leave(sub, leave_deadline(deadline));
+        }
         free_transport_state(sub);
         eb__bus_leave(bus);
     } else {
@@ -334,14 +381,14 @@ void eb_sub_destroy(eb_sub *sub)
     sub_free(sub);
 }
 
-void eb__subs_close_all(eb_bus *bus)
+void eb__subs_close_all(eb_bus *bus, int64_t deadline_ns)
 {
     pthread_mutex_lock(&bus->mu);
     for (eb_sub *sub = bus->subs; sub; sub = sub->next) {
         if (!claim_unsubscribe(sub))
             continue;
         pthread_mutex_unlock(&bus->mu);
-        leave(sub);
+        leave(sub, deadline_ns);
         pthread_mutex_lock(&bus->mu);
     }
     pthread_mutex_unlock(&bus->mu);

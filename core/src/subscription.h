@@ -7,8 +7,9 @@
 
 #include "bus.h"
 
-/** Close: unsubscribes every subscription still subscribed. */
-void eb__subs_close_all(eb_bus *bus);
+/** Close: unsubscribes every subscription still subscribed; the
+ *  transports leave by `deadline_ns`. */
+void eb__subs_close_all(eb_bus *bus, int64_t deadline_ns);
 /** After the transport closed: frees every transport sub state. */
 void eb__subs_free_transport_all(eb_bus *bus);
 /** Destroy: frees every subscription handle the application left. */

@@ -3,12 +3,14 @@
  * m->core.due_ns. Adding wakes the thread only when the new message is the
  * earliest; expediting rewrites due times and rebuilds the heap; once
  * abandoned (close), every message is due at once, whenever it was added.
+ * A message here counts as parked for its subscription (eb__sub_parked).
  */
 #include "timers.h"
 
 #include <sched.h>
 #include <stdlib.h>
 
+#include "bus.h"
 #include "sync.h"
 
 struct eb_timers {
@@ -83,6 +85,7 @@ static void *timer_main(void *arg)
         if (m) {
             t->firing++;
             pthread_mutex_unlock(&t->mu);
+            eb__sub_parked(m->core.sub, -1);
             t->fire(t->ctx, m);
             pthread_mutex_lock(&t->mu);
             t->firing--;
@@ -134,6 +137,7 @@ static bool grow(eb_timers *t)
 void eb__timers_add(eb_timers *t, eb_msg *m, int64_t due_ns)
 {
     m->core.due_ns = due_ns;
+    eb__sub_parked(m->core.sub, 1);
     pthread_mutex_lock(&t->mu);
     while (t->len == t->cap && !grow(t)) {
         /* Out of memory: wait for the heap to shrink rather than drop. */

@@ -348,6 +348,7 @@ void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
     X(anonymous_member, 0, 0, 0)                                              \
     X(duplicate_subscription, EB_F_(GROUPS), 0, 0)                            \
     X(unsubscribe_resubscribe, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)          \
+    X(graceful_handover, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)                \
     X(retry_backoff_then_dlq, 0, 0, 0)                                        \
     X(reject_to_dlq, 0, 0, 0)                                                 \
     X(publish_from_handler, 0, 0, 0)                                          \

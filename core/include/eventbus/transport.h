@@ -37,6 +37,11 @@ extern "C" {
 #define EB_TRANSPORT_ABI_MAJOR 1
 #define EB_TRANSPORT_ABI_MINOR 1
 
+/** The least time eb_bus_close() gives a transport's unsubscribe_until()
+ *  (commit what finished, leave the group) once the handlers finished,
+ *  even past the close deadline. */
+#define EB_LEAVE_MIN_MS 500
+
 /** The one symbol a plugin exports: `const eb_transport *eb_transport_entry(void)`. */
 #define EB_TRANSPORT_ENTRY_SYMBOL "eb_transport_entry"
 typedef const struct eb_transport *(*eb_transport_entry_fn)(void);
@@ -91,6 +96,15 @@ struct eb_msg {
     uint32_t lane;            /**< lane index within the subscription */
     uint64_t lane_generation; /**< bumped each time the lane is assigned */
     eb_msg_core core;
+};
+
+/** Flags of host->revoke_until. */
+enum {
+    /** The lanes are gone already (Kafka's lost assignment, a lease not
+     *  renewed): another member may be handling them. The core starts no
+     *  more handlers for them and does not wait for running ones; their
+     *  acks arrive later and must be discarded by generation. */
+    EB_REVOKE_LOST = 1u << 0
 };
 
 /** A lane the transport takes away from a subscription (see host->revoke). */
@@ -166,6 +180,20 @@ typedef struct eb_host {
      * compare them or use them as keys.
      */
     void (*delivered)(eb_host_bus *hb, void *token, int status, const char *id);
+    /* --- end of ABI 1.0 --- */
+
+    /* --- ABI 1.1: check struct_size before use --- */
+
+    /**
+     * host->revoke with a deadline for the running handlers (a monotonic
+     * now_ns() value; 0: the revoke timeout from now) and EB_REVOKE_*
+     * flags. Lanes of several subscriptions revoked together share one
+     * deadline, so a member's revoke takes one revoke timeout, not one per
+     * subscription.
+     */
+    void (*revoke_until)(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n,
+                         int64_t deadline_ns, unsigned flags);
+    /* --- end of ABI 1.1 --- */
 } eb_host;
 
 /** What subscribe() gets besides the handles. */
@@ -254,6 +282,16 @@ typedef struct eb_transport {
      * publisher waiting for room holds close for its whole timeout.
      */
     void (*begin_close)(void *state);
+    /**
+     * unsubscribe() bounded by `deadline_ns` (now_ns() clock): the revoke,
+     * the commit of what finished and leaving the group end by then; what
+     * was not committed is redelivered to the lanes' next owner. The core
+     * calls it (when present, else unsubscribe()) once the subscription's
+     * handlers finished: eb_unsubscribe() gives it what is left of the
+     * revoke timeout, eb_bus_close() its close deadline (at least
+     * EB_LEAVE_MIN_MS from when the handlers finished).
+     */
+    void (*unsubscribe_until)(void *sub_state, int64_t deadline_ns);
     /* --- end of ABI 1.1 --- */
 } eb_transport;
 
