@@ -113,7 +113,12 @@ static int kafka_subscribe(void *state, eb_host_sub *hs, const eb_sub_params *p,
     return kf_sub_start(state, hs, p, (kf_sub **)sub_state, errstr, errstr_size);
 }
 
-static void kafka_unsubscribe(void *sub_state) { kf_sub_stop(sub_state); }
+static void kafka_unsubscribe(void *sub_state) { kf_sub_stop(sub_state, 0); }
+
+static void kafka_unsubscribe_until(void *sub_state, int64_t deadline_ns)
+{
+    kf_sub_stop(sub_state, deadline_ns);
+}
 static void kafka_sub_destroy(void *sub_state) { kf_sub_free(sub_state); }
 
 static void kafka_ack(void *sub_state, eb_msg *const *msgs, size_t n)
@@ -210,6 +215,7 @@ static const eb_transport kafka_transport = {
     .resume = kafka_resume,
     .health = kafka_health,
     .stats = kafka_stats,
+    .unsubscribe_until = kafka_unsubscribe_until,
 };
 
 EB_TRANSPORT_EXPORT const eb_transport *eb_transport_entry(void)

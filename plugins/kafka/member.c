@@ -118,6 +118,10 @@ struct kf_member {
     bool join_pending;
     int64_t subscribed_ns;   /* poll thread: the last rd_kafka_subscribe */
     bool stopping;
+    /* Set with `stopping`: when the close (final revoke, commit, leaving
+     * the group) must be over; 0: the revoke timeout plus CLOSE_SLACK_MS. */
+    int64_t close_deadline_ns;
+    int64_t closing_until_ns; /* poll thread: that deadline, once closing */
     uint64_t generations;
     int n_subs;              /* subs not yet freed; the last frees the member */
     bool closed;             /* librdkafka finished closing the consumer */
@@ -560,8 +564,21 @@ static void drop_pending_of_unassigned(kf_sub *s)
     s->n_pending = keep;
 }
 
+/** Poll thread: host->revoke_until where the core has it (ABI 1.1). */
+static void host_revoke(kf_member *m, kf_sub *s, const eb_lane_ref *refs, size_t n,
+                        int64_t deadline_ns, unsigned flags)
+{
+    const eb_host *host = m->kb->host;
+    if (host->struct_size >= offsetof(eb_host, revoke_until) + sizeof host->revoke_until &&
+        host->revoke_until)
+        host->revoke_until(s->hs, refs, n, deadline_ns, flags);
+    else
+        host->revoke(s->hs, refs, n);
+}
+
 /** Poll thread: the core lets go of `s`'s lanes in `parts`. */
-static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t *parts)
+static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t *parts,
+                       int64_t deadline_ns, unsigned flags)
 {
     eb_lane_ref refs[parts->cnt > 0 ? parts->cnt : 1];
     size_t n = 0;
@@ -571,14 +588,15 @@ static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t 
             s->lanes[p].assigned)
             refs[n++] = (eb_lane_ref){(uint32_t)p, s->lanes[p].generation};
     }
-    if (n)
-        m->kb->host->revoke(s->hs, refs, n); /* handlers finish, acks arrive */
+    if (n) /* handlers finish (unless lost), acks arrive */
+        host_revoke(m, s, refs, n, deadline_ns, flags);
 }
 
 /**
  * Poll thread: commits the stored offsets and waits for the answer until
  * `deadline_ns`, or KF_COMMIT_MIN_MS if that is sooner (an answer needs a
- * round trip to the broker). A synchronous rd_kafka_commit() waits
+ * round trip to the broker), except when closing: the close deadline is
+ * not extended (issue 7, defect 14). A synchronous rd_kafka_commit() waits
  * forever, and librdkafka 2.0.2 was seen never to answer one made while
  * the consumer closes (a lifecycle run under valgrind hung there for
  * minutes). An unanswered commit only means redelivery to the next owner.
@@ -586,7 +604,8 @@ static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t 
 static void commit_stored(kf_member *m, int64_t deadline_ns)
 {
     int64_t left_ms = (deadline_ns - m->kb->host->now_ns()) / 1000000;
-    int wait_ms = left_ms > KF_COMMIT_MIN_MS ? (int)left_ms : KF_COMMIT_MIN_MS;
+    int least_ms = m->closing_until_ns ? 0 : KF_COMMIT_MIN_MS;
+    int wait_ms = left_ms > least_ms ? (int)left_ms : least_ms;
     rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(m->rk, NULL, q, NULL, NULL);
     if (!err) {
@@ -600,17 +619,25 @@ static void commit_stored(kf_member *m, int64_t deadline_ns)
         log_m(m, EB_LOG_WARN, "commit on revoke", rd_kafka_err2str(err));
 }
 
-/** Poll thread: handlers of the revoked lanes finish (the core waits for
- *  them), their offsets are stored and committed, the lanes let go; the
- *  commit gets what is left of the revoke timeout. */
-static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts)
+/**
+ * Poll thread: handlers of the revoked lanes finish (the core waits for
+ * them), their offsets are stored and committed, the lanes let go. One
+ * deadline for every sub of the member (the revoke timeout, or the close
+ * deadline if sooner); the commit gets what is left of it. A lost
+ * assignment (the group moved on without this member: another may handle
+ * the lanes already) waits for no handler and commits nothing: the
+ * broker would refuse the commit of a generation that is gone.
+ */
+static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts, bool lost)
 {
     int64_t deadline_ns = m->kb->host->now_ns() + m->kb->revoke_timeout_ms * 1000000;
+    if (m->closing_until_ns && m->closing_until_ns < deadline_ns)
+        deadline_ns = m->closing_until_ns;
     kf_sub *subs = subs_head(m);
     for (kf_sub *s = subs; s; s = s->next)
-        revoke_sub(m, s, parts);
+        revoke_sub(m, s, parts, deadline_ns, lost ? EB_REVOKE_LOST : 0);
     drain_inbox(m);
-    if (m->group)
+    if (m->group && !lost)
         commit_stored(m, deadline_ns);
     for (kf_sub *s = subs; s; s = s->next) {
         for (int p = 0; p < s->n_lanes; p++) {
@@ -629,7 +656,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         assign(m, parts);
     } else {
-        revoke_all(m, parts);
+        if (rd_kafka_assignment_lost(rk))
+            log_m(m, EB_LOG_WARN, "rebalance",
+                  "the assignment was lost (session expired?): handlers of its partitions "
+                  "may run on as another member gets them");
+        revoke_all(m, parts, rd_kafka_assignment_lost(rk));
         m->join_pending = true; /* librdkafka rejoins once this returns */
     }
 }
@@ -768,7 +799,6 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
         consumer_error(m, rkm);
         return;
     }
-    kf_health_ok(m->kb);
     /* One lookup per topic, not per message: librdkafka keeps one topic
      * handle per topic; the cache is dropped whenever a sub is let go. */
     if (rkm->rkt != m->last_rkt) {
@@ -978,9 +1008,11 @@ static void serve_close_event(kf_member *m, rd_kafka_event_t *ev)
  * stored and committed), then the member leaves its group. Unsubscribe
  * first: librdkafka 2.0.2 asserts at destroy when a subscribe issued just
  * before close is processed during it. The close is asynchronous and
- * bounded (the revoke timeout plus a margin): a close that librdkafka does
- * not finish (seen under valgrind with a topic its metadata had not caught
- * up with) is abandoned, and the handle is then destroyed without it.
+ * bounded by the deadline the core gave (eb_bus_close's, or what is left
+ * of eb_unsubscribe's revoke timeout), else the revoke timeout plus a
+ * margin: a close that librdkafka does not finish by then (a frozen
+ * broker; seen under valgrind with a topic its metadata had not caught up
+ * with) is abandoned, and the handle is then destroyed without it.
  */
 /**
  * Poll thread, closing: a join under way is let finish (until
@@ -1000,7 +1032,14 @@ static void settle_join(kf_member *m, int64_t deadline_ns)
 
 static void close_consumer(kf_member *m)
 {
-    settle_join(m, m->kb->host->now_ns() + m->kb->revoke_timeout_ms * 1000000);
+    pthread_mutex_lock(&m->mu);
+    int64_t deadline = m->close_deadline_ns;
+    pthread_mutex_unlock(&m->mu);
+    if (!deadline)
+        deadline = m->kb->host->now_ns() +
+                   (m->kb->revoke_timeout_ms + CLOSE_SLACK_MS) * 1000000;
+    m->closing_until_ns = deadline;
+    settle_join(m, deadline);
     if (m->group)
         rd_kafka_unsubscribe(m->rk);
     rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
@@ -1009,8 +1048,6 @@ static void close_consumer(kf_member *m)
         log_m(m, EB_LOG_WARN, "close", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
-    int64_t deadline = m->kb->host->now_ns() +
-                       (m->kb->revoke_timeout_ms + CLOSE_SLACK_MS) * 1000000;
     while (!rd_kafka_consumer_closed(m->rk) && m->kb->host->now_ns() < deadline) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
         if (ev)
@@ -1215,7 +1252,7 @@ static int staying(const kf_member *m)
     return n;
 }
 
-void kf_sub_stop(kf_sub *s)
+void kf_sub_stop(kf_sub *s, int64_t deadline_ns)
 {
     kf_member *m = s->m;
     kf_bus *kb = m->kb;
@@ -1230,6 +1267,7 @@ void kf_sub_stop(kf_sub *s)
             pp = &(*pp)->next;
         *pp = m->next;
         m->stopping = true;
+        m->close_deadline_ns = deadline_ns;
     }
     pthread_mutex_unlock(&m->mu);
     pthread_mutex_unlock(&kb->mu);
