@@ -27,7 +27,10 @@ void check_redelivery(recorder *r, const long *lost);
 /** unfinished_at_settle[i]: message i was outstanding when settling ended. */
 void check_handled(recorder *r, const bool *unfinished_at_settle, const long *lost);
 void check_order(recorder *r);
-void check_close(recorder *r);
+/** allow_slow_kafka_leave: a Kafka close past the bound above but within
+ *  what the README documents today (the deadline, then the revoke timeout
+ *  and the commit's 1 s) is a note (issue 7 defect 14), not a failure. */
+void check_close(recorder *r, bool allow_slow_kafka_leave);
 
 /** The slack of check 5 for this transport (ms). */
 int check_close_slack_ms(const scenario *s);

@@ -4,7 +4,8 @@
  * prints each failure with its seed and a final summary.
  *
  * usage: fault [--transport memory|kafka-mock|kafka] [--seed N] [--first-seed N]
- *              [--runs N] [--budget-seconds S] [--no-allow-hol-blocking] [--verbose]
+ *              [--runs N] [--budget-seconds S] [--no-allow-hol-blocking]
+ *              [--no-allow-slow-kafka-leave] [--verbose]
  * Exit 0: every run passed (or the transport was not available: "skip").
  */
 #include <errno.h>
@@ -32,13 +33,16 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: fault [--transport memory|kafka-mock|kafka] [--seed N | --first-seed N]\n"
-            "             [--runs N] [--budget-seconds S] [--no-allow-hol-blocking] [--verbose]\n"
+            "             [--runs N] [--budget-seconds S] [--no-allow-hol-blocking]\n"
+            "             [--no-allow-slow-kafka-leave] [--verbose]\n"
             "  --seed N          replays the scenario of seed N (one run unless --runs)\n"
             "  --first-seed N    runs seeds N, N+1, ... (default: from the clock)\n"
             "  --runs N          number of runs (default 1 with --seed, else 20)\n"
             "  --budget-seconds  starts no run after S seconds (runs until then)\n"
             "  --no-allow-hol-blocking  a stall behind a long-blocked handler fails\n"
-            "                    (issue 8 fixes it; until then it is a note)\n");
+            "                    (issue 8 fixes it; until then it is a note)\n"
+            "  --no-allow-slow-kafka-leave  a Kafka close past max(deadline, longest\n"
+            "                    handler) + 1 s fails (issue 7 defect 14; until then a note)\n");
 }
 
 static bool parse_number(const char *text, uint64_t *out)
@@ -59,6 +63,10 @@ static int parse(int argc, char **argv, options *o)
      * until then a handler blocked for long holds every key of its worker
      * and then the pool (issue 7, defect 6): reported as a note. */
     o->run.allow_hol = true;
+    /* Issue 7 defect 14: a Kafka close is bounded today by its deadline,
+     * then the revoke timeout and the commit's 1 s, not by the deadline
+     * plus a few hundred ms: reported as a note until it is. */
+    o->run.allow_slow_kafka_leave = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--transport") == 0 && v && fault_transport_parse(v, &o->run.transport))
@@ -75,6 +83,10 @@ static int parse(int argc, char **argv, options *o)
             o->run.allow_hol = true;
         else if (strcmp(a, "--no-allow-hol-blocking") == 0)
             o->run.allow_hol = false;
+        else if (strcmp(a, "--allow-slow-kafka-leave") == 0)
+            o->run.allow_slow_kafka_leave = true;
+        else if (strcmp(a, "--no-allow-slow-kafka-leave") == 0)
+            o->run.allow_slow_kafka_leave = false;
         else if (strcmp(a, "--verbose") == 0)
             o->run.verbose = true;
         else {
@@ -114,7 +126,7 @@ int main(int argc, char **argv)
     }
 
     int64_t start = fault_now_ns(), longest = 0;
-    long runs = 0, failed = 0, skipped = 0, hol = 0;
+    long runs = 0, failed = 0, skipped = 0, notes = 0;
     uint64_t failed_seeds[16];
     for (long i = 0; o.runs == 0 || i < o.runs; i++) {
         int64_t now = fault_now_ns();
@@ -127,7 +139,7 @@ int main(int argc, char **argv)
         longest = took > longest ? took : longest;
         runs++;
         skipped += res.skipped;
-        hol += res.hol_notes;
+        notes += res.notes;
         if (rc != 0 && failed < 16)
             failed_seeds[failed] = o.run.seed;
         failed += rc != 0;
@@ -138,9 +150,9 @@ int main(int argc, char **argv)
         printf("skip: %s is not available (see above)\n", fault_transport_name(o.run.transport));
         return 0;
     }
-    printf("%ld run(s) of %s from seed %" PRIu64 " in %.1f s: %ld failed, %ld stall(s) behind "
-           "a long handler noted (issue 8)", runs, fault_transport_name(o.run.transport),
-           o.first_seed, (double)(fault_now_ns() - start) / 1e9, failed, hol);
+    printf("%ld run(s) of %s from seed %" PRIu64 " in %.1f s: %ld failed, %ld note(s) of known "
+           "defects allowed by an option", runs, fault_transport_name(o.run.transport),
+           o.first_seed, (double)(fault_now_ns() - start) / 1e9, failed, notes);
     for (long i = 0; i < failed && i < 16; i++)
         printf("%s%" PRIu64, i ? " " : "; failed seeds: ", failed_seeds[i]);
     printf("\n");

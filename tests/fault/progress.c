@@ -96,7 +96,8 @@ static void report_stall(progress_monitor *pm, const look *lk, const char *what,
     int limit = scenario_stall_limit_ms(pm->s);
     if (lk->longest_running_ns >= (int64_t)limit * 1000000) {
         if (pm->allow_hol) {
-            recorder_note_hol(pm->r, "nothing handled for %lld ms while a handler has run "
+            recorder_note(pm->r, "head-of-line blocking, issue 7 defect 6 / issue 8; a failure "
+                          "with --no-allow-hol-blocking", "nothing handled for %lld ms while a handler has run "
                               "for %lld ms: %s", (long long)(quiet_ns / 1000000),
                               (long long)(lk->longest_running_ns / 1000000), what);
             return;

@@ -130,14 +130,15 @@ void recorder_fail(recorder *r, fault_check check, const char *fmt, ...)
     va_end(ap);
 }
 
-void recorder_note_hol(recorder *r, const char *fmt, ...)
+void recorder_note(recorder *r, const char *what, const char *fmt, ...)
 {
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "note (%s): ", what);
     va_list ap;
     va_start(ap, fmt);
     pthread_mutex_lock(&r->mu);
-    r->hol_notes++;
-    add_line(r, "note (head-of-line blocking, issue 8; not a failure with "
-                "--allow-hol-blocking): ", fmt, ap);
+    r->notes++;
+    add_line(r, prefix, fmt, ap);
     pthread_mutex_unlock(&r->mu);
     va_end(ap);
 }

@@ -121,7 +121,7 @@ typedef struct recorder {
 
     /* failures and notes */
     int failures[CHECK_COUNT];
-    int hol_notes;         /* stalls behind a long handler (issue 8) */
+    int notes;             /* known defects allowed by an option */
     char *failure_lines[FAULT_FAILURE_LINES];
     int n_failure_lines;
 } recorder;
@@ -135,8 +135,10 @@ void recorder_fail(recorder *r, fault_check check, const char *fmt, ...)
 /** As recorder_fail, with r->mu already held. */
 void recorder_fail_locked(recorder *r, fault_check check, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/** A stall behind a long handler, not counted as a failure (issue 8). */
-void recorder_note_hol(recorder *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** A known defect seen but allowed by an option (`what` names the issue),
+ *  counted apart from failures. */
+void recorder_note(recorder *r, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int recorder_failure_total(recorder *r);
 
 /* publishing */

@@ -437,11 +437,13 @@ static void read_losses(run *rn, long *lost)
 /* ----------------------------------------------------------------- phases */
 
 /* How long settling and verifying may take before what is left counts as
- * a failure: far above what a healthy run needs (memory: well under a
- * second; Kafka: a join of 3 s and the handlers). */
+ * a failure: far above what a healthy run needs. A lane of a few messages
+ * behind retries of over a second drains slowly but steadily on Kafka
+ * (several seconds a hundred messages); a stall is the progress check's
+ * to report, long before this. */
 static int64_t phase_limit_ns(const scenario *s)
 {
-    return ms_to_ns(s->transport == FAULT_MEMORY ? 20000 : 60000);
+    return ms_to_ns(s->transport == FAULT_MEMORY ? 30000 : 120000);
 }
 
 typedef struct settle_goal {
@@ -602,7 +604,7 @@ static void summarize(run *rn, run_result *out)
         out->dead_letters += m->dead_letters > 0;
         out->redelivered += m->verify_calls > 0;
     }
-    out->hol_notes = r->hol_notes;
+    out->notes = r->notes;
     out->failures = recorder_failure_total(r);
 }
 
@@ -618,13 +620,14 @@ static void report(run *rn, const run_result *res)
             printf("seed %llu (%s): %s\n", (unsigned long long)s->seed, t, r->failure_lines[i]);
     }
     printf("%s seed %llu (%s): %ld published, %ld confirmed, %ld handler calls, %ld dead "
-           "letters, %ld redelivered to the fresh member; %d failure(s), %d hol note(s)\n",
+           "letters, %ld redelivered to the fresh member; %d failure(s), %d note(s)\n",
            res->failures ? "FAIL" : "ok", (unsigned long long)s->seed, t, res->published,
            res->confirmed, res->handler_calls, res->dead_letters, res->redelivered,
-           res->failures, res->hol_notes);
+           res->failures, res->notes);
     if (res->failures)
-        printf("replay: %s --transport %s --seed %llu --verbose%s\n", rn->o->self_path, t,
-               (unsigned long long)s->seed, rn->o->allow_hol ? "" : " --no-allow-hol-blocking");
+        printf("replay: %s --transport %s --seed %llu --verbose%s%s\n", rn->o->self_path, t,
+               (unsigned long long)s->seed, rn->o->allow_hol ? "" : " --no-allow-hol-blocking",
+               rn->o->allow_slow_kafka_leave ? "" : " --no-allow-slow-kafka-leave");
     fflush(stdout);
 }
 
@@ -705,7 +708,7 @@ int run_one(const run_options *o, run_result *out)
         check_redelivery(rn->r, lost);
         check_handled(rn->r, unfinished_at_settle, lost_at_settle);
         check_order(rn->r);
-        check_close(rn->r);
+        check_close(rn->r, o->allow_slow_kafka_leave);
     }
     observer_close(rn);
     env_close(&rn->env);

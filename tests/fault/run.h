@@ -22,12 +22,14 @@ typedef struct run_options {
     fault_transport transport;
     bool verbose;
     bool allow_hol;        /* stalls behind a long handler are notes (issue 8) */
+    bool allow_slow_kafka_leave; /* Kafka closes as slow as documented today are
+                                  * notes (issue 7 defect 14) */
     const char *self_path; /* this executable, for child members */
 } run_options;
 
 typedef struct run_result {
     int failures;
-    int hol_notes;
+    int notes;             /* known defects allowed by an option */
     bool skipped;          /* the transport is not available here */
     long published, confirmed, handler_calls, dead_letters, redelivered;
 } run_result;

@@ -52,7 +52,9 @@ static void draw_limits(scenario *s, fault_rng *r)
     s->revoke_timeout_ms = kafka ? (int)fault_rng_range(r, 300, 1000)
                                  : (int)fault_rng_range(r, 50, 400);
     s->retry_max_attempts = (int)fault_rng_range(r, 1, 4);
-    s->retry_backoff_ms = (int)fault_rng_range(r, 1, 40);
+    /* Kafka: retries long enough now and then to be pending when a member
+     * leaves (memory keeps them far below its 2 s stall limit). */
+    s->retry_backoff_ms = (int)fault_rng_range(r, 1, kafka && fault_rng_chance(r, 50) ? 400 : 40);
     s->retry_backoff_max_ms = s->retry_backoff_ms * (int)fault_rng_range(r, 1, 4);
     s->retention_messages = !kafka && fault_rng_chance(r, 20) ? fault_rng_range(r, 32, 256) : 0;
 }
