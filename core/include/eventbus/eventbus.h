@@ -139,8 +139,10 @@ EB_API int eb_config_dump(const eb_config *cfg, char **out);
 
 /** Events a bus reports to the application; see eb_config_set_event_cb(). */
 typedef enum eb_event_type {
-    EB_EVENT_CONNECTED = 1,    /**< transport reached its server */
-    EB_EVENT_DISCONNECTED,     /**< transport lost its server */
+    EB_EVENT_CONNECTED = 1,    /**< transport reaches its server again after
+                                    a DISCONNECTED */
+    EB_EVENT_DISCONNECTED,     /**< transport lost its server: health is
+                                    now DOWN */
     EB_EVENT_ASSIGNED,         /**< lanes were assigned to a subscription */
     EB_EVENT_REVOKED,          /**< lanes were taken from a subscription */
     EB_EVENT_PAUSED,           /**< intake paused: the pool is full */
@@ -197,10 +199,14 @@ EB_API int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr,
  * backoff, including retries scheduled as the deadline passes, are
  * abandoned unacknowledged (durable transports redeliver them), and
  * handlers already running are waited for.
- * Then subscriptions are closed, the producer is flushed within what is left
- * of the same deadline (messages still undelivered get their delivery
- * callback with an error), the transport is closed and every thread the bus
- * started is joined.
+ * Then subscriptions are closed (final commits, leaving groups) and the
+ * producer is flushed, within what is left of the same deadline but at
+ * least EB_LEAVE_MIN_MS (500 ms) from when the handlers finished (messages
+ * still undelivered get their delivery callback with an error; what was not
+ * committed is redelivered), the transport is closed and every thread the
+ * bus started is joined. So close returns by the later of the deadline and
+ * the end of the handlers running at it, plus that margin and the time to
+ * join threads, even when the server does not answer.
  *
  * @returns 0; EB_ERR_TIMEOUT if the deadline cut the drain or the flush;
  *          EB_ERR_BUSY when called from a handler or callback of this bus;
@@ -222,7 +228,11 @@ EB_API void eb_bus_destroy(eb_bus *bus);
 enum eb_feature {
     EB_FEATURE_DURABLE = 1u << 0,      /**< stored messages survive members */
     EB_FEATURE_GROUPS = 1u << 1,       /**< consumer groups share the work */
-    EB_FEATURE_KEY_ORDER = 1u << 2,    /**< per-key order across members */
+    /** Per-key order across members, as long as handlers finish within
+     *  dispatch.revoke.timeout.ms: a handler still running when its lane
+     *  is revoked (rebalance) may overlap the next owner handling the
+     *  key's later messages. */
+    EB_FEATURE_KEY_ORDER = 1u << 2,
     EB_FEATURE_KEY_ORDER_SINGLE_MEMBER = 1u << 3, /**< per-key order, one member */
     EB_FEATURE_REDELIVERY = 1u << 4,   /**< unacked messages are redelivered */
     EB_FEATURE_HEADERS = 1u << 5,      /**< message headers */
@@ -248,7 +258,15 @@ typedef struct eb_health {
     char detail[256]; /**< a sentence saying why */
 } eb_health;
 
-/** @brief Reports the transport's state. */
+/**
+ * @brief Reports the transport's state, as of now: no call reaches the
+ * server. A transport goes DEGRADED when its server leaves requests
+ * unanswered for a while and DOWN when it cannot reach it or has had no
+ * answer for longer (raising EB_EVENT_DISCONNECTED), and returns to OK by
+ * itself at the next answer (raising EB_EVENT_CONNECTED); the README gives
+ * each transport's thresholds (Kafka: DEGRADED within 7 s and DOWN within
+ * 14 s of a broker that stops answering). Any thread.
+ */
 EB_API int eb_bus_health(eb_bus *bus, eb_health *out);
 
 /**
@@ -390,9 +408,14 @@ EB_API int eb_subscribe(eb_bus *bus, const char *topic, const char *group,
 EB_API int eb_sub_wait_ready(eb_sub *sub, int timeout_ms);
 
 /**
- * @brief Leaves the group: stops starting handlers for its lanes, gives
- * running handlers dispatch.revoke.timeout.ms, acknowledges what finished
- * and releases the lanes. Queued messages are left unacknowledged.
+ * @brief Leaves the group on purpose: intake stops, the messages the bus
+ * already holds for the subscription are handled and acknowledged, then
+ * its lanes are revoked, what finished is committed and the lanes are
+ * released, all within dispatch.revoke.timeout.ms (the transport's leave
+ * gets at least 500 ms of it). So the lanes' next owner repeats
+ * nothing that was handled here. Messages waiting for a retry (and those
+ * of their keys behind them), and whatever the deadline cuts short, are
+ * left unacknowledged: the next owner gets them.
  * @returns 0, EB_ERR_BUSY (from a handler), EB_ERR_CLOSED (already done).
  */
 EB_API int eb_unsubscribe(eb_sub *sub);

@@ -1,0 +1,122 @@
+/*
+ * test_head_of_line.c — one blocked handler must hold only its own key
+ * (issue 7, defect 6). Today's dispatcher sends a key to worker
+ * hash(key) % workers: keys hashed to the blocked worker pile up, fill the
+ * pool past its low watermark, and then deliver() refuses every
+ * subscription, so a subscription whose handlers never block stops too.
+ * Registered WILL_FAIL until issue 8 (keys, not workers, are scheduled)
+ * makes it pass; the case bounds its wait and then lets the handler go, so
+ * it fails by assertion, never by a hang.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "eventbus/eventbus.h"
+#include "test_wait.h"
+
+enum { FREE_MSGS = 2000, STUCK_KEYS = 400, KEYS = 100, WAIT_MS = 10000 };
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static atomic_int free_handled, stuck_started;
+
+static void open_gate(void)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+/** Topic "slow": the message keyed "stuck" blocks until the gate opens
+ *  (at most 30 s); its other messages return at once. */
+static eb_result slow_topic(const eb_msg *msg, void *opaque)
+{
+    (void)opaque;
+    size_t len;
+    const char *key = eb_msg_key(msg, &len);
+    if (key && len == 5 && memcmp(key, "stuck", 5) == 0) {
+        atomic_fetch_add(&stuck_started, 1);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 30;
+        pthread_mutex_lock(&gate_mu);
+        while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
+            ;
+        pthread_mutex_unlock(&gate_mu);
+    }
+    return EB_ACK;
+}
+
+static eb_result free_topic(const eb_msg *msg, void *opaque)
+{
+    (void)msg, (void)opaque;
+    atomic_fetch_add(&free_handled, 1);
+    return EB_ACK;
+}
+
+static void publish(eb_bus *bus, const char *topic, const char *key)
+{
+    eb_outgoing m = {.topic = topic, .key = key, .key_len = strlen(key),
+                     .payload = "x", .payload_len = 1};
+    cr_assert_eq(eb_publish(bus, &m, NULL, NULL), 0);
+}
+
+static eb_sub *subscribe(eb_bus *bus, const char *topic, eb_handler h)
+{
+    char err[512];
+    eb_sub *sub = NULL;
+    cr_assert_eq(eb_subscribe(bus, topic, "g", h, NULL, NULL, &sub, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(eb_sub_wait_ready(sub, 5000), 0);
+    return sub;
+}
+
+Test(head_of_line, a_blocked_handler_holds_only_its_key)
+{
+    char err[512];
+    eb_config *cfg = eb_config_new();
+    const char *kv[][2] = {{"memory.name", "head-of-line"},
+                           {"dispatch.workers", "2"},
+                           {"dispatch.queue.max", "64"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        cr_assert_eq(eb_config_set(cfg, kv[i][0], kv[i][1], err, sizeof err), 0, "%s", err);
+    eb_bus *bus = NULL;
+    cr_assert_eq(eb_bus_open(cfg, &bus, err, sizeof err), 0, "%s", err);
+    eb_config_destroy(cfg);
+    subscribe(bus, "slow", slow_topic);
+    subscribe(bus, "free", free_topic);
+
+    publish(bus, "slow", "stuck");
+    int64_t deadline = test_now_ms() + WAIT_MS;
+    while (atomic_load(&stuck_started) == 0 && test_now_ms() < deadline)
+        test_next_look();
+    cr_assert_eq(atomic_load(&stuck_started), 1, "the blocking handler never started");
+    /* Other keys of the slow topic, half of them hashed to the blocked
+     * worker, then a topic whose handlers never block. */
+    for (int i = 0; i < STUCK_KEYS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i % KEYS);
+        publish(bus, "slow", key);
+    }
+    for (int i = 0; i < FREE_MSGS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "f%d", i % KEYS);
+        publish(bus, "free", key);
+    }
+    deadline = test_now_ms() + WAIT_MS;
+    while (atomic_load(&free_handled) < FREE_MSGS && test_now_ms() < deadline)
+        test_next_look();
+    int handled = atomic_load(&free_handled);
+    open_gate();
+    cr_expect_eq(eb_bus_close(bus, 10000), 0);
+    eb_bus_destroy(bus);
+    cr_expect_eq(handled, FREE_MSGS,
+                 "%d of %d messages of a topic that never blocks were handled while one "
+                 "handler of another topic was blocked",
+                 handled, FREE_MSGS);
+}
