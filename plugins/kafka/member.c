@@ -253,7 +253,9 @@ static kf_msg *wrap(kf_member *m, kf_sub *s, rd_kafka_message_t *rkm, const lane
 /* --------------------------------------------------------------- lanes */
 
 /** Poll thread: the lane of `partition`, grown on demand. NULL when out
- *  of memory. */
+ *  of memory. Its FIFO is allocated when it is first assigned: a member
+ *  holding a few partitions of a topic with many keeps a FIFO for those
+ *  only, not for every index below them. */
 static lane *lane_of(kf_sub *s, int32_t partition)
 {
     if (partition < s->n_lanes)
@@ -266,8 +268,6 @@ static lane *lane_of(kf_sub *s, int32_t partition)
         for (; s->n_lanes < n; s->n_lanes++) {
             lanes[s->n_lanes] = (lane){.rewind_offset = -1};
             atomic_init(&lanes[s->n_lanes].unfinished, -1);
-            if (eb_lane_fifo_init(&lanes[s->n_lanes].fifo, s->lane_max) != 0)
-                break;
         }
     }
     pthread_mutex_unlock(&s->m->mu);
@@ -515,8 +515,15 @@ static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
     for (int i = 0; i < parts->cnt; i++) {
         kf_sub *s = sub_of_topic(m, parts->elems[i].topic);
         lane *l = s ? lane_of(s, parts->elems[i].partition) : NULL;
-        if (!l)
+        if (l && !l->fifo.offsets && eb_lane_fifo_init(&l->fifo, s->lane_max) != 0)
+            l = NULL;
+        if (!l) {
+            if (s) /* no sub: a topic being left, not ours any more */
+                log_m(m, EB_LOG_ERROR, "assign",
+                      "out of memory for a partition's lane: it is not consumed until the "
+                      "next rebalance");
             continue;
+        }
         set_assigned(m, l, true);
         l->seek_pending = false;
         l->rewind_offset = -1;
