@@ -18,6 +18,11 @@
 #   down [-9]        stop the broker but keep its data and ports (SIGTERM,
 #                    or SIGKILL with -9): for broker-restart tests
 #   up               start it again after `down`: same ports, same data
+#   freeze SECONDS   SIGSTOP the broker for SECONDS, then SIGCONT (also when
+#                    this script is interrupted or killed by SIGTERM): it
+#                    keeps its connections but answers nothing. Holds the
+#                    run directory's lock meanwhile, so a `start` elsewhere
+#                    waits instead of restarting a broker that seems hung.
 #   topic NAME PARTITIONS
 #                    create a topic (replication factor 1) and wait until
 #                    metadata shows every partition with a leader
@@ -535,6 +540,28 @@ cmd_up() {
   print_env
 }
 
+cmd_freeze() {
+  local seconds=${1:-}
+  [[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ ]] || eb_die "usage: kafka.sh freeze SECONDS"
+  lock_run_dir
+  # Globals: the EXIT trap runs after this function has returned.
+  frozen_pid=$(running_pid) || eb_die "no broker running in $run_dir"
+  sleeper_pid=
+  # Whatever ends this script wakes the broker: other suites share it.
+  trap 'kill -CONT "$frozen_pid" 2>/dev/null || true
+        [[ -z $sleeper_pid ]] || kill "$sleeper_pid" 2>/dev/null || true' EXIT
+  trap 'exit 143' TERM INT HUP
+  kill -STOP "$frozen_pid"
+  eb_say "broker frozen (pid $frozen_pid) for ${seconds}s"
+  # In the background, so that a TERM is served at once, not after the sleep.
+  sleep "$seconds" &
+  sleeper_pid=$!
+  wait "$sleeper_pid"
+  sleeper_pid=
+  kill -CONT "$frozen_pid"
+  eb_say "broker woken (pid $frozen_pid)"
+}
+
 cmd_status() {
   local pid
   if pid=$(running_pid); then
@@ -597,6 +624,7 @@ case ${1:-} in
   env) cmd_env ;;
   down) cmd_down "${2:-}" ;;
   up) cmd_up ;;
+  freeze) cmd_freeze "${2:-}" ;;
   topic) cmd_topic "${2:-}" "${3:-}" ;;
   offsets) cmd_offsets "${2:-}" ;;
   fetch) fetch_jars; eb_say "Kafka $version jars in $libs" ;;
