@@ -7,6 +7,8 @@
  *   admin.c            topic existence checks and creation, metadata waits
  *   member.c           one consumer per (bus, group): its poll thread,
  *                      rebalances, lanes, contiguous offset stores
+ *   health.c           whether the cluster answers: the producer's probe,
+ *                      eb_bus_health(), CONNECTED/DISCONNECTED events
  *
  * librdkafka 2.0.2 traps (DESIGN.md): eager assignor only; no batch
  * consume; pause/resume/assign only on the poll thread; offsets stored are
@@ -32,6 +34,16 @@ typedef struct kf_known_topic kf_known_topic;
 typedef struct kf_topic_cache kf_topic_cache;
 typedef struct kf_member kf_member;
 typedef struct kf_sub kf_sub;
+typedef struct kf_probe kf_probe;
+
+/** What the cluster's answers say about a bus (health.c). Written by the
+ *  producer's poll thread unless noted; read by any thread. */
+typedef struct kf_health {
+    _Atomic int64_t waiting_since_ns; /* a probe has waited unanswered since; 0: none */
+    _Atomic int64_t last_answer_ns;   /* the cluster's latest answer; 0: none yet */
+    atomic_bool brokers_down;         /* librdkafka said so (any thread); until an answer */
+    char reason[256];                 /* librdkafka's latest connection error; under mu */
+} kf_health;
 
 /** A bus's view of the transport. */
 typedef struct kf_bus {
@@ -45,15 +57,8 @@ typedef struct kf_bus {
     int64_t revoke_timeout_ms; /* handlers' time, then the commit's (member.c) */
     int refs;                 /* the bus and each member; under mu */
     _Atomic(kf_known_topic *) known_topics; /* prepended under mu, read without */
-    atomic_bool down;         /* all brokers unreachable (health) */
-    char down_reason[256];    /* under mu */
+    kf_health health;
 } kf_bus;
-
-/** Health: librdkafka reported an error (all brokers down makes the bus
- *  DOWN and raises EB_EVENT_DISCONNECTED); a delivered or fetched message
- *  brings it back (EB_EVENT_CONNECTED). Any thread. */
-void kf_health_error(kf_bus *kb, rd_kafka_resp_err_t err, const char *reason);
-void kf_health_ok(kf_bus *kb);
 
 /** Members keep the bus's state alive (each takes a reference, under mu,
  *  when created): their librdkafka handles log through it until destroyed,
@@ -93,6 +98,28 @@ int kf_producer_flush(kf_producer *p, int64_t deadline_ns);
 void kf_producer_stop(kf_producer *p);
 /** JSON fragment like snprintf: {"outq":N,...}. */
 int kf_producer_stats(kf_producer *p, char *buf, size_t size);
+
+/* ---------------------------------------------------------------- health */
+
+/** librdkafka reported an error (any thread): "all brokers down" makes the
+ *  bus DOWN until the cluster answers again; connection errors are kept as
+ *  the reason the health detail gives. */
+void kf_health_error(kf_bus *kb, rd_kafka_resp_err_t err, const char *reason);
+/** eb_transport.health: OK, DEGRADED or DOWN by how long the cluster has
+ *  left a request unanswered (health.c). Any thread. */
+int kf_health_report(kf_bus *kb, eb_health *out);
+
+/** The producer's probe of the cluster, on `rk`. NULL: out of memory. */
+kf_probe *kf_probe_new(kf_bus *kb, rd_kafka_t *rk);
+/** Producer's poll thread, after each rd_kafka_poll(): reads the probe's
+ *  result, sends the next probe when due, raises CONNECTED/DISCONNECTED.
+ *  Never blocks. */
+void kf_probe_tick(kf_probe *pr);
+/** Producer's poll thread: a delivery report says a message was stored,
+ *  so the cluster answers. */
+void kf_probe_saw_answer(kf_probe *pr);
+/** Before rd_kafka_destroy(); NULL is allowed. */
+void kf_probe_free(kf_probe *pr);
 
 /* ---------------------------------------------------------- topic cache */
 

@@ -133,40 +133,9 @@ static void kafka_release(void *sub_state, eb_msg *const *msgs, size_t n)
 
 static void kafka_resume(void *sub_state) { kf_sub_resume(sub_state); }
 
-void kf_health_error(kf_bus *kb, rd_kafka_resp_err_t err, const char *reason)
-{
-    if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && err != RD_KAFKA_RESP_ERR__TRANSPORT &&
-        err != RD_KAFKA_RESP_ERR__RESOLVE)
-        return; /* librdkafka retries the rest; logs say them */
-    bool was_down = atomic_exchange(&kb->down, err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
-                                                   atomic_load(&kb->down));
-    pthread_mutex_lock(&kb->mu);
-    snprintf(kb->down_reason, sizeof kb->down_reason, "%s", reason);
-    pthread_mutex_unlock(&kb->mu);
-    if (!was_down && atomic_load(&kb->down))
-        kb->host->event(kb->hb, EB_EVENT_DISCONNECTED, NULL, NULL, EB_ERR_TRANSPORT, reason);
-}
-
-void kf_health_ok(kf_bus *kb)
-{
-    if (atomic_load_explicit(&kb->down, memory_order_relaxed) &&
-        atomic_exchange(&kb->down, false))
-        kb->host->event(kb->hb, EB_EVENT_CONNECTED, NULL, NULL, 0, "a broker answers again");
-}
-
 static int kafka_health(void *state, eb_health *out)
 {
-    kf_bus *kb = state;
-    if (atomic_load(&kb->down)) {
-        out->state = EB_HEALTH_DOWN;
-        pthread_mutex_lock(&kb->mu);
-        snprintf(out->detail, sizeof out->detail, "no broker reachable: %.200s", kb->down_reason);
-        pthread_mutex_unlock(&kb->mu);
-    } else {
-        out->state = EB_HEALTH_OK;
-        snprintf(out->detail, sizeof out->detail, "librdkafka %s", rd_kafka_version_str());
-    }
-    return 0;
+    return kf_health_report(state, out);
 }
 
 /** Where the next part of a JSON text goes, snprintf-style. */

@@ -3,7 +3,8 @@
  * copied into librdkafka), its poll thread "eb-kafka-prod" that serves
  * delivery reports and turns them into eventbus delivery callbacks, waiting
  * for room on a full queue, flush, and the purge-then-destroy stop. Also
- * maps librdkafka errors to EB_ERR_* codes.
+ * maps librdkafka errors to EB_ERR_* codes. The poll thread also runs the
+ * bus's health probe (health.c), which never blocks it.
  *
  * Threads: publish from any thread; callbacks only on the poll thread; flush
  * and stop from the bus's closing thread. Waiters (publishers on a full
@@ -23,6 +24,7 @@ struct kf_producer {
     kf_bus *kb;
     rd_kafka_t *rk;
     kf_topic_cache *topics;
+    kf_probe *probe;         /* poll thread only */
     pthread_t thread;
     atomic_bool stopping;
     atomic_long inflight;    /* accepted publishes whose callback has not returned */
@@ -147,13 +149,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     kf_producer *p = opaque;
     void *token = m->_private; /* the core's: travels as the message's opaque */
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        kf_probe_saw_answer(p->probe);
     if (token) {
         int status = delivery_status(m);
         char id[48];
-        if (status == 0) {
+        if (status == 0)
             kf_format_id(id, m->partition, m->offset);
-            kf_health_ok(p->kb);
-        }
         p->kb->host->delivered(p->kb->hb, token, status, status == 0 ? id : NULL);
     }
     p->reported++;
@@ -174,6 +176,7 @@ static void *poll_main(void *arg)
             atomic_fetch_sub(&p->inflight, reported);
         if (served > 0 || reported)
             note_progress(p);
+        kf_probe_tick(p->probe);
     }
     return NULL;
 }
@@ -215,12 +218,14 @@ int kf_producer_start(kf_bus *kb, kf_producer **out, char *errstr, size_t errstr
         snprintf(errstr, errstr_size, "kafka producer: %s", why);
         return EB_ERR_CONFIG;
     }
-    if (!(p->topics = kf_topic_cache_new(p->rk))) {
+    if (!(p->topics = kf_topic_cache_new(p->rk)) || !(p->probe = kf_probe_new(kb, p->rk))) {
+        kf_topic_cache_free(p->topics);
         rd_kafka_destroy(p->rk);
         producer_free(p);
         return EB_ERR_NOMEM;
     }
     if (pthread_create(&p->thread, NULL, poll_main, p) != 0) {
+        kf_probe_free(p->probe);
         kf_topic_cache_free(p->topics);
         rd_kafka_destroy(p->rk);
         producer_free(p);
@@ -344,6 +349,7 @@ void kf_producer_stop(kf_producer *p)
     rd_kafka_queue_yield(main_queue);
     rd_kafka_queue_destroy(main_queue);
     pthread_join(p->thread, NULL);
+    kf_probe_free(p->probe);
     kf_topic_cache_free(p->topics);
     rd_kafka_destroy(p->rk);
     producer_free(p);
