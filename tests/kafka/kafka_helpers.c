@@ -108,8 +108,8 @@ static void exec_child(char *const args[], int in, int out)
     _exit(127);
 }
 
-int kt_run(const char *const argv[], const char *stdin_path, const char *stdout_path,
-           int timeout_s)
+pid_t kt_spawn(const char *const argv[], const char *stdin_path, const char *stdout_path,
+               int timeout_s)
 {
     const char *args[64];
     char seconds[16];
@@ -136,10 +136,21 @@ int kt_run(const char *const argv[], const char *stdin_path, const char *stdout_
         exec_child((char *const *)args, in, out);
     close(in);
     close(out);
+    return pid;
+}
+
+int kt_reap(pid_t pid)
+{
     int status;
     while (waitpid(pid, &status, 0) < 0)
         cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int kt_run(const char *const argv[], const char *stdin_path, const char *stdout_path,
+           int timeout_s)
+{
+    return kt_reap(kt_spawn(argv, stdin_path, stdout_path, timeout_s));
 }
 
 char *kt_read_file(const char *path, size_t *len)
@@ -319,6 +330,14 @@ bool kt_reports_at_least(const kt_tracker *t, void *arg)
 bool kt_handled_at_least(const kt_tracker *t, void *arg)
 {
     return t->n_handled_distinct >= *(size_t *)arg;
+}
+
+bool kt_handled_from(const kt_tracker *t, void *arg)
+{
+    for (size_t i = *(size_t *)arg; i < t->n; i++)
+        if (t->handled[i])
+            return true;
+    return false;
 }
 
 bool kt_all_confirmed_handled(const kt_tracker *t, void *arg)

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -64,6 +65,13 @@ eb_sub *kt_subscribe_ready(eb_bus *bus, const char *topic, const char *group,
  */
 int kt_run(const char *const argv[], const char *stdin_path, const char *stdout_path,
            int timeout_s);
+
+/** kt_run() in the background. @returns the pid of the `timeout` running
+ *  the command (a SIGTERM to it reaches the command); kt_reap() it. */
+pid_t kt_spawn(const char *const argv[], const char *stdin_path, const char *stdout_path,
+               int timeout_s);
+/** Waits for a kt_spawn()ed command. @returns what kt_run() returns. */
+int kt_reap(pid_t pid);
 
 /** Reads a whole file into a NUL-terminated buffer (free it); *len gets the
  *  byte count. */
@@ -155,6 +163,8 @@ bool kt_wait(kt_tracker *t, bool (*pred)(const kt_tracker *t, void *arg), void *
 /** Predicates for kt_wait. arg: a size_t *. */
 bool kt_reports_at_least(const kt_tracker *t, void *arg);
 bool kt_handled_at_least(const kt_tracker *t, void *arg);
+/** Some message numbered at least *arg was handled. */
+bool kt_handled_from(const kt_tracker *t, void *arg);
 /** Every confirmed message (status 0) handled; arg unused. */
 bool kt_all_confirmed_handled(const kt_tracker *t, void *arg);
 

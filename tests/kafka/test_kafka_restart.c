@@ -56,15 +56,6 @@ static void broker_back_up(void)
 
 /* ------------------------------------------------------------- publisher */
 
-/** Some message numbered at least *arg was handled. */
-static bool handled_from(const kt_tracker *t, void *arg)
-{
-    for (size_t i = *(size_t *)arg; i < t->n; i++)
-        if (t->handled[i])
-            return true;
-    return false;
-}
-
 static size_t confirmed_between(const kt_tracker *t, size_t from, size_t to)
 {
     size_t n = 0;
@@ -115,7 +106,7 @@ Test(kafka_restart, broker_down_and_up_loses_no_confirmed_publish, .timeout = 28
 
     /* The consumer resumes by itself: a message published after the
      * broker returned is handled. */
-    cr_assert(kt_wait(t, handled_from, &up_at, 90000),
+    cr_assert(kt_wait(t, kt_handled_from, &up_at, 90000),
               "nothing published after the restart was handled");
     kt_stream_join(&p, true);
     size_t total = atomic_load(&p.next);
