@@ -211,6 +211,21 @@ void kf_format_id(char *out, int32_t partition, int64_t offset)
     *out = '\0';
 }
 
+#ifdef EB_KAFKA_FAULTS
+/* Test builds only (eventbus-kafka-faults, tests/kafka/CMakeLists.txt):
+ * every Nth wrap fails as if out of memory, N from the environment
+ * variable EB_KAFKA_FAULT_WRAP_EVERY (unset or 0: never). Poll thread. */
+static bool wrap_fails(void)
+{
+    static unsigned long calls;
+    const char *every = getenv("EB_KAFKA_FAULT_WRAP_EVERY");
+    unsigned long n = every ? strtoul(every, NULL, 10) : 0;
+    return n > 0 && ++calls % n == 0;
+}
+#else
+static inline bool wrap_fails(void) { return false; }
+#endif
+
 /** Poll thread: wraps rkm for the core. NULL when out of memory. */
 static kf_msg *wrap(kf_member *m, kf_sub *s, rd_kafka_message_t *rkm, const lane *l)
 {
@@ -218,7 +233,7 @@ static kf_msg *wrap(kf_member *m, kf_sub *s, rd_kafka_message_t *rkm, const lane
     size_t count = 0;
     if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
         count = rd_kafka_header_cnt(hdrs);
-    kf_msg *km = msg_alloc(m);
+    kf_msg *km = wrap_fails() ? NULL : msg_alloc(m);
     if (!km)
         return NULL;
     eb_header *headers = km->inline_headers;
@@ -768,8 +783,11 @@ static void seek_rewound(kf_member *m, kf_sub *s, int32_t partition)
     rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(one, s->topic, partition)->offset = l->rewind_offset;
     rd_kafka_error_t *error = rd_kafka_seek_partitions(m->rk, one, 0);
+    /* Asynchronous (timeout 0): a seek under way reports _IN_PROGRESS. */
+    rd_kafka_resp_err_t err = one->elems[0].err;
     const char *why = error ? rd_kafka_error_string(error)
-                      : one->elems[0].err ? rd_kafka_err2str(one->elems[0].err) : NULL;
+                      : err && err != RD_KAFKA_RESP_ERR__IN_PROGRESS ? rd_kafka_err2str(err)
+                                                                      : NULL;
     if (why)
         log_m(m, EB_LOG_WARN, "rewinding a partition (tried again while it stays paused)",
               why);
