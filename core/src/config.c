@@ -45,6 +45,16 @@ struct core_key {
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
+/* message.max.bytes: the largest message librdkafka and a Kafka topic take
+ * by default (1,000,000 bytes) less the room a dead letter's headers need,
+ * so that the dead-letter copy of any message the bus accepted fits too. */
+#define KAFKA_MESSAGE_MAX_BYTES_DEFAULT 1000000
+#define MESSAGE_MAX_BYTES_DEFAULT 995904
+_Static_assert(MESSAGE_MAX_BYTES_DEFAULT + EB_DLQ_HEADROOM == KAFKA_MESSAGE_MAX_BYTES_DEFAULT,
+               "message.max.bytes and its dead-letter headroom fill Kafka's default");
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
 /* X(name, type, default, min, max, enum values, description) */
 #define EB_CORE_KEYS(X)                                                        \
     X("transport", KEY_STRING, "memory", 1, 0, NULL,                           \
@@ -73,7 +83,8 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
       "longest wait of eb_publish() while the transport is full")              \
     X("close.timeout.ms", KEY_INT, "10000", 0, 3600000, NULL,                  \
       "deadline of the drain when a bus is destroyed without a close")         \
-    X("message.max.bytes", KEY_INT, "1048576", 1, 1073741824, NULL,            \
+    X("message.max.bytes", KEY_INT, STRINGIFY(MESSAGE_MAX_BYTES_DEFAULT), 1,    \
+      1073741824, NULL,                                                        \
       "largest message accepted: payload + key + headers")                     \
     X("log.level", KEY_ENUM, "warn", 0, 0, log_levels,                         \
       "most verbose level logged: error, warn, info or debug")

@@ -3,10 +3,12 @@
  * librdkafka properties eventbus must refuse, checking every other one with
  * librdkafka itself, and building the rd_kafka_conf_t of a producer or a
  * consumer (eventbus's defaults, then the user's keys, then what eventbus
- * forces). Also owns the routing of librdkafka's logs to the bus's logger:
- * the log callback gets nothing but the rd_kafka_t, whose opaque belongs to
- * its owner (kf_producer, kf_member), so an on_new interceptor records which
- * bus each handle belongs to and on_destroy forgets it.
+ * forces), and the check that the core's message limit, with room for a
+ * dead letter's headers, fits librdkafka's. Also owns the routing of
+ * librdkafka's logs to the bus's logger: the log callback gets nothing but
+ * the rd_kafka_t, whose opaque belongs to its owner (kf_producer,
+ * kf_member), so an on_new interceptor records which bus each handle
+ * belongs to and on_destroy forgets it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -236,6 +238,42 @@ int kf_config_check(const eb_host *host, const char *key, const char *value,
         return EB_ERR_CONFIG;
     }
     return set_on_scratch_conf(host, prop, value, errstr, errstr_size);
+}
+
+/* ----------------------------------------------------------------- limits */
+
+/* librdkafka's own default, read from it rather than copied. */
+static long long kafka_message_max_bytes(kf_bus *kb)
+{
+    const char *set = kb->host->config_get(kb->hb, KF_PREFIX "message.max.bytes");
+    if (set)
+        return atoll(set); /* checked by librdkafka at open */
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char value[32];
+    size_t size = sizeof value;
+    long long max = rd_kafka_conf_get(conf, "message.max.bytes", value, &size) ==
+                            RD_KAFKA_CONF_OK
+                        ? atoll(value)
+                        : 1000000;
+    rd_kafka_conf_destroy(conf);
+    return max;
+}
+
+int kf_config_check_limits(kf_bus *kb, char *errstr, size_t errstr_size)
+{
+    /* The host answers a core key with its default when it is not set. */
+    const char *core = kb->host->config_get(kb->hb, "message.max.bytes");
+    long long core_max = core ? atoll(core) : 0;
+    long long kafka_max = kafka_message_max_bytes(kb);
+    if (core_max + EB_DLQ_HEADROOM <= kafka_max)
+        return 0;
+    snprintf(errstr, errstr_size,
+             "message.max.bytes (%lld) plus %d bytes for the headers of a dead letter "
+             "must fit kafka.message.max.bytes (%lld): set message.max.bytes to at most "
+             "%lld, or raise kafka.message.max.bytes (and the broker's and the topics' "
+             "limits with it)",
+             core_max, EB_DLQ_HEADROOM, kafka_max, kafka_max - EB_DLQ_HEADROOM);
+    return EB_ERR_CONFIG;
 }
 
 /* ---------------------------------------------------------------- logging */

@@ -75,6 +75,11 @@ bool kf_config_is_own_key(const char *key);
 int kf_config_check(const eb_host *host, const char *key, const char *value,
                     char *errstr, size_t errstr_size);
 
+/** The core's message.max.bytes plus EB_DLQ_HEADROOM must fit the
+ *  producer's kafka.message.max.bytes, so that every message the bus
+ *  accepts can also be dead-lettered whole. 0 or EB_ERR_CONFIG. */
+int kf_config_check_limits(kf_bus *kb, char *errstr, size_t errstr_size);
+
 /**
  * A librdkafka conf from every kafka.* key of the bus (ours excluded), on
  * top of eventbus's defaults for `role` ("producer": idempotence on,

@@ -67,6 +67,8 @@ static int kafka_open(const eb_host *host, eb_host_bus *hb, void **state, char *
     kb->revoke_timeout_ms = setting(host, hb, "dispatch.revoke.timeout.ms", 10000);
     int rc = check_revoke_timeout(host, hb, kb, errstr, errstr_size);
     if (rc == 0)
+        rc = kf_config_check_limits(kb, errstr, errstr_size);
+    if (rc == 0)
         rc = kf_producer_start(kb, &kb->producer, errstr, errstr_size);
     if (rc != 0) {
         kf_bus_unref(kb);

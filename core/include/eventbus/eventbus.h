@@ -321,7 +321,8 @@ typedef void (*eb_delivery_cb)(int status, const char *id, void *opaque);
  * NULL).
  * @returns 0; EB_ERR_INVALID (bad topic, NULL message, header without a
  *          name, a length without its pointer); EB_ERR_TOO_LARGE (payload +
- *          key + header names and values above message.max.bytes, summed
+ *          key + header names and values above message.max.bytes, by
+ *          default 995,904: Kafka's 1,000,000 less EB_DLQ_HEADROOM; summed
  *          without overflow: a length of SIZE_MAX, say a negative ssize_t,
  *          or lengths whose sum wraps, are too large, never accepted);
  *          EB_ERR_FULL; EB_ERR_CLOSED (the bus is closed or closing, also
@@ -337,6 +338,12 @@ EB_API int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
 EB_API int eb_flush(eb_bus *bus, int timeout_ms);
 
 /* -------------------------------------------------------------- subscribe */
+
+/** Bytes a transport must accept beyond message.max.bytes: room for the
+ *  EB_DLQ_HEADER_* headers of a dead letter (their names and values, a
+ *  topic and group of up to 249 characters, and a transport's framing of
+ *  the headers). */
+#define EB_DLQ_HEADROOM 4096
 
 /**
  * Headers the core adds to a dead-lettered message (besides its own key,
