@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "dead_letter.h"
 #include "dispatch.h"
 #include "loader.h"
 #include "outcome.h"
@@ -122,6 +123,7 @@ static void bus_free(eb_bus *bus)
     pthread_cond_destroy(&bus->cv);
     pthread_mutex_destroy(&bus->mu);
     pthread_mutex_destroy(&bus->tokens.mu);
+    pthread_mutex_destroy(&bus->dlq_stopped.mu);
     free(bus);
 }
 
@@ -160,6 +162,7 @@ int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr, size_t errstr_
         return EB_ERR_NOMEM;
     pthread_mutex_init(&bus->mu, NULL);
     pthread_mutex_init(&bus->tokens.mu, NULL);
+    pthread_mutex_init(&bus->dlq_stopped.mu, NULL);
     eb__cond_init(&bus->cv);
     int rc = open_parts(bus, cfg, errstr, errstr_size);
     if (rc != 0) {
@@ -291,5 +294,7 @@ int eb_bus_health(eb_bus *bus, eb_health *out)
     }
     int rc = bus->tp->health(bus->state, out);
     eb__bus_leave(bus);
+    if (rc == 0)
+        eb__dead_letter_health(bus, out);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * bus.h — the internal structures of a bus and a subscription, shared by the
  * files that implement them (bus.c, subscription.c, publish.c, dispatch.c,
- * dlq.c, host.c, stats.c).
+ * outcome.c, dead_letter.c, host.c, stats.c).
  */
 #ifndef EB_BUS_H
 #define EB_BUS_H
@@ -45,6 +45,7 @@ typedef struct eb_counters {
     atomic_uint_fast64_t retried;
     atomic_uint_fast64_t dead_lettered;
     atomic_uint_fast64_t dlq_failed;
+    atomic_uint_fast64_t dlq_stubs;      /* dead letters published as stubs */
     atomic_uint_fast64_t released;
     atomic_uint_fast64_t paused;
 } eb_counters;
@@ -87,6 +88,10 @@ struct eb_sub {
     atomic_long outstanding;
     atomic_long parked;    /* of those, waiting for a retry (eb__sub_parked) */
 
+    /* EB_EVENT_DLQ_FAILED at most once a second (dead_letter.c). */
+    atomic_int_fast64_t dlq_event_ns;      /* when the last one was raised */
+    atomic_uint dlq_failures_unreported;   /* failures since then */
+
     /* Owned by dispatch, under its lock. */
     bool started;      /* subscribe() returned: acks may flow */
     bool leaving;      /* deliver refuses everything */
@@ -96,6 +101,14 @@ struct eb_sub {
     uint64_t *revoked_gen; /* per lane: messages of generation <= are stale */
     size_t revoked_cap;
 };
+
+/* Dead letters whose lane is stopped (dead_letter.c): health says
+ * DEGRADED while there are any. */
+typedef struct eb_dlq_stopped {
+    atomic_long count;
+    pthread_mutex_t mu;    /* detail */
+    char detail[128];      /* the latest failure: topic and error */
+} eb_dlq_stopped;
 
 struct eb_bus {
     eb_config *cfg;
@@ -116,6 +129,7 @@ struct eb_bus {
     eb_timers *timers;
     eb_counters count;
     eb_token_table tokens;
+    eb_dlq_stopped dlq_stopped;
 };
 
 /* The thread's role, so calls that would deadlock are refused (BUSY) and

@@ -3,7 +3,7 @@
  *
  * Divisions, in order:
  *   queues       intrusive FIFOs of messages (m->core.next)
- *   blocked keys per worker, the keys waiting behind a retry
+ *   blocked keys per worker, the keys waiting behind a retry or a dead letter
  *   acks         per-worker ack batches, flushed to the transport
  *   intake       deliver(), pause and resume
  *   workers      the worker loop: take a batch, run each message
@@ -75,12 +75,13 @@ static eb_msg *q_pop(msgq *q)
 
 /* ------------------------------------------------------------ structures */
 
-/* A key whose head message is retrying; later messages of the key wait in
- * `held`. Private to its worker. */
+/* A key whose head message is retrying, or being dead-lettered; later
+ * messages of the key wait in `held`. Private to its worker. */
 typedef struct blocked_key {
     struct blocked_key *next;
     eb_msg *head;
     msgq held;
+    bool dead_letter;   /* the head is out being dead-lettered */
 } blocked_key;
 
 /* What a worker is running, as fields rather than the message: once its
@@ -124,6 +125,11 @@ struct eb_dispatch {
     eb_sub *paused_subs;
     size_t resuming;        /* resume() calls in progress */
     atomic_size_t held;     /* behind retrying keys */
+    /* Behind dead letters being published. Close's last wait leaves them
+     * out: a publish may take the transport's whole delivery timeout, and
+     * they go back with their head, at the transport's close at the
+     * latest. */
+    atomic_size_t held_by_dead_letters;
     atomic_uint revoke_seq;
     atomic_int waiters;     /* threads waiting on idle_cv */
     atomic_bool abandon;
@@ -239,6 +245,25 @@ static void block_key(worker *w, eb_msg *head)
     w->blocked = bk;
 }
 
+static atomic_size_t *held_count(eb_dispatch *d, const blocked_key *bk)
+{
+    return bk->dead_letter ? &d->held_by_dead_letters : &d->held;
+}
+
+/** A retry head ran out of attempts or was rejected: its key stays
+ *  blocked until its dead letter is published. */
+static void block_key_for_dead_letter(worker *w, eb_msg *head, blocked_key *bk)
+{
+    if (!bk) {
+        block_key(w, head);
+        w->blocked->dead_letter = true;
+        return;
+    }
+    atomic_fetch_add(&w->d->held_by_dead_letters, bk->held.len);
+    atomic_fetch_sub(&w->d->held, bk->held.len);
+    bk->dead_letter = true;
+}
+
 /** The head is finished: hands back the messages held behind it, which
  *  must run next, before anything else of their key. */
 static msgq unblock_key(worker *w, blocked_key *bk)
@@ -249,7 +274,7 @@ static msgq unblock_key(worker *w, blocked_key *bk)
         pp = &(*pp)->next;
     *pp = bk->next;
     msgq held = bk->held;
-    atomic_fetch_sub(&w->d->held, held.len);
+    atomic_fetch_sub(held_count(w->d, bk), held.len);
     if (held.len)
         eb__sub_parked(bk->head->core.sub, -(long)held.len);
     free(bk);
@@ -562,13 +587,29 @@ static void settle(worker *w, eb_msg *m, eb_result r, blocked_key *bk)
         eb__outcome_schedule_retry(bus, m);
         return;
     }
-    msgq held = bk ? unblock_key(w, bk) : (msgq){0};
-    if (r == EB_ACK)
-        ack_add_and_finish(w, m);
-    else {
+    if (r != EB_ACK) {
+        /* Later messages of the key wait for the dead letter (order); the
+         * head comes back through eb__dispatch_dead_letter_done. */
+        if (m->core.flags & EB_MSGF_KEYED)
+            block_key_for_dead_letter(w, m, bk);
         finish_running(w);
         eb__outcome_dead_letter(bus, m, r == EB_RETRY ? 0 : EB_MSGF_REJECTED);
+        return;
     }
+    msgq held = bk ? unblock_key(w, bk) : (msgq){0};
+    ack_add_and_finish(w, m);
+    run_held(w, &held);
+}
+
+/** A dead-letter head is back: acknowledged when its dead letter was
+ *  published, released when given up; its key is free again. */
+static void finish_dead_letter(worker *w, eb_msg *m, blocked_key *bk)
+{
+    msgq held = bk ? unblock_key(w, bk) : (msgq){0};
+    if (m->core.flags & EB_MSGF_DLQ_PUBLISHED)
+        eb__sub_ack(m->core.sub, &m, 1);
+    else
+        release_one(m);
     run_held(w, &held);
 }
 
@@ -588,9 +629,13 @@ static void run_one(worker *w, eb_msg *m, unsigned batch_seq, bool recheck)
     blocked_key *bk = (m->core.flags & EB_MSGF_KEYED) && w->blocked
                           ? find_blocked(w, m) : NULL;
     if (bk && bk->head != m) {
-        q_push(&bk->held, m); /* waits behind its key's retry */
-        atomic_fetch_add(&w->d->held, 1);
+        q_push(&bk->held, m); /* waits behind its key's retry or dead letter */
+        atomic_fetch_add(held_count(w->d, bk), 1);
         eb__sub_parked(m->core.sub, 1);
+        return;
+    }
+    if (m->core.flags & EB_MSGF_DLQ) {
+        finish_dead_letter(w, m, bk);
         return;
     }
     if (!start_running(w, m, batch_seq, recheck)) {
@@ -790,6 +835,19 @@ void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m)
     pthread_mutex_unlock(&d->mu);
 }
 
+void eb__dispatch_dead_letter_done(eb_dispatch *d, eb_msg *m, bool published)
+{
+    if (m->core.flags & EB_MSGF_BLOCKING) {
+        if (published)
+            m->core.flags |= EB_MSGF_DLQ_PUBLISHED;
+        eb__dispatch_requeue(d, m);
+    } else if (published) {
+        eb__sub_ack(m->core.sub, &m, 1);
+    } else {
+        release_one(m);
+    }
+}
+
 bool eb__dispatch_abandoning(eb_dispatch *d) { return atomic_load(&d->abandon); }
 
 /** Waits until nothing is queued, running, held or on the timer. The
@@ -821,7 +879,8 @@ static bool drain_until(eb_dispatch *d, int64_t deadline_ns)
     for (;;) {
         size_t timers = eb__timers_pending(d->bus->timers); /* see wait_until_empty */
         pthread_mutex_lock(&d->mu);
-        bool busy = timers > 0 || d->queued + d->in_batch + atomic_load(&d->held) > 0;
+        bool busy = timers > 0 || d->queued + d->in_batch + atomic_load(&d->held) +
+                                      atomic_load(&d->held_by_dead_letters) > 0;
         int64_t now = eb__now_ns();
         if (busy && now < deadline_ns) {
             int64_t soon = now + 1000000; /* the timer does not signal idle_cv */
@@ -865,7 +924,7 @@ void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
     pthread_mutex_lock(&d->mu);
     *queued = d->queued;
     *in_batch = d->in_batch;
-    *held = atomic_load(&d->held);
+    *held = atomic_load(&d->held) + atomic_load(&d->held_by_dead_letters);
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -1,9 +1,9 @@
 /*
  * dispatch.h — the bounded worker pool that runs handlers: keyed messages go
  * to worker hash(key) % N (per-key order, never concurrent), unkeyed ones to
- * any free worker; retries wait on the timer queue with later messages of
- * their key held behind them; revoke and close drain or abandon what is
- * queued. Outcomes (ack, retry, dead letter) are applied in outcome.c.
+ * any free worker; retries wait on the timer queue, and dead letters for
+ * their publish, with later messages of their key held behind them; revoke
+ * and close drain or abandon what is queued. Outcomes (ack, retry, dead letter) are applied in outcome.c.
  */
 #ifndef EB_DISPATCH_H
 #define EB_DISPATCH_H
@@ -20,7 +20,11 @@ enum {
     EB_MSGF_DLQ = 1u << 1,      /* waiting to be dead-lettered */
     EB_MSGF_REJECTED = 1u << 2, /* dead-lettered because REJECT */
     EB_MSGF_KEYED = 1u << 3,
-    EB_MSGF_BLOCKING = 1u << 4  /* a retry head its worker must see again */
+    EB_MSGF_BLOCKING = 1u << 4, /* a retry or dead-letter head its worker
+                                   must see again */
+    EB_MSGF_DLQ_STUB = 1u << 5,      /* its dead letter is a stub: too large */
+    EB_MSGF_DLQ_STOPPED = 1u << 6,   /* its dead letter's topic refuses it */
+    EB_MSGF_DLQ_PUBLISHED = 1u << 7  /* dead letter confirmed: ack it */
 };
 
 /** The pool of bus->set.workers workers (0: one per CPU), not started. */
@@ -58,6 +62,11 @@ bool eb__dispatch_is_stale(eb_dispatch *d, const eb_msg *m);
 
 /** A retry is due: puts the message back in front of its worker. */
 void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m);
+
+/** The dead letter of `m` is published (`published`: acknowledge it) or
+ *  given up (release it). A keyed one goes back through its worker, which
+ *  frees its key and runs the messages of the key held behind it. */
+void eb__dispatch_dead_letter_done(eb_dispatch *d, eb_msg *m, bool published);
 
 /** True once close abandoned the queues. */
 bool eb__dispatch_abandoning(eb_dispatch *d);

@@ -17,8 +17,9 @@ bool eb__outcome_may_retry(eb_bus *bus, eb_msg *m);
 /** Queues `m` on the timer for its next attempt. */
 void eb__outcome_schedule_retry(eb_bus *bus, eb_msg *m);
 
-/** Publishes `m` to its dead-letter topic; acks it when confirmed.
- *  `reason_flag` is EB_MSGF_REJECTED or 0 (max attempts). */
+/** Publishes `m` to its dead-letter topic (dead_letter.c); it is acked
+ *  when confirmed, retried until then. `reason_flag` is EB_MSGF_REJECTED
+ *  or 0 (max attempts). */
 void eb__outcome_dead_letter(eb_bus *bus, eb_msg *m, uint32_t reason_flag);
 
 /** The timer thread's callback: a retry or a dead-letter retry is due. */

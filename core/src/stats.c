@@ -45,12 +45,14 @@ int eb_bus_stats(eb_bus *bus, char **json)
     int n = asprintf(json,
         "{\"transport_name\":\"%s\",\"published\":%llu,\"publish_failed\":%llu,"
         "\"delivered\":%llu,\"handled\":%llu,\"acked\":%llu,\"retried\":%llu,"
-        "\"dead_lettered\":%llu,\"dlq_failed\":%llu,\"released\":%llu,"
+        "\"dead_lettered\":%llu,\"dlq_failed\":%llu,\"dlq_stubs\":%llu,"
+        "\"dlq_stopped\":%ld,\"released\":%llu,"
         "\"paused\":%llu,\"queued\":%zu,\"in_batch\":%zu,\"held\":%zu,"
         "\"transport\":%s}",
         bus->tp->name, COUNTER(published), COUNTER(publish_failed),
         COUNTER(delivered), (unsigned long long)handled, COUNTER(acked), COUNTER(retried),
-        COUNTER(dead_lettered), COUNTER(dlq_failed), COUNTER(released),
+        COUNTER(dead_lettered), COUNTER(dlq_failed), COUNTER(dlq_stubs),
+        atomic_load(&bus->dlq_stopped.count), COUNTER(released),
         COUNTER(paused), queued, running, held, tp_json);
     free(tp_json);
     return n < 0 ? EB_ERR_NOMEM : 0;

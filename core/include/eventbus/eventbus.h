@@ -147,7 +147,9 @@ typedef enum eb_event_type {
     EB_EVENT_REVOKED,          /**< lanes were taken from a subscription */
     EB_EVENT_PAUSED,           /**< intake paused: the pool is full */
     EB_EVENT_RESUMED,          /**< intake resumed */
-    EB_EVENT_DLQ_FAILED,       /**< a dead-letter publish failed; it is retried */
+    EB_EVENT_DLQ_FAILED,       /**< a dead-letter publish failed; it is retried
+                                    (at most one event a second per
+                                    subscription; see "Dead letters") */
     EB_EVENT_ERROR             /**< any other error worth a person's eye */
 } eb_event_type;
 
@@ -196,7 +198,8 @@ EB_API int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr,
  * room return EB_ERR_CLOSED at once (their messages are not stored;
  * publishes already accepted are kept and flushed below). At that deadline
  * no further handler starts; queued messages and retries waiting for their
- * backoff, including retries scheduled as the deadline passes, are
+ * backoff, including retries scheduled as the deadline passes, and dead
+ * letters still waiting to be published (see "Dead letters"), are
  * abandoned unacknowledged (durable transports redeliver them), and
  * handlers already running are waited for.
  * Then subscriptions are closed (final commits, leaving groups) and the
@@ -266,13 +269,21 @@ typedef struct eb_health {
  * itself at the next answer (raising EB_EVENT_CONNECTED); the README gives
  * each transport's thresholds (Kafka: DEGRADED within 7 s and DOWN within
  * 14 s of a broker that stops answering). Any thread.
+ *
+ * The core adds its own: while a dead letter cannot be published for a
+ * reason that needs a person (its dead-letter topic is missing or refuses
+ * it, see "Dead letters"), a bus whose transport says OK says
+ * EB_HEALTH_DEGRADED, naming the topic and the error; it says OK again
+ * once every such dead letter is published.
  */
 EB_API int eb_bus_health(eb_bus *bus, eb_health *out);
 
 /**
  * @brief The bus's counters as a JSON object: core counters (published,
- * delivered, handled, acked, retried, dead_lettered, queued, running, ...)
- * and a "transport" object from the transport (lag, losses, ...).
+ * delivered, handled, acked, retried, dead_lettered, dlq_failed, dlq_stubs
+ * (dead letters published as stubs), dlq_stopped (dead letters waiting for
+ * a topic that refuses them), queued, running, ...) and a "transport"
+ * object from the transport (lag, losses, ...).
  * @returns 0 and `*json` (free with eb_free()), or an error.
  */
 EB_API int eb_bus_stats(eb_bus *bus, char **json);
@@ -339,21 +350,58 @@ EB_API int eb_flush(eb_bus *bus, int timeout_ms);
 
 /* -------------------------------------------------------------- subscribe */
 
+/**
+ * Dead letters. After retry.max.attempts, or on EB_REJECT, the core
+ * publishes the message to its dead-letter topic through the same
+ * transport and acknowledges the original only once that publish is
+ * confirmed. Until then the original is neither acknowledged nor released:
+ * its lane commits nothing past it, and later messages of its key wait
+ * (per-key order holds across the dead letter).
+ *
+ * The dead letter is a copy: key, payload and headers as they were, plus
+ * the EB_DLQ_HEADER_* headers below (topic, group, attempts, reason, origin
+ * id). Transports accept message.max.bytes + EB_DLQ_HEADROOM bytes so that
+ * the copy of any message the bus accepted fits (the Kafka transport
+ * refuses to open otherwise).
+ *
+ * A failed dead-letter publish is never dropped and never loops fast:
+ *  - EB_ERR_TOO_LARGE (the copy above message.max.bytes + EB_DLQ_HEADROOM,
+ *    say a message another producer wrote, or refused by the transport or
+ *    the topic): a stub is dead-lettered instead: the EB_DLQ_HEADER_*
+ *    headers, EB_DLQ_HEADER_ORIGINAL_SIZE, EB_DLQ_HEADER_STUB, the key when
+ *    it fits, no payload, none of the original headers.
+ *  - EB_ERR_NOT_FOUND, EB_ERR_INVALID, EB_ERR_UNSUPPORTED, or a stub that
+ *    is still too large: the lane stops. The message stays unacknowledged,
+ *    its key waits, its lane pauses once dispatch.lane.max.inflight fills,
+ *    eb_bus_health() says EB_HEALTH_DEGRADED, and the publish is tried
+ *    again with a backoff doubling from retry.backoff.ms (at least 100 ms)
+ *    to retry.backoff.max.ms, so the lane resumes by itself once the
+ *    dead-letter topic takes it (created, its limit raised).
+ *  - any other error: retried with the same backoff.
+ * Each failure raises EB_EVENT_DLQ_FAILED, at most one a second per
+ * subscription (the detail counts the failures not reported). Close or a
+ * revoke gives a dead letter still waiting back unacknowledged: it is
+ * redelivered, and dead-lettered again, later.
+ */
+
 /** Bytes a transport must accept beyond message.max.bytes: room for the
  *  EB_DLQ_HEADER_* headers of a dead letter (their names and values, a
  *  topic and group of up to 249 characters, and a transport's framing of
  *  the headers). */
 #define EB_DLQ_HEADROOM 4096
 
-/**
- * Headers the core adds to a dead-lettered message (besides its own key,
- * payload and headers, kept as they were). Values are text.
- */
+/** Headers the core adds to a dead letter. Values are text. */
 #define EB_DLQ_HEADER_TOPIC "eb-dlq-original-topic"   /**< topic it came from */
 #define EB_DLQ_HEADER_GROUP "eb-dlq-group"            /**< group ("" if anonymous) */
 #define EB_DLQ_HEADER_ATTEMPTS "eb-dlq-attempts"      /**< decimal attempt count */
 #define EB_DLQ_HEADER_REASON "eb-dlq-reason"          /**< "rejected" or "max-attempts" */
 #define EB_DLQ_HEADER_ORIGIN_ID "eb-dlq-origin-id"    /**< eb_msg_id() of the original */
+/** Only on a stub: what was left out, "payload,headers" or
+ *  "payload,headers,key" (the key too when it alone was too large). */
+#define EB_DLQ_HEADER_STUB "eb-dlq-stub"
+/** Only on a stub: the original's key + payload + header names and values,
+ *  in decimal bytes (what message.max.bytes counts). */
+#define EB_DLQ_HEADER_ORIGINAL_SIZE "eb-dlq-original-size"
 
 /** What a handler decides about a message. */
 typedef enum eb_result {

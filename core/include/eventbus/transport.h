@@ -73,7 +73,7 @@ typedef struct eb_msg_core {
     uint32_t attempts;     /* handler calls in this member */
     uint32_t key_hash;
     uint32_t flags;
-    uint32_t reserved;
+    uint32_t dlq_failures; /* failed dead-letter publishes (backoff) */
 } eb_msg_core;
 
 /**
@@ -240,6 +240,10 @@ typedef struct eb_transport {
      * A non-NULL `token` asks for the outcome: host->delivered() with it,
      * later, exactly once (one pointer to keep per message: librdkafka's
      * opaque, say; nothing to allocate). Not called when publish fails.
+     * A transport takes messages of message.max.bytes + EB_DLQ_HEADROOM
+     * (dead letters, eventbus.h), or refuses to open. The errors it gives
+     * decide what happens to a dead letter: EB_ERR_TOO_LARGE sends a stub,
+     * EB_ERR_NOT_FOUND / INVALID / UNSUPPORTED stop its lane.
      * @returns 0, EB_ERR_FULL, EB_ERR_TOO_LARGE, EB_ERR_TRANSPORT...
      */
     int (*publish)(void *state, const eb_outgoing *msg, int64_t timeout_ms, void *token);
