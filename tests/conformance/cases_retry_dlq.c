@@ -2,7 +2,8 @@
  * cases_retry_dlq.c — RETRY backs off and ends in the dead-letter topic,
  * REJECT dead-letters at once; the key waits behind its retrying message
  * while other keys flow; the dead letter keeps key, payload and headers and
- * says where it came from.
+ * says where it came from; a message too large to dead-letter whole goes
+ * as a stub.
  */
 #include "conformance.h"
 
@@ -312,6 +313,151 @@ void eb_case_reject_to_dlq(eb_conf_ctx *ctx)
              "message, expected once", st->calls);
     EB_CHECK_EQ(st->attempt[0], 1);
     rd_check_dead_letter(ctx, st, dlq_topic, "1", "rejected");
+}
+
+/* ---------------------------------------------- dead_letter_too_large_is_a_stub */
+
+/* A message larger than the subscribing bus's message.max.bytes +
+ * EB_DLQ_HEADROOM (written by a bus with a larger limit, as any other
+ * producer could) is dead-lettered as a stub: the eb-dlq-* headers, its
+ * size and id, its key; no payload, none of its headers (issue 7, defect 8). */
+
+#define DS_PAYLOAD 20000   /* the subscriber allows 1000 + EB_DLQ_HEADROOM */
+#define DS_LATER 3
+
+struct ds_state {
+    const char *topic, *group;
+    pthread_mutex_t lock;
+    char bad_id[128];
+    unsigned later_seen, later_order[DS_LATER];
+    eb_conf_counter *later_done, *dlq_done;
+    eb_msg *dlq_msg;
+    atomic_ulong unexpected;
+};
+
+/* Runs on a dispatch worker: rejects the large message of key 1. */
+static eb_result ds_handler(const eb_msg *msg, void *opaque)
+{
+    struct ds_state *st = opaque;
+    size_t len = 0;
+    eb_msg_payload(msg, &len);
+    unsigned key, seq;
+    if (len == DS_PAYLOAD) {
+        pthread_mutex_lock(&st->lock);
+        snprintf(st->bad_id, sizeof st->bad_id, "%s", eb_msg_id(msg));
+        pthread_mutex_unlock(&st->lock);
+        return EB_REJECT;
+    }
+    if (eb_conf_msg_seq(msg, &key, &seq) != 0 || key != 1) {
+        atomic_fetch_add(&st->unexpected, 1);
+        return EB_ACK;
+    }
+    pthread_mutex_lock(&st->lock);
+    if (st->later_seen < DS_LATER)
+        st->later_order[st->later_seen] = seq;
+    st->later_seen++;
+    pthread_mutex_unlock(&st->lock);
+    eb_conf_counter_add(st->later_done, 1);
+    return EB_ACK;
+}
+
+/* Runs on a dispatch worker: the dead-letter topic's handler. */
+static eb_result ds_dlq_handler(const eb_msg *msg, void *opaque)
+{
+    struct ds_state *st = opaque;
+    pthread_mutex_lock(&st->lock);
+    if (!st->dlq_msg) {
+        int rc = eb_msg_copy(msg, &st->dlq_msg);
+        EB_CHECK(rc == 0, "eb_msg_copy: %s", eb_err_name(rc));
+    }
+    pthread_mutex_unlock(&st->lock);
+    eb_conf_counter_add(st->dlq_done, 1);
+    return EB_ACK;
+}
+
+static void ds_free_copy(void *p)
+{
+    struct ds_state *st = p;
+    eb_msg_destroy(st->dlq_msg);
+    st->dlq_msg = NULL;
+}
+
+static void ds_check_stub(struct ds_state *st, const char *dlq_topic)
+{
+    const eb_msg *m = st->dlq_msg;
+    EB_CHECK(m != NULL, "no copy of the dead letter");
+    EB_CHECK_STREQ(eb_msg_topic(m), dlq_topic);
+    size_t klen = 0, plen = 0;
+    const char *key = eb_msg_key(m, &klen);
+    eb_msg_payload(m, &plen);
+    EB_CHECK(key && klen == 5 && memcmp(key, "key-1", 5) == 0,
+             "the stub lost its key (%zu bytes)", klen);
+    EB_CHECK(plen == 0, "the dead letter carries a payload of %zu bytes, expected a stub "
+             "without one", plen);
+    for (size_t i = 0; i < eb_msg_header_count(m); i++) {
+        const char *name = NULL;
+        EB_CHECK_OK(eb_msg_header(m, i, &name, NULL, NULL));
+        EB_CHECK(rd_is_dlq_header(name), "the stub kept header %s", name);
+    }
+    size_t size = 5 + DS_PAYLOAD; /* key and payload, then the headers */
+    for (size_t i = 0; i < RD_ORIG_HEADERS; i++)
+        size += strlen(rd_orig_headers[i].name) + rd_orig_headers[i].value_len;
+    char size_text[24];
+    snprintf(size_text, sizeof size_text, "%zu", size);
+    rd_expect_header(m, EB_DLQ_HEADER_STUB, "payload,headers");
+    rd_expect_header(m, EB_DLQ_HEADER_ORIGINAL_SIZE, size_text);
+    rd_expect_header(m, EB_DLQ_HEADER_ORIGIN_ID, st->bad_id);
+    rd_expect_header(m, EB_DLQ_HEADER_TOPIC, st->topic);
+    rd_expect_header(m, EB_DLQ_HEADER_GROUP, st->group ? st->group : "");
+    rd_expect_header(m, EB_DLQ_HEADER_REASON, "rejected");
+    rd_expect_header(m, EB_DLQ_HEADER_ATTEMPTS, "1");
+}
+
+void eb_case_dead_letter_too_large_is_a_stub(eb_conf_ctx *ctx)
+{
+    struct ds_state *st = eb_conf_alloc(ctx, sizeof *st);
+    pthread_mutex_init(&st->lock, NULL);
+    st->topic = eb_conf_name(ctx, "t");
+    st->group = eb_conf_group_or_anon(ctx, eb_conf_name(ctx, "g"));
+    st->later_done = eb_conf_counter_new(ctx);
+    st->dlq_done = eb_conf_counter_new(ctx);
+    eb_conf_defer_free(ctx, ds_free_copy, st);
+    const char *dlq_topic = rd_dlq_topic(ctx, st->topic);
+
+    eb_config *sub_cfg = eb_conf_config(ctx);
+    eb_conf_set(ctx, sub_cfg, "message.max.bytes", "1000");
+    eb_bus *sub_bus = eb_conf_open(ctx, sub_cfg);
+    eb_config *pub_cfg = eb_conf_config(ctx);
+    eb_conf_set(ctx, pub_cfg, "message.max.bytes", "60000");
+    eb_bus *pub_bus = eb_conf_open(ctx, pub_cfg);
+    eb_conf_subscribe(ctx, sub_bus, dlq_topic,
+                      eb_conf_group_or_anon(ctx, eb_conf_name(ctx, "gdlq")),
+                      ds_dlq_handler, st);
+    eb_conf_subscribe(ctx, sub_bus, st->topic, st->group, ds_handler, st);
+
+    char *payload = eb_conf_alloc(ctx, DS_PAYLOAD);
+    memset(payload, 'p', DS_PAYLOAD);
+    eb_outgoing big = {.topic = st->topic, .key = "key-1", .key_len = 5,
+                       .payload = payload, .payload_len = DS_PAYLOAD,
+                       .headers = rd_orig_headers, .header_count = RD_ORIG_HEADERS};
+    eb_conf_publish(ctx, pub_bus, &big, NULL, NULL);
+    for (unsigned seq = 1; seq <= DS_LATER; seq++)
+        eb_conf_publish_seq(ctx, pub_bus, st->topic, 1, seq, NULL, 0);
+
+    EB_CHECK(eb_conf_counter_wait(st->dlq_done, 1, EB_CONF_WAIT_MS) == 0,
+             "the large message never reached %s", dlq_topic);
+    EB_CHECK(eb_conf_counter_wait(st->later_done, DS_LATER, EB_CONF_WAIT_MS) == 0,
+             "only %ld of %d later messages of its key were handled",
+             eb_conf_counter_get(st->later_done), DS_LATER);
+    EB_CHECK_OK(eb_bus_close(sub_bus, EB_CONF_CLOSE_MS));
+    EB_CHECK_OK(eb_bus_close(pub_bus, EB_CONF_CLOSE_MS));
+    EB_CHECK_EQ(eb_conf_event_count(ctx, EB_EVENT_DLQ_FAILED), 0);
+    EB_CHECK_EQ(atomic_load(&st->unexpected), 0);
+    ds_check_stub(st, dlq_topic);
+    for (unsigned i = 0; i < DS_LATER; i++)
+        EB_CHECK(st->later_order[i] == i + 1,
+                 "key order: later message #%u of the key was seq %u, expected %u", i,
+                 st->later_order[i], i + 1);
 }
 
 /* --------------------------------------------------- publish_from_handler */

@@ -351,6 +351,7 @@ void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
     X(graceful_handover, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)                \
     X(retry_backoff_then_dlq, 0, 0, 0)                                        \
     X(reject_to_dlq, 0, 0, 0)                                                 \
+    X(dead_letter_too_large_is_a_stub, EB_F_(HEADERS), 0, 0)                  \
     X(publish_from_handler, 0, 0, 0)                                          \
     X(close_during_stream, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)              \
     X(close_slow_handler_timeout, 0, 0, 0)                                    \
