@@ -235,9 +235,9 @@ int eb_bus_close(eb_bus *bus, int timeout_ms)
      * that (issue 7, defect 14). */
     int64_t least = eb__deadline_after_ms(EB_LEAVE_MIN_MS);
     int64_t leave_by = deadline > least ? deadline : least;
-    eb__subs_close_all(bus, leave_by);
+    int left = eb__subs_close_all(bus, leave_by);
     int flushed = bus->tp->flush(bus->state, leave_by);
-    if (rc == 0 && flushed != 0)
+    if (rc == 0 && (left != 0 || flushed != 0))
         rc = EB_ERR_TIMEOUT;
     bus->tp->close(bus->state);
     bus->state = NULL;

@@ -281,15 +281,18 @@ static bool claim_unsubscribe(eb_sub *sub)
 
 /** Leaves the group: the transport revokes its lanes, commits and leaves
  *  by `deadline_ns` (when it can be told: ABI 1.1); whatever the core
- *  still holds is made stale. */
-static void leave(eb_sub *sub, int64_t deadline_ns)
+ *  still holds is made stale. @returns 0, or EB_ERR_TIMEOUT when the
+ *  transport's leave was cut short. */
+static int leave(eb_sub *sub, int64_t deadline_ns)
 {
     eb_bus *bus = sub->bus;
+    int rc = 0;
     if (EB_TRANSPORT_HAS(bus->tp, unsubscribe_until))
-        bus->tp->unsubscribe_until(sub->state, deadline_ns);
+        rc = bus->tp->unsubscribe_until(sub->state, deadline_ns);
     else
         bus->tp->unsubscribe(sub->state);
     eb__dispatch_revoke(bus->dispatch, sub, NULL, 0, true, deadline_ns);
+    return rc;
 }
 
 /** The later of `deadline_ns` and EB_LEAVE_MIN_MS from now: leaving
@@ -381,17 +384,20 @@ void eb_sub_destroy(eb_sub *sub)
     sub_free(sub);
 }
 
-void eb__subs_close_all(eb_bus *bus, int64_t deadline_ns)
+int eb__subs_close_all(eb_bus *bus, int64_t deadline_ns)
 {
+    int rc = 0;
     pthread_mutex_lock(&bus->mu);
     for (eb_sub *sub = bus->subs; sub; sub = sub->next) {
         if (!claim_unsubscribe(sub))
             continue;
         pthread_mutex_unlock(&bus->mu);
-        leave(sub, deadline_ns);
+        if (leave(sub, deadline_ns) != 0)
+            rc = EB_ERR_TIMEOUT;
         pthread_mutex_lock(&bus->mu);
     }
     pthread_mutex_unlock(&bus->mu);
+    return rc;
 }
 
 void eb__subs_free_transport_all(eb_bus *bus)

@@ -8,8 +8,9 @@
 #include "bus.h"
 
 /** Close: unsubscribes every subscription still subscribed; the
- *  transports leave by `deadline_ns`. */
-void eb__subs_close_all(eb_bus *bus, int64_t deadline_ns);
+ *  transports leave by `deadline_ns`. @returns 0, or EB_ERR_TIMEOUT when a
+ *  leave was cut short (uncommitted work goes to the next owner). */
+int eb__subs_close_all(eb_bus *bus, int64_t deadline_ns);
 /** After the transport closed: frees every transport sub state. */
 void eb__subs_free_transport_all(eb_bus *bus);
 /** Destroy: frees every subscription handle the application left. */

@@ -162,10 +162,12 @@ int kf_error_of(rd_kafka_resp_err_t err);
 
 int kf_sub_start(kf_bus *kb, eb_host_sub *hs, const eb_sub_params *p, kf_sub **out,
                  char *errstr, size_t errstr_size);
-/** Leaves: the sub's lanes are revoked and committed; the last sub of a
- *  member closes the consumer by `deadline_ns` (0: the revoke timeout
- *  plus a margin), leaving uncommitted work to the next owner. */
-void kf_sub_stop(kf_sub *s, int64_t deadline_ns);
+/** Leaves: the sub's lanes are revoked and committed by `deadline_ns` (0:
+ *  the revoke timeout); the last sub of a member closes the consumer by
+ *  then (0: the revoke timeout plus a margin), leaving what it could not
+ *  commit to the next owner. @returns 0, or EB_ERR_TIMEOUT when the
+ *  deadline cut the final commit or the close short. */
+int kf_sub_stop(kf_sub *s, int64_t deadline_ns);
 void kf_sub_free(kf_sub *s);
 void kf_sub_ack(kf_sub *s, eb_msg *const *msgs, size_t n);
 void kf_sub_release(kf_sub *s, eb_msg *const *msgs, size_t n);

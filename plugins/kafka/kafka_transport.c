@@ -117,9 +117,9 @@ static int kafka_subscribe(void *state, eb_host_sub *hs, const eb_sub_params *p,
 
 static void kafka_unsubscribe(void *sub_state) { kf_sub_stop(sub_state, 0); }
 
-static void kafka_unsubscribe_until(void *sub_state, int64_t deadline_ns)
+static int kafka_unsubscribe_until(void *sub_state, int64_t deadline_ns)
 {
-    kf_sub_stop(sub_state, deadline_ns);
+    return kf_sub_stop(sub_state, deadline_ns);
 }
 static void kafka_sub_destroy(void *sub_state) { kf_sub_free(sub_state); }
 

@@ -118,10 +118,16 @@ struct kf_member {
     bool join_pending;
     int64_t subscribed_ns;   /* poll thread: the last rd_kafka_subscribe */
     bool stopping;
-    /* Set with `stopping`: when the close (final revoke, commit, leaving
-     * the group) must be over; 0: the revoke timeout plus CLOSE_SLACK_MS. */
-    int64_t close_deadline_ns;
-    int64_t closing_until_ns; /* poll thread: that deadline, once closing */
+    /* Under mu: the earliest deadline of the subs leaving now (0: none):
+     * the revokes and commits their leave causes end by then, and the
+     * close (final revoke, commit, leaving the group) when the last one
+     * leaves; without one, the revoke timeout (plus CLOSE_SLACK_MS for
+     * the close). */
+    int64_t leave_by_ns;
+    /* Poll thread: the final commit or the close that the leave deadline
+     * cut short (what was not committed goes to the next owner); read
+     * after join. */
+    bool leave_cut_short;
     uint64_t generations;
     int n_subs;              /* subs not yet freed; the last frees the member */
     bool closed;             /* librdkafka finished closing the consumer */
@@ -623,10 +629,10 @@ static void revoke_sub(kf_member *m, kf_sub *s, rd_kafka_topic_partition_list_t 
  * the consumer closes (a lifecycle run under valgrind hung there for
  * minutes). An unanswered commit only means redelivery to the next owner.
  */
-static void commit_stored(kf_member *m, int64_t deadline_ns)
+static void commit_stored(kf_member *m, int64_t deadline_ns, bool leaving)
 {
     int64_t left_ms = (deadline_ns - m->kb->host->now_ns()) / 1000000;
-    int least_ms = m->closing_until_ns ? 0 : KF_COMMIT_MIN_MS;
+    int least_ms = leaving ? 0 : KF_COMMIT_MIN_MS;
     int wait_ms = left_ms > least_ms ? (int)left_ms : least_ms;
     rd_kafka_queue_t *q = rd_kafka_queue_new(m->rk);
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(m->rk, NULL, q, NULL, NULL);
@@ -637,15 +643,27 @@ static void commit_stored(kf_member *m, int64_t deadline_ns)
             rd_kafka_event_destroy(ev);
     }
     rd_kafka_queue_destroy(q);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         log_m(m, EB_LOG_WARN, "commit on revoke", rd_kafka_err2str(err));
+        m->leave_cut_short |= leaving;
+    }
+}
+
+/** Poll thread: the deadline of the subs leaving now, 0 if none. */
+static int64_t leave_deadline(kf_member *m)
+{
+    pthread_mutex_lock(&m->mu);
+    int64_t by = m->leave_by_ns;
+    pthread_mutex_unlock(&m->mu);
+    return by;
 }
 
 /**
  * Poll thread: handlers of the revoked lanes finish (the core waits for
  * them), their offsets are stored and committed, the lanes let go. One
- * deadline for every sub of the member (the revoke timeout, or the close
- * deadline if sooner); the commit gets what is left of it. A lost
+ * deadline for every sub of the member (the revoke timeout, or the
+ * deadline of the subs leaving if sooner: the revoke that their leaving
+ * causes must not outlast it); the commit gets what is left of it. A lost
  * assignment (the group moved on without this member: another may handle
  * the lanes already) waits for no handler and commits nothing: the
  * broker would refuse the commit of a generation that is gone.
@@ -653,14 +671,15 @@ static void commit_stored(kf_member *m, int64_t deadline_ns)
 static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts, bool lost)
 {
     int64_t deadline_ns = m->kb->host->now_ns() + m->kb->revoke_timeout_ms * 1000000;
-    if (m->closing_until_ns && m->closing_until_ns < deadline_ns)
-        deadline_ns = m->closing_until_ns;
+    int64_t leave_by = leave_deadline(m);
+    if (leave_by && leave_by < deadline_ns)
+        deadline_ns = leave_by;
     kf_sub *subs = subs_head(m);
     for (kf_sub *s = subs; s; s = s->next)
         revoke_sub(m, s, parts, deadline_ns, lost ? EB_REVOKE_LOST : 0);
     drain_inbox(m);
     if (m->group && !lost)
-        commit_stored(m, deadline_ns);
+        commit_stored(m, deadline_ns, leave_by != 0);
     for (kf_sub *s = subs; s; s = s->next) {
         for (int p = 0; p < s->n_lanes; p++) {
             set_assigned(m, &s->lanes[p], false);
@@ -987,6 +1006,11 @@ static void let_go_of_leavers(kf_member *m)
             pp = &s->next;
         }
     }
+    bool still_leaving = false;
+    for (kf_sub *s = m->subs; s; s = s->next)
+        still_leaving |= s->leaving;
+    if (!still_leaving)
+        m->leave_by_ns = 0;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -1057,13 +1081,11 @@ static void settle_join(kf_member *m, int64_t deadline_ns)
 
 static void close_consumer(kf_member *m)
 {
-    pthread_mutex_lock(&m->mu);
-    int64_t deadline = m->close_deadline_ns;
-    pthread_mutex_unlock(&m->mu);
+    int64_t deadline = leave_deadline(m);
     if (!deadline)
         deadline = m->kb->host->now_ns() +
                    (m->kb->revoke_timeout_ms + CLOSE_SLACK_MS) * 1000000;
-    m->closing_until_ns = deadline;
+    m->leave_cut_short = false; /* what counts now: the final commit, the close */
     settle_join(m, deadline);
     if (m->group)
         rd_kafka_unsubscribe(m->rk);
@@ -1079,9 +1101,11 @@ static void close_consumer(kf_member *m)
             serve_close_event(m, ev);
     }
     m->closed = rd_kafka_consumer_closed(m->rk);
-    if (!m->closed)
+    if (!m->closed) {
         log_m(m, EB_LOG_ERROR, "close",
               "librdkafka did not finish closing the consumer in time; leaving without it");
+        m->leave_cut_short = true;
+    }
     rd_kafka_queue_destroy(q);
 }
 
@@ -1277,7 +1301,7 @@ static int staying(const kf_member *m)
     return n;
 }
 
-void kf_sub_stop(kf_sub *s, int64_t deadline_ns)
+int kf_sub_stop(kf_sub *s, int64_t deadline_ns)
 {
     kf_member *m = s->m;
     kf_bus *kb = m->kb;
@@ -1285,6 +1309,8 @@ void kf_sub_stop(kf_sub *s, int64_t deadline_ns)
     pthread_mutex_lock(&m->mu);
     s->leaving = true;
     m->topics_changed = true;
+    if (deadline_ns && (!m->leave_by_ns || deadline_ns < m->leave_by_ns))
+        m->leave_by_ns = deadline_ns;
     bool last = staying(m) == 0;
     if (last) { /* nobody may join a member that is closing */
         kf_member **pp = &kb->members;
@@ -1292,19 +1318,19 @@ void kf_sub_stop(kf_sub *s, int64_t deadline_ns)
             pp = &(*pp)->next;
         *pp = m->next;
         m->stopping = true;
-        m->close_deadline_ns = deadline_ns;
     }
     pthread_mutex_unlock(&m->mu);
     pthread_mutex_unlock(&kb->mu);
     wake(m);
     if (last) {
         pthread_join(m->thread, NULL);
-        return;
+        return m->leave_cut_short ? EB_ERR_TIMEOUT : 0;
     }
     pthread_mutex_lock(&m->mu);
     while (!s->left && !m->exited)
         pthread_cond_wait(&m->cv, &m->mu);
     pthread_mutex_unlock(&m->mu);
+    return 0;
 }
 
 /** Under m->mu: takes the sub's messages out of the inbox (acks that came

@@ -211,7 +211,14 @@ EB_API int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr,
  * the end of the handlers running at it, plus that margin and the time to
  * join threads, even when the server does not answer.
  *
- * @returns 0; EB_ERR_TIMEOUT if the deadline cut the drain or the flush;
+ * With a server that answers nothing, a transport's client library may
+ * hold its threads longer (Kafka: until its requests to the group
+ * coordinator time out, at most session.timeout.ms after the last
+ * heartbeat was sent); close still joins them.
+ *
+ * @returns 0; EB_ERR_TIMEOUT if the deadline cut the drain, a final
+ *          commit or leave (what it did not commit is redelivered), or the
+ *          flush;
  *          EB_ERR_BUSY when called from a handler or callback of this bus;
  *          EB_ERR_CLOSED when already closed. Later calls on the bus (other
  *          than destroy) return EB_ERR_CLOSED.

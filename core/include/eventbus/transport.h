@@ -294,8 +294,10 @@ typedef struct eb_transport {
      * handlers finished: eb_unsubscribe() gives it what is left of the
      * revoke timeout, eb_bus_close() its close deadline (at least
      * EB_LEAVE_MIN_MS from when the handlers finished).
+     * @returns 0, or EB_ERR_TIMEOUT when the deadline cut the commit or
+     * the leave short (eb_bus_close() then returns EB_ERR_TIMEOUT).
      */
-    void (*unsubscribe_until)(void *sub_state, int64_t deadline_ns);
+    int (*unsubscribe_until)(void *sub_state, int64_t deadline_ns);
     /* --- end of ABI 1.1 --- */
 } eb_transport;
 
