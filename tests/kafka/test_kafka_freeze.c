@@ -344,3 +344,65 @@ Test(kafka_freeze, health_sees_a_frozen_broker_and_its_return, .timeout = 150,
     link_watch_destroy(&pub_side);
     kt_tracker_free(t);
 }
+
+/* ------------------------------------------------- close while frozen */
+
+/* Issue 7, defect 14: eb_bus_close(bus, 2000) on a subscribing bus with a
+ * frozen broker returned EB_OK after 15.7 s: the final commit and the
+ * group's LeaveGroup were bounded by the revoke timeout plus 5 s, not by
+ * the close deadline. Now the leave ends at the deadline (the handlers
+ * finished long before) plus the 500 ms leave margin; then librdkafka
+ * 2.0.2 stops its consumer only once its requests to the coordinator fail,
+ * at the latest when the heartbeat in flight times out (session.timeout.ms
+ * after it was sent: 3 s in the tests). The bound adds both and 1 s for
+ * joining threads. Two subscriptions of one member: the first to leave
+ * waits for its revoke (defect 9: it could wait for ever when the close
+ * gave up). */
+enum { CLOSE_DEADLINE_MS = 2000, TEST_SESSION_MS = 3000,
+       CLOSE_BOUND_MS = CLOSE_DEADLINE_MS + 500 + TEST_SESSION_MS + 1000,
+       CLOSE_OUTAGE_S = 40, CLOSE_MSGS = 20 };
+
+Test(kafka_freeze, close_with_a_frozen_broker_keeps_its_deadline, .timeout = 120,
+     .fini = broker_awake)
+{
+    const char *bootstrap = kt_real_broker();
+    require_broker_ctl();
+    pid_t broker = broker_pid();
+    char first[128], second[128], group[128];
+    kt_unique(first, sizeof first, "freeze-close-a");
+    kt_unique(second, sizeof second, "freeze-close-b");
+    kt_unique(group, sizeof group, "freeze-close-g");
+    kt_tracker *a = kt_tracker_new(CLOSE_MSGS), *b = kt_tracker_new(CLOSE_MSGS);
+    const kt_setting s[] = {{"kafka.topic.partitions", "2"}, {NULL, NULL}};
+    eb_bus *bus = kt_open(bootstrap, s, NULL, NULL);
+    kt_subscribe_ready(bus, first, group, kt_handle, a, 30000);
+    kt_subscribe_ready(bus, second, group, kt_handle, b, 30000);
+    for (size_t i = 0; i < CLOSE_MSGS; i++) {
+        cr_assert_eq(kt_publish(bus, a, first, i, NULL), 0);
+        cr_assert_eq(kt_publish(bus, b, second, i, NULL), 0);
+    }
+    size_t all = CLOSE_MSGS;
+    cr_assert(kt_wait(a, kt_handled_at_least, &all, 30000), "first topic not handled");
+    cr_assert(kt_wait(b, kt_handled_at_least, &all, 30000), "second topic not handled");
+
+    char seconds[16];
+    snprintf(seconds, sizeof seconds, "%d", CLOSE_OUTAGE_S);
+    const char *argv[] = {"bash", getenv("EB_KAFKA_CTL"), "freeze", seconds, NULL};
+    freezer = kt_spawn(argv, NULL, NULL, CLOSE_OUTAGE_S + 60);
+    cr_assert(wait_broker_stopped(broker, true, 30000), "the broker was not stopped");
+
+    int64_t start = kt_now_ms();
+    int rc = eb_bus_close(bus, CLOSE_DEADLINE_MS);
+    int64_t took = kt_now_ms() - start;
+    eb_bus_destroy(bus);
+    int64_t destroyed = kt_now_ms() - start;
+    broker_awake(); /* before the checks: the other suites need it */
+    printf("freeze: close with the broker frozen took %lld ms (%s), destroy %lld ms more\n",
+           (long long)took, eb_err_name(rc), (long long)(destroyed - took));
+    cr_expect_eq(rc, EB_ERR_TIMEOUT, "close said %s: the final commit cannot have been "
+                 "answered", eb_err_name(rc));
+    cr_expect_lt(took, CLOSE_BOUND_MS, "eb_bus_close(bus, %d) took %lld ms", CLOSE_DEADLINE_MS,
+                 (long long)took);
+    kt_tracker_free(a);
+    kt_tracker_free(b);
+}
