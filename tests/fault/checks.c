@@ -203,9 +203,9 @@ void check_close(recorder *r, bool allow_slow_kafka_leave)
         if (l->end_ns <= bound)
             continue;
         if (lenient && l->is_close && l->end_ns <= bound + today)
-            recorder_note(r, "Kafka close past its deadline, issue 7 defect 14; a failure with "
-                          "--no-allow-slow-kafka-leave", "member %d (incarnation %d): %s took "
-                          "%lld ms (deadline %d ms), %lld ms past the bound of defect 14",
+            recorder_note(r, "Kafka close held by librdkafka (a JoinGroup in flight); a "
+                          "failure with --no-allow-slow-kafka-leave", "member %d (incarnation "
+                          "%d): %s took %lld ms (deadline %d ms), %lld ms past check 5's bound",
                           r->incarnations[l->incarnation].member, l->incarnation, what,
                           (long long)((l->end_ns - l->start_ns) / 1000000), l->deadline_ms,
                           (long long)((l->end_ns - bound) / 1000000));

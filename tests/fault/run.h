@@ -22,8 +22,8 @@ typedef struct run_options {
     fault_transport transport;
     bool verbose;
     bool allow_hol;        /* stalls behind a long handler are notes (issue 8) */
-    bool allow_slow_kafka_leave; /* Kafka closes as slow as documented today are
-                                  * notes (issue 7 defect 14) */
+    bool allow_slow_kafka_leave; /* Kafka closes held by a JoinGroup in flight
+                                  * are notes (checks.h) */
     const char *self_path; /* this executable, for child members */
 } run_options;
 
