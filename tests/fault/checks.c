@@ -161,11 +161,12 @@ int check_close_slack_ms(const scenario *s)
     return s->transport == FAULT_MEMORY ? 300 : 1000;
 }
 
-/** Kafka: after the handlers' revoke timeout, the commit on revoke gets at
- *  least 1 s of its own (README, the Kafka transport). */
+/** eb_unsubscribe: the handlers get the revoke timeout, then the leave at
+ *  least EB_LEAVE_MIN_MS (500 ms; eventbus.h, eb_unsubscribe). */
 static int64_t unsubscribe_extra_ns(const scenario *s)
 {
-    return s->transport == FAULT_MEMORY ? 0 : 1000000000LL;
+    (void)s;
+    return 500 * 1000000LL;
 }
 
 /** The latest end of a handler of `inc` that was running at `at_ns`. */

@@ -473,8 +473,9 @@ EB_API int eb_sub_wait_ready(eb_sub *sub, int timeout_ms);
  * @brief Leaves the group on purpose: intake stops, the messages the bus
  * already holds for the subscription are handled and acknowledged, then
  * its lanes are revoked, what finished is committed and the lanes are
- * released, all within dispatch.revoke.timeout.ms (the transport's leave
- * gets at least 500 ms of it). So the lanes' next owner repeats
+ * released, all within dispatch.revoke.timeout.ms, or 500 ms more when
+ * handlers used it all (the transport's leave always gets at least
+ * 500 ms). So the lanes' next owner repeats
  * nothing that was handled here. Messages waiting for a retry (and those
  * of their keys behind them), and whatever the deadline cuts short, are
  * left unacknowledged: the next owner gets them.
