@@ -351,7 +351,10 @@ EB_API int eb_publish(eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
 
 /**
  * @brief Waits until every delivery callback of publishes made so far has
- * run, at most `timeout_ms`. @returns 0 or EB_ERR_TIMEOUT (or BUSY/CLOSED).
+ * run, at most `timeout_ms`. It waits until the transport's queue is empty,
+ * so publishes other threads make meanwhile are waited for too: with
+ * publishers that never pause, it returns EB_ERR_TIMEOUT. @returns 0 or
+ * EB_ERR_TIMEOUT (or BUSY/CLOSED).
  */
 EB_API int eb_flush(eb_bus *bus, int timeout_ms);
 
