@@ -98,8 +98,13 @@ rd_kafka_t *kf_producer_handle(kf_producer *p);
 int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms,
                         void *token);
 int kf_producer_flush(kf_producer *p, int64_t deadline_ns);
-/** Purges what is undelivered (callbacks with EB_ERR_PURGED or
- *  EB_ERR_UNCERTAIN), joins the poll thread, destroys the handle. */
+/** eb_transport.begin_close: publishers waiting for room in librdkafka's
+ *  queue return EB_ERR_CLOSED at once, and so do later ones that would
+ *  wait. Never blocks. */
+void kf_producer_begin_close(kf_producer *p);
+/** Refuses publishes (EB_ERR_CLOSED), purges what is undelivered
+ *  (callbacks with EB_ERR_PURGED or EB_ERR_UNCERTAIN), joins the poll
+ *  thread, destroys the handle. */
 void kf_producer_stop(kf_producer *p);
 /** JSON fragment like snprintf: {"outq":N,...}. */
 int kf_producer_stats(kf_producer *p, char *buf, size_t size);

@@ -104,6 +104,11 @@ static int kafka_publish(void *state, const eb_outgoing *msg, int64_t timeout_ms
     return kf_producer_publish(kb->producer, msg, timeout_ms, token);
 }
 
+static void kafka_begin_close(void *state)
+{
+    kf_producer_begin_close(((kf_bus *)state)->producer);
+}
+
 static int kafka_flush(void *state, int64_t deadline_ns)
 {
     return kf_producer_flush(((kf_bus *)state)->producer, deadline_ns);
@@ -186,6 +191,7 @@ static const eb_transport kafka_transport = {
     .resume = kafka_resume,
     .health = kafka_health,
     .stats = kafka_stats,
+    .begin_close = kafka_begin_close,
     .unsubscribe_until = kafka_unsubscribe_until,
 };
 

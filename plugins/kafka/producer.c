@@ -27,6 +27,8 @@ struct kf_producer {
     kf_probe *probe;         /* poll thread only */
     pthread_t thread;
     atomic_bool stopping;
+    atomic_bool closing;     /* close began: waiting for room ends (CLOSED) */
+    atomic_bool refusing;    /* stopping: every publish is refused (CLOSED) */
     atomic_long inflight;    /* accepted publishes whose callback has not returned */
     long reported;           /* poll thread: callbacks returned, not yet taken off inflight */
     atomic_ulong served;     /* bumped after each poll that served reports */
@@ -308,8 +310,15 @@ int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms
      * make room: from a delivery callback, never wait. */
     if (pthread_equal(pthread_self(), p->thread))
         timeout_ms = 0;
-    /* Counted before producing: the report may run before produce returns. */
+    /* Counted before producing: the report may run before produce returns;
+     * and before `refusing` is read, so that stop, which sets it, then
+     * waits for the count, sees this publish either way. */
     atomic_fetch_add(&p->inflight, 1);
+    if (atomic_load(&p->refusing)) {
+        atomic_fetch_sub(&p->inflight, 1);
+        note_progress(p);
+        return EB_ERR_CLOSED;
+    }
     int64_t deadline_ns = 0;
     for (;;) {
         unsigned long seen = atomic_load(&p->served);
@@ -317,12 +326,14 @@ int kf_producer_publish(kf_producer *p, const eb_outgoing *m, int64_t timeout_ms
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         bool full = err == RD_KAFKA_RESP_ERR__QUEUE_FULL;
+        bool closing = full && timeout_ms > 0 && atomic_load(&p->closing);
         if (full && timeout_ms > 0 && deadline_ns == 0)
             deadline_ns = deadline_after(p, timeout_ms);
-        if (!full || timeout_ms <= 0 || !wait_for_progress(p, seen, deadline_ns)) {
+        if (!full || timeout_ms <= 0 || closing ||
+            !wait_for_progress(p, seen, deadline_ns)) {
             atomic_fetch_sub(&p->inflight, 1);
             note_progress(p);
-            return kf_error_of(err);
+            return closing ? EB_ERR_CLOSED : kf_error_of(err);
         }
     }
 }
@@ -335,13 +346,28 @@ int kf_producer_flush(kf_producer *p, int64_t deadline_ns)
     return wait_idle(p, deadline_ns) ? 0 : EB_ERR_TIMEOUT;
 }
 
+void kf_producer_begin_close(kf_producer *p)
+{
+    atomic_store(&p->closing, true);
+    note_progress(p); /* publishers waiting for room look again */
+}
+
+/* How long stop waits for purged messages' reports before purging again. */
+enum { PURGE_ROUND_MS = 100 };
+
 void kf_producer_stop(kf_producer *p)
 {
     /* Purged messages are reported at once (PURGE_QUEUE, or PURGE_INFLIGHT
-     * with their persisted status), so this wait is short; without it
-     * rd_kafka_destroy() would drop them without a report. */
-    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    wait_idle(p, INT64_MAX);
+     * with their persisted status), so each wait is short; without it
+     * rd_kafka_destroy() would drop them without a report. Publishes are
+     * refused first: a delivery callback publishing again what failed
+     * (issue 7, defect 12) put a message in the queue after the purge,
+     * and this wait lasted until its message.timeout.ms. One made just as
+     * refusing began is purged by the next round. */
+    atomic_store(&p->refusing, true);
+    do
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    while (!wait_idle(p, deadline_after(p, PURGE_ROUND_MS)));
     atomic_store(&p->stopping, true);
     /* rd_kafka_yield() only flags the calling thread: wake the poll
      * thread's rd_kafka_poll() through its queue instead. */

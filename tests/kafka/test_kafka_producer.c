@@ -540,6 +540,99 @@ Test(kafka_unreachable, close_purges_what_was_never_sent)
     reports_free(rs);
 }
 
+/* Issue 7, defect 12: a delivery callback that publishes again what failed
+ * (an application retrying its own publishes) put a new message in the
+ * queue after close's purge, and the producer's stop waited for it until
+ * message.timeout.ms (5 minutes here). */
+typedef struct republisher {
+    eb_bus *bus;
+    atomic_int callbacks, republished;
+} republisher;
+
+static void republish_failures(int status, const char *id, void *opaque)
+{
+    (void)id;
+    republisher *r = opaque;
+    atomic_fetch_add(&r->callbacks, 1);
+    eb_outgoing m = {.topic = "eb-test-republish", .payload = "again", .payload_len = 5};
+    if (status != 0 && eb_publish(r->bus, &m, republish_failures, r) == 0)
+        atomic_fetch_add(&r->republished, 1);
+}
+
+Test(kafka_unreachable, a_callback_publishing_during_close_does_not_hold_it, .timeout = 60)
+{
+    int threads_before = proc_thread_count();
+    republisher r = {.bus = open_bus("127.0.0.1:1", NULL)}; /* message.timeout.ms: 5 min */
+    eb_outgoing m = {.topic = "eb-test-republish", .payload = "first", .payload_len = 5};
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(eb_publish(r.bus, &m, republish_failures, &r), 0);
+    int64_t t0 = now_ms();
+    int rc = eb_bus_close(r.bus, 300);
+    int64_t took = now_ms() - t0;
+    cr_expect_eq(rc, EB_ERR_TIMEOUT, "%s", eb_err_name(rc));
+    cr_expect_lt(took, 3000, "close took %lld ms (%d publishes from callbacks)",
+                 (long long)took, atomic_load(&r.republished));
+    cr_expect_eq(atomic_load(&r.callbacks), 10 + atomic_load(&r.republished),
+                 "a publish got no callback");
+    eb_bus_destroy(r.bus);
+    cr_expect_eq(proc_thread_count(), threads_before, "threads left behind after destroy");
+}
+
+/* A publisher waiting for room in librdkafka's full queue held close for
+ * its whole publish.timeout.ms; close now wakes it with EB_ERR_CLOSED
+ * (issue 7, defect 7, as the memory transport does). */
+typedef struct waiting_publisher {
+    eb_bus *bus;
+    int rc;
+    int64_t returned_ms;
+} waiting_publisher;
+
+static void *publish_into_full_queue(void *arg)
+{
+    waiting_publisher *w = arg;
+    eb_outgoing m = {.topic = "eb-test-full", .payload = "x", .payload_len = 1};
+    w->rc = eb_publish(w->bus, &m, NULL, NULL); /* waits: the queue is full */
+    w->returned_ms = now_ms();
+    return NULL;
+}
+
+Test(kafka_unreachable, close_wakes_a_publisher_waiting_for_room, .timeout = 60)
+{
+    const setting s[] = {{"kafka.queue.buffering.max.messages", "5"},
+                         {"publish.timeout.ms", "20000"},
+                         {NULL, NULL}};
+    waiting_publisher w = {.bus = open_bus("127.0.0.1:1", s)};
+    eb_outgoing m = {.topic = "eb-test-full", .payload = "x", .payload_len = 1};
+    int accepted = 0;
+    while (accepted < 100 && eb_publish(w.bus, &m, NULL, NULL) == 0 && ++accepted < 5)
+        ;
+    cr_assert_eq(accepted, 5, "the queue of 5 took %d", accepted);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, publish_into_full_queue, &w), 0);
+    /* The waiting publish counts in the producer's in-flight messages. */
+    bool waiting = false;
+    int64_t deadline = now_ms() + 10000;
+    while (!waiting && now_ms() < deadline) {
+        char *json = NULL;
+        if (eb_bus_stats(w.bus, &json) == 0)
+            waiting = strstr(json, "\"inflight\":6") != NULL;
+        eb_free(json);
+        if (!waiting)
+            nanosleep(&(struct timespec){0, 1000000}, NULL); /* a look per ms */
+    }
+    cr_assert(waiting, "the publisher never waited for room");
+    int64_t t0 = now_ms();
+    int rc = eb_bus_close(w.bus, 300);
+    int64_t took = now_ms() - t0;
+    pthread_join(t, NULL);
+    cr_expect_eq(rc, EB_ERR_TIMEOUT, "%s", eb_err_name(rc));
+    cr_expect_lt(took, 3000, "close took %lld ms", (long long)took);
+    cr_expect_eq(w.rc, EB_ERR_CLOSED, "the waiting publish returned %s", eb_err_name(w.rc));
+    cr_expect_lt(w.returned_ms - t0, 3000, "the publisher waited %lld ms",
+                 (long long)(w.returned_ms - t0));
+    eb_bus_destroy(w.bus);
+}
+
 Test(kafka_mock, close_reports_messages_in_flight_as_uncertain)
 {
     const char *bootstrap = mock_start();
