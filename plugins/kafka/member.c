@@ -131,6 +131,9 @@ struct kf_member {
     uint64_t generations;
     int n_subs;              /* subs not yet freed; the last frees the member */
     bool closed;             /* librdkafka finished closing the consumer */
+    /* A close given up at its deadline: its queue, kept for member_free to
+     * see the close through (see finish_abandoned_close). */
+    rd_kafka_queue_t *abandoned_close;
     /* Poll thread: the sub of the last message's topic handle. */
     rd_kafka_topic_t *last_rkt;
     kf_sub *last_sub;
@@ -228,8 +231,13 @@ static bool wrap_fails(void)
     unsigned long n = every ? strtoul(every, NULL, 10) : 0;
     return n > 0 && ++calls % n == 0;
 }
+/* Test builds only: EB_KAFKA_FAULT_CLOSE_GIVES_UP set makes the consumer
+ * close give up at once, before librdkafka's final revoke (as a close that
+ * runs out of time does). Poll thread. */
+static bool close_gives_up(void) { return getenv("EB_KAFKA_FAULT_CLOSE_GIVES_UP") != NULL; }
 #else
 static inline bool wrap_fails(void) { return false; }
+static inline bool close_gives_up(void) { return false; }
 #endif
 
 /** Poll thread: wraps rkm for the core. NULL when out of memory. */
@@ -1085,6 +1093,8 @@ static void close_consumer(kf_member *m)
     if (!deadline)
         deadline = m->kb->host->now_ns() +
                    (m->kb->revoke_timeout_ms + CLOSE_SLACK_MS) * 1000000;
+    if (close_gives_up())
+        deadline = m->kb->host->now_ns();
     m->leave_cut_short = false; /* what counts now: the final commit, the close */
     settle_join(m, deadline);
     if (m->group)
@@ -1105,8 +1115,37 @@ static void close_consumer(kf_member *m)
         log_m(m, EB_LOG_ERROR, "close",
               "librdkafka did not finish closing the consumer in time; leaving without it");
         m->leave_cut_short = true;
+        m->abandoned_close = q;
+    } else {
+        rd_kafka_queue_destroy(q);
     }
-    rd_kafka_queue_destroy(q);
+}
+
+/* The longest member_free waits for librdkafka to end a close given up. */
+enum { ABANDONED_CLOSE_CAP_MS = 30000 };
+
+/**
+ * Freeing the member (any thread; the poll thread has ended): a close
+ * given up at its deadline is seen through before rd_kafka_destroy(). Its
+ * rebalance events are served the short way (the lanes were let go
+ * already: nothing is waited for or committed). librdkafka 2.0.2's
+ * destroy spins for ever on a close whose final rebalance nobody serves
+ * (found by kafka_faults); otherwise it waits for the coordinator anyway,
+ * so this costs no time destroy would not take.
+ */
+static void finish_abandoned_close(kf_member *m)
+{
+    int64_t cap = m->kb->host->now_ns() + (int64_t)ABANDONED_CLOSE_CAP_MS * 1000000;
+    while (!rd_kafka_consumer_closed(m->rk) && m->kb->host->now_ns() < cap) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(m->abandoned_close, 100);
+        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+            rd_kafka_assign(m->rk, NULL);
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    m->closed = rd_kafka_consumer_closed(m->rk);
+    rd_kafka_queue_destroy(m->abandoned_close);
+    m->abandoned_close = NULL;
 }
 
 static void *poll_main(void *arg)
@@ -1158,6 +1197,8 @@ static void member_free(kf_member *m)
         sub_free_now(m->graveyard);
     }
     free_spares(m);
+    if (m->abandoned_close)
+        finish_abandoned_close(m);
     if (m->queue)
         rd_kafka_queue_destroy(m->queue);
     if (m->rk) /* joins librdkafka's threads */
