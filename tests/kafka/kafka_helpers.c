@@ -469,3 +469,24 @@ void kt_create_topic(const char *bootstrap, const char *topic, int partitions)
     rd_kafka_destroy(rk);
     cr_assert(!failure[0], "%s", failure);
 }
+
+/* ------------------------------------------------------------------ gate */
+
+void kt_gate_open(kt_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void kt_gate_wait(kt_gate *g, int timeout_s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_s;
+    pthread_mutex_lock(&g->mu);
+    while (!g->open && pthread_cond_timedwait(&g->cv, &g->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&g->mu);
+}

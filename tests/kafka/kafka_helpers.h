@@ -155,6 +155,23 @@ void kt_stream_start(kt_stream *s);
 /** Sets `stop` if asked to, then joins the thread. */
 void kt_stream_join(kt_stream *s, bool stop);
 
+/**
+ * A gate handlers wait at until the test opens it (KT_GATE_INIT; never
+ * destroyed: its mutex and condition variable are static initializers).
+ */
+typedef struct kt_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+} kt_gate;
+#define KT_GATE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false}
+
+/** Opens the gate: every waiter goes on, and later ones do not wait. */
+void kt_gate_open(kt_gate *g);
+/** Waits until the gate is open, at most timeout_s (a handler's bound, so
+ *  a failed test never leaves one blocked). */
+void kt_gate_wait(kt_gate *g, int timeout_s);
+
 /** Waits until pred(t, arg) holds (checked under t->mu), at most
  *  timeout_ms. @returns whether it holds. */
 bool kt_wait(kt_tracker *t, bool (*pred)(const kt_tracker *t, void *arg), void *arg,

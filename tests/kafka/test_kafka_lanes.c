@@ -122,33 +122,17 @@ Test(kafka_lanes, the_lane_bound_holds_behind_an_unfinished_message, .timeout = 
 enum { REBALANCE_MSGS = 400, REBALANCE_KEYS = 100 };
 
 typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool open;
+    kt_gate gate;
     kt_tracker *t;
     atomic_int paused;   /* EB_EVENT_PAUSED seen by the first member */
 } gate;
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = true;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
 
 /** The first member's handlers wait until its lanes are revoked (20 s at
  *  most), so that its pool and lanes are full when the rebalance comes. */
 static eb_result held_until_revoked(const eb_msg *msg, void *opaque)
 {
     gate *g = opaque;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 20;
-    pthread_mutex_lock(&g->mu);
-    while (!g->open && pthread_cond_timedwait(&g->cv, &g->mu, &until) == 0)
-        ;
-    pthread_mutex_unlock(&g->mu);
+    kt_gate_wait(&g->gate, 20);
     kt_tracker_count(g->t, msg);
     return EB_ACK;
 }
@@ -160,7 +144,7 @@ static void first_member_events(eb_bus *bus, const eb_event *ev, void *opaque)
     if (ev->type == EB_EVENT_PAUSED)
         atomic_fetch_add(&g->paused, 1);
     if (ev->type == EB_EVENT_REVOKED)
-        gate_open(g);
+        kt_gate_open(&g->gate);
 }
 
 static bool first_member_paused(void *arg)
@@ -183,7 +167,7 @@ Test(kafka_lanes, a_member_paused_by_backpressure_flows_again_after_a_rebalance,
                             {"dispatch.revoke.timeout.ms", "1000"},
                             {NULL, NULL}};
     kt_tracker *t = kt_tracker_new(REBALANCE_MSGS);
-    gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .t = t};
+    gate g = {.gate = KT_GATE_INIT, .t = t};
     eb_bus *first = kt_open(bootstrap, s, first_member_events, &g);
     kt_subscribe_ready(first, topic, group, held_until_revoked, &g, 30000);
     for (size_t i = 0; i < REBALANCE_MSGS; i++) {
@@ -202,7 +186,7 @@ Test(kafka_lanes, a_member_paused_by_backpressure_flows_again_after_a_rebalance,
     cr_expect(kt_wait(t, kt_handled_at_least, &all, 30000),
               "%zu of %d messages handled after the rebalance: a partition stayed paused",
               t->n_handled_distinct, REBALANCE_MSGS);
-    gate_open(&g);
+    kt_gate_open(&g.gate);
     cr_expect_eq(eb_bus_close(second, 10000), 0);
     cr_expect_eq(eb_bus_close(first, 10000), 0);
     eb_bus_destroy(second);

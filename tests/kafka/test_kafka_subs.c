@@ -22,19 +22,9 @@
 enum { ROUNDS = 6, HELD = 200, WORKERS = 16 };
 
 typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool open;
+    kt_gate gate;
     atomic_int waiting;
 } gate;
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = true;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
 
 /** Held until the gate opens (30 s at most), then ACK. */
 static eb_result held(const eb_msg *msg, void *opaque)
@@ -42,13 +32,7 @@ static eb_result held(const eb_msg *msg, void *opaque)
     (void)msg;
     gate *g = opaque;
     atomic_fetch_add(&g->waiting, 1);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 30;
-    pthread_mutex_lock(&g->mu);
-    while (!g->open && pthread_cond_timedwait(&g->cv, &g->mu, &until) == 0)
-        ;
-    pthread_mutex_unlock(&g->mu);
+    kt_gate_wait(&g->gate, 30);
     return EB_ACK;
 }
 
@@ -84,7 +68,7 @@ Test(kafka_subs, destroying_a_sub_whose_handlers_outlive_the_revoke_timeout, .ti
     for (int round = 0; round < ROUNDS; round++) {
         char topic[96];
         kt_unique(topic, sizeof topic, "subs-go");
-        gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+        gate g = {.gate = KT_GATE_INIT};
         kt_tracker *t = kt_tracker_new(HELD);
         eb_sub *sub = kt_subscribe_ready(bus, topic, group, held, &g, 30000);
         for (size_t i = 0; i < HELD; i++) {
@@ -103,10 +87,8 @@ Test(kafka_subs, destroying_a_sub_whose_handlers_outlive_the_revoke_timeout, .ti
         cr_assert_eq(eb_unsubscribe(sub), 0);
         destroyer d = {.sub = sub};
         cr_assert_eq(pthread_create(&d.thread, NULL, destroy_sub, &d), 0);
-        gate_open(&g);
+        kt_gate_open(&g.gate);
         pthread_join(d.thread, NULL);
-        pthread_mutex_destroy(&g.mu);
-        pthread_cond_destroy(&g.cv);
         kt_tracker_free(t);
 
         /* The member's other subscription still flows. */
