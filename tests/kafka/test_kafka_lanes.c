@@ -45,15 +45,6 @@ static eb_result retry_message_zero(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
-/** Waits (at most timeout_ms) until pred(arg) holds. */
-static bool wait_until(bool (*pred)(void *), void *arg, int timeout_ms)
-{
-    int64_t deadline = test_now_ms() + timeout_ms;
-    while (!pred(arg) && test_now_ms() < deadline)
-        test_next_look();
-    return pred(arg);
-}
-
 static bool head_retried_enough(void *arg)
 {
     return atomic_load(&((head_state *)arg)->head_attempts) >= HEAD_ATTEMPTS;
@@ -87,7 +78,7 @@ Test(kafka_lanes, the_lane_bound_holds_behind_an_unfinished_message, .timeout = 
     cr_assert(kt_wait(t, kt_reports_at_least, &n, 20000), "publishes not confirmed");
     /* Several backoffs: long enough for every message behind the head to
      * be handled, had the lane let them through. */
-    cr_assert(wait_until(head_retried_enough, &h, 20000),
+    cr_assert(test_wait_for(head_retried_enough, &h, 20000),
               "message 0 was attempted %d times", atomic_load(&h.head_attempts));
     int others = atomic_load(&h.others_handled);
     cr_expect_leq(others, LANE_MAX - 1,
@@ -175,7 +166,7 @@ Test(kafka_lanes, a_member_paused_by_backpressure_flows_again_after_a_rebalance,
         snprintf(key, sizeof key, "key-%zu", i % REBALANCE_KEYS);
         cr_assert_eq(kt_publish(first, t, topic, i, key), 0);
     }
-    cr_assert(wait_until(first_member_paused, &g, 20000),
+    cr_assert(test_wait_for(first_member_paused, &g, 20000),
               "the first member never paused: the pool did not fill");
 
     /* The second member joins: the first is revoked while paused, its

@@ -23,6 +23,7 @@
 #include "eventbus/eventbus.h"
 #include "kafka_helpers.h"
 #include "proc_threads.h"
+#include "test_wait.h"
 
 static char err[1024];
 
@@ -596,6 +597,14 @@ static void *publish_into_full_queue(void *arg)
     return NULL;
 }
 
+static bool publisher_waits(void *bus)
+{
+    char *json = NULL;
+    bool waiting = eb_bus_stats(bus, &json) == 0 && strstr(json, "\"inflight\":6");
+    eb_free(json);
+    return waiting;
+}
+
 Test(kafka_unreachable, close_wakes_a_publisher_waiting_for_room, .timeout = 60)
 {
     const setting s[] = {{"kafka.queue.buffering.max.messages", "5"},
@@ -610,17 +619,8 @@ Test(kafka_unreachable, close_wakes_a_publisher_waiting_for_room, .timeout = 60)
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, publish_into_full_queue, &w), 0);
     /* The waiting publish counts in the producer's in-flight messages. */
-    bool waiting = false;
-    int64_t deadline = now_ms() + 10000;
-    while (!waiting && now_ms() < deadline) {
-        char *json = NULL;
-        if (eb_bus_stats(w.bus, &json) == 0)
-            waiting = strstr(json, "\"inflight\":6") != NULL;
-        eb_free(json);
-        if (!waiting)
-            nanosleep(&(struct timespec){0, 1000000}, NULL); /* a look per ms */
-    }
-    cr_assert(waiting, "the publisher never waited for room");
+    cr_assert(test_wait_for(publisher_waits, w.bus, 10000),
+              "the publisher never waited for room");
     int64_t t0 = now_ms();
     int rc = eb_bus_close(w.bus, 300);
     int64_t took = now_ms() - t0;

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "kafka_helpers.h"
+#include "test_wait.h"
 
 enum { ROUNDS = 6, HELD = 200, WORKERS = 16 };
 
@@ -40,6 +41,11 @@ typedef struct destroyer {
     eb_sub *sub;
     pthread_t thread;
 } destroyer;
+
+static bool all_workers_held(void *arg)
+{
+    return atomic_load(&((gate *)arg)->waiting) >= WORKERS;
+}
 
 static void *destroy_sub(void *arg)
 {
@@ -76,9 +82,7 @@ Test(kafka_subs, destroying_a_sub_whose_handlers_outlive_the_revoke_timeout, .ti
             snprintf(key, sizeof key, "k%zu", i);
             cr_assert_eq(kt_publish(bus, t, topic, i, key), 0);
         }
-        int64_t deadline = kt_now_ms() + 20000;
-        while (atomic_load(&g.waiting) < WORKERS && kt_now_ms() < deadline)
-            nanosleep(&(struct timespec){0, 1000000}, NULL); /* a look per ms */
+        test_wait_for(all_workers_held, &g, 20000);
         cr_assert_eq(atomic_load(&g.waiting), WORKERS, "round %d: %d handlers held", round,
                      atomic_load(&g.waiting));
         /* The handlers outlive the revoke timeout: unsubscribe returns with

@@ -7,6 +7,7 @@
 #ifndef EB_TEST_WAIT_H
 #define EB_TEST_WAIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -22,6 +23,16 @@ static inline void test_next_look(void)
 {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
+}
+
+/** Looks at pred(arg) every millisecond until it holds or timeout_ms
+ *  passed. @returns whether it holds. */
+static inline bool test_wait_for(bool (*pred)(void *), void *arg, int timeout_ms)
+{
+    int64_t deadline = test_now_ms() + timeout_ms;
+    while (!pred(arg) && test_now_ms() < deadline)
+        test_next_look();
+    return pred(arg);
 }
 
 #endif
