@@ -28,7 +28,7 @@ void check_redelivery(recorder *r, const long *lost);
 void check_handled(recorder *r, const bool *unfinished_at_settle, const long *lost);
 void check_order(recorder *r);
 /** allow_slow_kafka_leave: a Kafka close past the bound above by less
- *  than a revoke timeout and 1 s is a note, not a failure: librdkafka
+ *  than a revoke timeout and 3 s (a join) is a note, not a failure: librdkafka
  *  2.0.2 stops its consumer only once a JoinGroup in flight is answered
  *  (a close during a rebalance; the mock cluster's joins take 3 s). */
 void check_close(recorder *r, bool allow_slow_kafka_leave);
