@@ -39,6 +39,13 @@ enum { OUT_OF_MEMORY_HOLD_MS = 100 };
 /* Message wrappers: headers up to this many live inside the wrapper; the
  * poll thread keeps up to SPARE_MSGS_MAX freed wrappers for reuse. */
 enum { MSG_INLINE_HEADERS = 4, SPARE_MSGS_MAX = 8192 };
+/* A lane whose FIFO is full keeps up to LANE_WAIT_MAX messages fetched
+ * after it (its "waiting" list) and pauses its partition only then,
+ * resuming it once the list is down to LANE_WAIT_RESUME. Pausing on every
+ * full FIFO made a small dispatch.lane.max.inflight cost a whole fetch
+ * round trip (up to fetch.wait.max.ms, 500 ms) per message: a lane bound
+ * of 1 handled about 2 messages a second. */
+enum { LANE_WAIT_MAX = 128, LANE_WAIT_RESUME = LANE_WAIT_MAX / 2 };
 
 typedef struct lane {
     bool assigned;           /* written under m->mu (stats read it) */
@@ -53,8 +60,14 @@ typedef struct lane {
     int64_t hold_until_ns;   /* out of memory: fetch again after this */
     uint64_t generation;
     eb_lane_fifo fifo;
+    /* Poll thread: fetched after the FIFO filled, in offset order, not in
+     * the FIFO nor in the core yet; they enter as the FIFO makes room. */
+    struct kf_msg *wait_head, *wait_tail;
+    size_t n_waiting;
     /* The first offset not yet finished (-1: unknown), for the lag. */
     atomic_int_fast64_t unfinished;
+    /* Times its partition was paused while assigned, for the stats. */
+    atomic_long pauses;
 } lane;
 
 struct kf_sub {
@@ -427,11 +440,28 @@ static kf_sub *sub_of_topic(kf_member *m, const char *topic)
 }
 
 /** Poll thread: should librdkafka stop fetching this lane? While the core
- *  refuses its sub, while its FIFO is full, and while a rewind waits. */
+ *  refuses its sub, while its waiting list is full (until it is down to
+ *  LANE_WAIT_RESUME), and while a rewind waits. */
 static bool lane_wants_pause(const kf_sub *s, const lane *l, int64_t now_ns)
 {
-    return s->paused || eb_lane_fifo_full(&l->fifo) || l->seek_pending ||
+    size_t most_waiting = l->rk_paused ? LANE_WAIT_RESUME : LANE_WAIT_MAX - 1;
+    return s->paused || l->n_waiting > most_waiting || l->seek_pending ||
            now_ns < l->hold_until_ns;
+}
+
+/** Poll thread: the lane's waiting list back to the heap (its lane is
+ *  let go, or its sub freed). */
+static void drop_waiting(kf_member *m, lane *l)
+{
+    for (kf_msg *next; l->wait_head; l->wait_head = next) {
+        next = l->wait_head->next;
+        if (m)
+            msg_recycle(m, l->wait_head);
+        else
+            msg_free(l->wait_head);
+    }
+    l->wait_tail = NULL;
+    l->n_waiting = 0;
 }
 
 /** Adds (topic, p) to *list, made on first use. @returns the entry. */
@@ -463,6 +493,8 @@ static void sync_pauses(kf_member *m, kf_sub *s, bool every)
         if (l->seek_pending)
             seek_rewound(m, s, p);
         bool want = lane_wants_pause(s, l, now);
+        if (want && !l->rk_paused)
+            atomic_fetch_add_explicit(&l->pauses, 1, memory_order_relaxed);
         if (every || want != l->rk_paused)
             add_to(want ? &pause : &resume, s->topic, p);
         l->rk_paused = want;
@@ -559,6 +591,7 @@ static void assign(kf_member *m, rd_kafka_topic_partition_list_t *parts)
         l->hold_until_ns = 0;
         l->generation = ++m->generations;
         eb_lane_fifo_reset(&l->fifo);
+        drop_waiting(m, l);
     }
     rd_kafka_resp_err_t err = rd_kafka_assign(m->rk, parts);
     if (err)
@@ -692,6 +725,7 @@ static void revoke_all(kf_member *m, rd_kafka_topic_partition_list_t *parts, boo
         for (int p = 0; p < s->n_lanes; p++) {
             set_assigned(m, &s->lanes[p], false);
             eb_lane_fifo_reset(&s->lanes[p].fifo);
+            drop_waiting(m, &s->lanes[p]);
         }
         drop_pending_of_unassigned(s);
     }
@@ -879,23 +913,60 @@ static void take(kf_member *m, rd_kafka_message_t *rkm, batch *b)
         rewind_lane(m, s, partition, offset, OUT_OF_MEMORY_HOLD_MS);
         return;
     }
-    if (!eb_lane_fifo_push(&l->fifo, (uint64_t)offset, &km->seq)) {
-        msg_recycle(m, km); /* the lane is full: fetched before its pause */
+    if (l->n_waiting == 0 && eb_lane_fifo_push(&l->fifo, (uint64_t)offset, &km->seq)) {
+        if (eb_lane_fifo_len(&l->fifo) == 1)
+            note_unfinished(l, offset);
+        b->msgs[b->n++] = &km->base;
+        if (b->n == FETCH_BATCH)
+            flush_batch(m, b);
+        return;
+    }
+    if (l->n_waiting == LANE_WAIT_MAX) {
+        msg_recycle(m, km); /* fetched before the lane's pause took effect */
         rewind_lane(m, s, partition, offset, 0);
         return;
     }
-    if (eb_lane_fifo_len(&l->fifo) == 1)
-        note_unfinished(l, offset);
-    b->msgs[b->n++] = &km->base;
-    if (eb_lane_fifo_full(&l->fifo)) {
-        /* Paused now, not after the batch: librdkafka hands out nothing
-         * more of a partition once its pause is asked for, and fetches
-         * again from the next offset on resume. */
+    km->next = NULL;
+    if (l->wait_tail)
+        l->wait_tail->next = km;
+    else
+        l->wait_head = km;
+    l->wait_tail = km;
+    /* Paused now, not after the batch: librdkafka hands out nothing more
+     * of a partition once its pause is asked for, and fetches again from
+     * the next offset on resume. */
+    if (++l->n_waiting == LANE_WAIT_MAX)
         sync_pauses(m, s, false);
-        flush_batch(m, b);
-    } else if (b->n == FETCH_BATCH) {
-        flush_batch(m, b);
+}
+
+/** Poll thread: waiting messages enter their lane's FIFO as it makes
+ *  room, and go to the core (or, while it refuses their sub, to its
+ *  pending list, behind what is there). */
+static void admit_waiting(kf_member *m)
+{
+    batch b = {0};
+    for (kf_sub *s = subs_head(m); s; s = s->next) {
+        for (int p = 0; p < s->n_lanes; p++) {
+            lane *l = &s->lanes[p];
+            while (l->wait_head && !eb_lane_fifo_full(&l->fifo)) {
+                kf_msg *km = l->wait_head;
+                if (b.sub != s || b.n == FETCH_BATCH)
+                    flush_batch(m, &b);
+                b.sub = s;
+                bool pushed = eb_lane_fifo_push(&l->fifo, (uint64_t)km->rkm->offset, &km->seq);
+                (void)pushed; /* not full: checked above */
+                if (eb_lane_fifo_len(&l->fifo) == 1)
+                    note_unfinished(l, km->rkm->offset);
+                l->wait_head = km->next;
+                km->next = NULL;
+                l->n_waiting--;
+                b.msgs[b.n++] = &km->base;
+            }
+            if (!l->wait_head)
+                l->wait_tail = NULL;
+        }
     }
+    flush_batch(m, &b);
 }
 
 /** Poll thread: lanes whose FIFO filled stop fetching, lanes acks made
@@ -1167,6 +1238,7 @@ static void *poll_main(void *arg)
         resubscribe(m);
         drain_inbox(m);
         serve_resumes(m);
+        admit_waiting(m);
         size_t got = fetch(m);
         update_lane_pauses(m);
         let_go_of_leavers(m);
@@ -1403,8 +1475,10 @@ static void sub_free_now(kf_sub *s)
 {
     for (size_t i = 0; i < s->n_pending; i++)
         msg_free((kf_msg *)s->pending[i]);
-    for (int i = 0; i < s->n_lanes; i++)
+    for (int i = 0; i < s->n_lanes; i++) {
         eb_lane_fifo_free(&s->lanes[i].fifo);
+        drop_waiting(NULL, &s->lanes[i]);
+    }
     free(s->lanes);
     free(s->pending);
     free(s->topic);
@@ -1462,8 +1536,11 @@ static void member_stats(eb_json_out *o, kf_member *m)
             rd_kafka_get_watermark_offsets(m->rk, s->topic, p, &low, &high);
             int64_t unfinished = atomic_load(&s->lanes[p].unfinished);
             int64_t lag = unfinished >= 0 && high >= unfinished ? high - unfinished : -1;
-            eb_json_printf(o, "%s{\"topic\":\"%s\",\"partition\":%d,\"lag\":%" PRId64 "}",
-                first ? "" : ",", s->topic, p, lag);
+            long pauses = atomic_load_explicit(&s->lanes[p].pauses, memory_order_relaxed);
+            eb_json_printf(o,
+                           "%s{\"topic\":\"%s\",\"partition\":%d,\"lag\":%" PRId64
+                           ",\"pauses\":%ld}",
+                           first ? "" : ",", s->topic, p, lag, pauses);
             first = false;
         }
     }
