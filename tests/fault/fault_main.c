@@ -42,8 +42,8 @@ static void usage(void)
             "  --budget-seconds  starts no run after S seconds (runs until then)\n"
             "  --no-allow-hol-blocking  a stall behind a long-blocked handler fails\n"
             "                    (issue 8 fixes it; until then it is a note)\n"
-            "  --no-allow-slow-kafka-leave  a Kafka close past max(deadline, longest\n"
-            "                    handler) + 1 s fails, even when librdkafka waited for a\n"
+            "  --no-allow-slow-kafka-leave  a Kafka close or unsubscribe past check\n"
+            "                    5's bound fails, even when librdkafka waited for a\n"
             "                    JoinGroup in flight (a note by default)\n");
 }
 
