@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kafka_helpers.h"
+#include "test_bus.h"
 #include "test_wait.h"
 
 #define WAIT_MS 60000
@@ -192,19 +193,6 @@ static eb_health wait_health(eb_bus *bus, eb_health_state want)
     return h;
 }
 
-static long long stat_of(eb_bus *bus, const char *name)
-{
-    char *json = NULL;
-    cr_assert_eq(eb_bus_stats(bus, &json), 0);
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\":", name);
-    const char *at = strstr(json, pattern);
-    cr_assert_not_null(at, "no %s in %s", name, json);
-    long long value = atoll(at + strlen(pattern));
-    free(json);
-    return value;
-}
-
 static void publish_keyed(eb_bus *bus, const char *topic, const char *key, size_t len)
 {
     char *payload = calloc(1, len ? len : 1);
@@ -321,7 +309,7 @@ Test(kafka_dead_letters, a_dead_letter_topic_with_a_smaller_limit_gets_a_stub)
     cr_expect(vlen == 5 && memcmp(v, "50003", 5) == 0, "original size %.*s", (int)vlen,
               (const char *)v);
     cr_expect_eq(eb_msg_header_find(st.dead_letter, EB_DLQ_HEADER_STUB, &v, &vlen), 0);
-    cr_expect_eq(stat_of(bus, "dlq_stubs"), 1);
+    cr_expect_eq(test_stat_required(bus, "dlq_stubs"), 1);
     cr_expect_eq(atomic_load(&st.dlq_failed_events), 0);
     cr_expect_eq(eb_bus_close(bus, 10000), 0);
     eb_bus_destroy(bus);
@@ -353,12 +341,12 @@ Test(kafka_dead_letters, a_deleted_dead_letter_topic_stops_the_lane_until_create
                  eb_err_name(atomic_load(&st.last_error)));
     cr_expect_eq(atomic_load(&st.later_handled), 0,
                  "messages of the key ran while its dead letter was refused");
-    cr_expect_eq(stat_of(bus, "dead_lettered"), 0);
+    cr_expect_eq(test_stat_required(bus, "dead_lettered"), 0);
 
     admin_topic(bootstrap, dlq, true, NULL, NULL);
     wait_count(&st.later_handled, 3, "the key once its dead letter went out");
     wait_health(bus, EB_HEALTH_OK);
-    cr_expect_eq(stat_of(bus, "dead_lettered"), 1);
+    cr_expect_eq(test_stat_required(bus, "dead_lettered"), 1);
     cr_expect_eq(eb_bus_close(bus, 10000), 0);
     eb_bus_destroy(bus);
 }

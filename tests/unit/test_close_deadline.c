@@ -16,32 +16,10 @@
 #include <string.h>
 
 #include "eventbus/eventbus.h"
+#include "test_bus.h"
 #include "test_wait.h"
 
 enum { CLOSE_BOUND_MS = 1000, WAIT_MS = 10000 };
-
-static char err[512];
-
-static eb_bus *open_with(const char *const (*kv)[2], size_t n, eb_event_cb cb)
-{
-    eb_config *cfg = eb_config_new();
-    for (size_t i = 0; i < n; i++)
-        cr_assert_eq(eb_config_set(cfg, kv[i][0], kv[i][1], err, sizeof err), 0, "%s", err);
-    if (cb)
-        eb_config_set_event_cb(cfg, cb, NULL);
-    eb_bus *bus = NULL;
-    cr_assert_eq(eb_bus_open(cfg, &bus, err, sizeof err), 0, "%s", err);
-    eb_config_destroy(cfg);
-    return bus;
-}
-
-static void subscribe(eb_bus *bus, const char *topic, eb_handler h)
-{
-    eb_sub *sub = NULL;
-    cr_assert_eq(eb_subscribe(bus, topic, "g", h, NULL, NULL, &sub, err, sizeof err), 0,
-                 "%s", err);
-    cr_assert_eq(eb_sub_wait_ready(sub, 5000), 0);
-}
 
 static void publish(eb_bus *bus, const char *topic, const char *payload)
 {
@@ -70,20 +48,6 @@ static eb_result gated_handler(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
-/* The number after `"name":` in the bus's stats JSON, or -1. */
-static long long stat_of(eb_bus *bus, const char *name)
-{
-    char *json = NULL;
-    if (eb_bus_stats(bus, &json) != 0)
-        return -1;
-    char field[64];
-    snprintf(field, sizeof field, "\"%s\":", name);
-    const char *at = strstr(json, field);
-    long long n = at ? atoll(at + strlen(field)) : -1;
-    eb_free(json);
-    return n;
-}
-
 /* ---------------------------------------- a retry scheduled as close abandons */
 
 static atomic_int retry_calls, in_window, saw_release;
@@ -109,9 +73,9 @@ static void hold_first_dlq_failure(eb_bus *bus, const eb_event *ev, void *opaque
     if (ev->type != EB_EVENT_DLQ_FAILED || atomic_exchange(&in_window, 1))
         return;
     int64_t deadline = test_now_ms() + WAIT_MS;
-    while (stat_of(bus, "released") < 1 && test_now_ms() < deadline)
+    while (test_stat(bus, "released") < 1 && test_now_ms() < deadline)
         test_next_look();
-    atomic_store(&saw_release, stat_of(bus, "released") >= 1);
+    atomic_store(&saw_release, test_stat(bus, "released") >= 1);
 }
 
 Test(close_deadline, retry_scheduled_while_close_abandons_does_not_wait_its_backoff)
@@ -119,8 +83,8 @@ Test(close_deadline, retry_scheduled_while_close_abandons_does_not_wait_its_back
     const char *const shared[][2] = {
         {"memory.name", "close-retry"}, {"memory.partitions", "1"},
         {"memory.retention.messages", "2"}};
-    eb_bus *holder = open_with(shared, 3, NULL);
-    subscribe(holder, "t.dlq", gated_handler);
+    eb_bus *holder = test_open_with(shared, 3, NULL);
+    test_subscribe_ready(holder, "t.dlq", gated_handler);
     publish(holder, "t.dlq", "a");
     publish(holder, "t.dlq", "b");
     cr_assert(wait_for(&gated_calls, 1), "the dead-letter topic's member started");
@@ -129,8 +93,8 @@ Test(close_deadline, retry_scheduled_while_close_abandons_does_not_wait_its_back
         {"memory.name", "close-retry"}, {"memory.partitions", "1"},
         {"memory.retention.messages", "2"}, {"dispatch.workers", "2"},
         {"retry.backoff.ms", "8000"}, {"retry.backoff.max.ms", "8000"}};
-    eb_bus *bus = open_with(kv, 6, hold_first_dlq_failure);
-    subscribe(bus, "t", retry_or_reject);
+    eb_bus *bus = test_open_with(kv, 6, hold_first_dlq_failure);
+    test_subscribe_ready(bus, "t", retry_or_reject);
     publish(bus, "t", "retry");
     cr_assert(wait_for(&retry_calls, 1), "the first message is on the timer");
     publish(bus, "t", "reject");
@@ -184,13 +148,13 @@ Test(close_deadline, publisher_waiting_for_room_is_woken_by_close)
     const char *const shared[][2] = {
         {"memory.name", "close-publish"}, {"memory.partitions", "1"},
         {"memory.retention.messages", "2"}};
-    eb_bus *holder = open_with(shared, 3, NULL);
-    subscribe(holder, "t", gated_handler);
+    eb_bus *holder = test_open_with(shared, 3, NULL);
+    test_subscribe_ready(holder, "t", gated_handler);
 
     const char *const kv[][2] = {
         {"memory.name", "close-publish"}, {"memory.partitions", "1"},
         {"memory.retention.messages", "2"}, {"publish.timeout.ms", "5000"}};
-    eb_bus *bus = open_with(kv, 4, NULL);
+    eb_bus *bus = test_open_with(kv, 4, NULL);
     for (int i = 0; i < 2; i++) {
         eb_outgoing m = {.topic = "t", .payload = "kept", .payload_len = 4};
         cr_assert_eq(eb_publish(bus, &m, count_confirmed, NULL), 0);
@@ -201,9 +165,9 @@ Test(close_deadline, publisher_waiting_for_room_is_woken_by_close)
     pthread_t publisher;
     pthread_create(&publisher, NULL, publish_into_full_partition, &wp);
     int64_t deadline = test_now_ms() + WAIT_MS;
-    while (stat_of(holder, "publishers_waiting") < 1 && test_now_ms() < deadline)
+    while (test_stat(holder, "publishers_waiting") < 1 && test_now_ms() < deadline)
         test_next_look();
-    cr_assert_eq(stat_of(holder, "publishers_waiting"), 1, "the third publish waits for room");
+    cr_assert_eq(test_stat(holder, "publishers_waiting"), 1, "the third publish waits for room");
 
     int64_t start = test_now_ms();
     int rc = eb_bus_close(bus, 200);
@@ -225,7 +189,7 @@ Test(close_deadline, publisher_waiting_for_room_is_woken_by_close)
     atomic_store(&gate, 1);
     cr_expect(wait_for(&gated_done, 2), "the member handled %d of the 2 confirmed messages",
               atomic_load(&gated_done));
-    cr_expect_eq(stat_of(holder, "messages"), 2, "the partition holds the 2 confirmed only");
+    cr_expect_eq(test_stat(holder, "messages"), 2, "the partition holds the 2 confirmed only");
     cr_expect_eq(eb_bus_close(holder, 5000), 0);
     eb_bus_destroy(bus);
     eb_bus_destroy(holder);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "eventbus/eventbus.h"
+#include "test_bus.h"
 #include "test_wait.h"
 
 #define TOPIC "orders"
@@ -186,26 +187,12 @@ static eb_health wait_health(eb_bus *bus, eb_health_state want)
     return h;
 }
 
-/** A counter of eb_bus_stats(), e.g. "dlq_failed". */
-static long long stat_of(eb_bus *bus, const char *name)
-{
-    char *json = NULL;
-    cr_assert_eq(eb_bus_stats(bus, &json), 0);
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\":", name);
-    const char *at = strstr(json, pattern);
-    cr_assert_not_null(at, "no %s in %s", name, json);
-    long long value = atoll(at + strlen(pattern));
-    free(json);
-    return value;
-}
-
 static void wait_stat(eb_bus *bus, const char *name, long long want)
 {
     int64_t deadline = test_now_ms() + WAIT_MS;
-    while (stat_of(bus, name) < want && test_now_ms() < deadline)
+    while (test_stat_required(bus, name) < want && test_now_ms() < deadline)
         test_next_look();
-    cr_assert_geq(stat_of(bus, name), want, "stats %s", name);
+    cr_assert_geq(test_stat_required(bus, name), want, "stats %s", name);
 }
 
 static void expect_header(const eb_msg *m, const char *name, const char *want)
@@ -258,7 +245,7 @@ static void refused_until_lifted(int refusal, bool stub)
     cr_assert_eq(h.state, EB_HEALTH_DEGRADED, "health %d (%s)", h.state, h.detail);
     cr_expect(strstr(h.detail, DLQ_TOPIC) && strstr(h.detail, eb_err_name(refusal)), "%s",
               h.detail);
-    cr_expect_eq(stat_of(bus, "dlq_stopped"), 1);
+    cr_expect_eq(test_stat_required(bus, "dlq_stopped"), 1);
     /* At most one event a second, the first at the first failure. */
     int events = atomic_load(&st.dlq_failed_events);
     cr_expect_leq(events, elapsed / 1000 + 1, "%d DLQ_FAILED events in %lld ms", events,
@@ -269,8 +256,8 @@ static void refused_until_lifted(int refusal, bool stub)
     cr_assert_not_null(st.dead_letter);
     expect_later_in_order();
     wait_health(bus, EB_HEALTH_OK);
-    cr_expect_eq(stat_of(bus, "dlq_stopped"), 0);
-    cr_expect_eq(stat_of(bus, "dlq_stubs"), stub ? 1 : 0);
+    cr_expect_eq(test_stat_required(bus, "dlq_stopped"), 0);
+    cr_expect_eq(test_stat_required(bus, "dlq_stubs"), stub ? 1 : 0);
     size_t plen = 0;
     eb_msg_payload(st.dead_letter, &plen);
     cr_expect_eq(plen, stub ? 0 : 10, "the dead letter's payload has %zu bytes", plen);
@@ -324,8 +311,8 @@ Test(dead_letters, a_copy_refused_as_too_large_goes_out_as_a_stub)
     expect_header(m, EB_DLQ_HEADER_ORIGIN_ID, st.bad_id);
     expect_header(m, EB_DLQ_HEADER_REASON, "rejected");
     expect_header(m, EB_DLQ_HEADER_TOPIC, TOPIC);
-    cr_expect_eq(stat_of(bus, "dlq_stubs"), 1);
-    cr_expect_eq(stat_of(bus, "dlq_failed"), 0);
+    cr_expect_eq(test_stat_required(bus, "dlq_stubs"), 1);
+    cr_expect_eq(test_stat_required(bus, "dlq_failed"), 0);
     cr_expect_eq(atomic_load(&st.dlq_failed_events), 0);
     cr_expect_eq(health_of(bus).state, EB_HEALTH_OK);
     cr_expect_eq(eb_bus_close(bus, 10000), 0);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "eventbus/eventbus.h"
+#include "test_bus.h"
 #include "test_wait.h"
 
 static char err[512];
@@ -24,28 +25,6 @@ static void wait_for(atomic_int *counter, int want)
         test_next_look();
     cr_assert_geq(atomic_load(counter), want, "waited 10 s for %d, have %d", want,
                   atomic_load(counter));
-}
-
-static eb_bus *open_with(const char *const (*kv)[2], size_t n, eb_event_cb cb)
-{
-    eb_config *cfg = eb_config_new();
-    for (size_t i = 0; i < n; i++)
-        cr_assert_eq(eb_config_set(cfg, kv[i][0], kv[i][1], err, sizeof err), 0, "%s", err);
-    if (cb)
-        eb_config_set_event_cb(cfg, cb, NULL);
-    eb_bus *bus = NULL;
-    cr_assert_eq(eb_bus_open(cfg, &bus, err, sizeof err), 0, "%s", err);
-    eb_config_destroy(cfg);
-    return bus;
-}
-
-static eb_sub *subscribe(eb_bus *bus, const char *topic, eb_handler h)
-{
-    eb_sub *sub = NULL;
-    cr_assert_eq(eb_subscribe(bus, topic, "g", h, NULL, NULL, &sub, err, sizeof err), 0,
-                 "%s", err);
-    cr_assert_eq(eb_sub_wait_ready(sub, 5000), 0);
-    return sub;
 }
 
 static void publish(eb_bus *bus, const char *topic, const char *key)
@@ -74,8 +53,8 @@ static const char *const slow_retry[][2] = {
 
 Test(dispatch_edges, close_with_a_retry_waiting_times_out_and_runs_nothing_more)
 {
-    eb_bus *bus = open_with(slow_retry, 4, NULL);
-    subscribe(bus, "t", always_retry);
+    eb_bus *bus = test_open_with(slow_retry, 4, NULL);
+    test_subscribe_ready(bus, "t", always_retry);
     publish(bus, "t", "k");
     wait_for(&calls, 1);
     atomic_store(&stopping, 1);
@@ -89,8 +68,8 @@ Test(dispatch_edges, close_with_a_retry_waiting_times_out_and_runs_nothing_more)
 
 Test(dispatch_edges, unsubscribe_with_a_retry_waiting_runs_nothing_more)
 {
-    eb_bus *bus = open_with(slow_retry, 4, NULL);
-    eb_sub *sub = subscribe(bus, "t", always_retry);
+    eb_bus *bus = test_open_with(slow_retry, 4, NULL);
+    eb_sub *sub = test_subscribe_ready(bus, "t", always_retry);
     publish(bus, "t", "k");
     wait_for(&calls, 1);
     atomic_store(&stopping, 1);
@@ -142,9 +121,9 @@ Test(dispatch_edges, subscription_owed_a_resume_resumes_after_a_purge)
     const char *const kv[][2] = {
         {"memory.name", "purge"}, {"dispatch.workers", "1"}, {"dispatch.queue.max", "100"},
         {"dispatch.queue.low.watermark", "50"}, {"dispatch.revoke.timeout.ms", "100"}};
-    eb_bus *bus = open_with(kv, 5, on_event);
-    eb_sub *a = subscribe(bus, "a", gated_a);
-    subscribe(bus, "b", count_b);
+    eb_bus *bus = test_open_with(kv, 5, on_event);
+    eb_sub *a = test_subscribe_ready(bus, "a", gated_a);
+    test_subscribe_ready(bus, "b", count_b);
     for (int i = 0; i < 400; i++)
         publish(bus, "a", NULL);
     wait_for(&a_calls, 1);
@@ -186,11 +165,11 @@ Test(dispatch_edges, subscribe_and_unsubscribe_racing_close)
 {
     const char *const kv[][2] = {{"memory.name", "races"}};
     for (int i = 0; i < 200; i++) {
-        eb_bus *bus = open_with(kv, 1, NULL);
+        eb_bus *bus = test_open_with(kv, 1, NULL);
         race r = {.bus = bus, .sub = NULL};
         bool unsub = i % 2;
         if (unsub)
-            r.sub = subscribe(bus, "early", ack);
+            r.sub = test_subscribe_ready(bus, "early", ack);
         pthread_t t;
         pthread_create(&t, NULL, unsub ? unsubscribe_race_thread : subscribe_thread, &r);
         int rc = eb_bus_close(bus, 1000);
@@ -229,8 +208,8 @@ static const char *const small_pool[][2] = {
 
 Test(dispatch_edges, one_held_handler_does_not_stop_the_others)
 {
-    eb_bus *bus = open_with(small_pool, 4, NULL);
-    subscribe(bus, "t", hold_first);
+    eb_bus *bus = test_open_with(small_pool, 4, NULL);
+    test_subscribe_ready(bus, "t", hold_first);
     for (int i = 0; i < HB_OTHERS + 1; i++)
         publish(bus, "t", NULL); /* unkeyed: any worker may run any */
     wait_for(&others_handled, HB_OTHERS);
