@@ -1,9 +1,14 @@
 /*
- * dispatch.h — the bounded worker pool that runs handlers: keyed messages go
- * to worker hash(key) % N (per-key order, never concurrent), unkeyed ones to
- * any free worker; retries wait on the timer queue, and dead letters for
- * their publish, with later messages of their key held behind them; revoke
- * and close drain or abandon what is queued. Outcomes (ack, retry, dead letter) are applied in outcome.c.
+ * dispatch.h — the worker pool that runs handlers. Keys, not workers, are
+ * scheduled: a keyed message waits in the shard of its key's hash, a free
+ * worker runs the next ready shard's messages (per-key order, never two
+ * of a key at once, whichever worker), a key held up (a blocked handler,
+ * a retry, a dead letter) leaves its shard so it holds nothing else, and
+ * unkeyed messages run on any free worker. Retries wait
+ * on the timer queue, and dead letters for their publish, with later
+ * messages of their key waiting behind them; revoke and close drain or
+ * abandon what is queued. Outcomes (ack, retry, dead letter) are applied
+ * in outcome.c.
  */
 #ifndef EB_DISPATCH_H
 #define EB_DISPATCH_H
@@ -20,11 +25,12 @@ enum {
     EB_MSGF_DLQ = 1u << 1,      /* waiting to be dead-lettered */
     EB_MSGF_REJECTED = 1u << 2, /* dead-lettered because REJECT */
     EB_MSGF_KEYED = 1u << 3,
-    EB_MSGF_BLOCKING = 1u << 4, /* a retry or dead-letter head its worker
-                                   must see again */
+    EB_MSGF_BLOCKING = 1u << 4, /* a retry or dead-letter head its key
+                                   waits for */
     EB_MSGF_DLQ_STUB = 1u << 5,      /* its dead letter is a stub: too large */
     EB_MSGF_DLQ_STOPPED = 1u << 6,   /* its dead letter's topic refuses it */
-    EB_MSGF_DLQ_PUBLISHED = 1u << 7  /* dead letter confirmed: ack it */
+    EB_MSGF_PARKED = 1u << 7         /* counted in its sub's `parked`: it
+                                        waits behind a blocked key */
 };
 
 /** The pool of bus->set.workers workers (0: one per CPU), not started. */
@@ -60,12 +66,12 @@ void eb__dispatch_sub_forget(eb_dispatch *d, eb_sub *sub);
  *  delivered? */
 bool eb__dispatch_is_stale(eb_dispatch *d, const eb_msg *m);
 
-/** A retry is due: puts the message back in front of its worker. */
+/** A retry is due: puts the message back at the head of its key, which
+ *  may run again. */
 void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m);
 
 /** The dead letter of `m` is published (`published`: acknowledge it) or
- *  given up (release it). A keyed one goes back through its worker, which
- *  frees its key and runs the messages of the key held behind it. */
+ *  given up (release it); a key waiting for it may run again. */
 void eb__dispatch_dead_letter_done(eb_dispatch *d, eb_msg *m, bool published);
 
 /** True once close abandoned the queues. */

@@ -3,7 +3,12 @@
  * means confirmed and not yet ACKed or dead-lettered; a partition where a
  * handler runs is excused (its lane may legitimately wait behind it: a key
  * waits for its head, a full lane pauses), as is everything while a join
- * or leave is in progress or no member is live.
+ * or leave is in progress or no member is live. So is everything while a
+ * member has every worker inside a handler (a fixed pool that blocked
+ * handlers fill runs nothing else, and the driver does not know which
+ * partitions it holds); a stall beyond that is
+ * head-of-line blocking, which the key-scheduling dispatcher (issue 8)
+ * removed: a failure unless --allow-hol-blocking.
  */
 #include "progress.h"
 
@@ -45,15 +50,28 @@ static void take_look(progress_monitor *pm, look *lk, int64_t now)
     pthread_mutex_lock(&r->mu);
     lk->last_activity_ns = r->last_activity_ns;
     if (r->live_members > 0 && r->transitions == 0) {
+        int running[FAULT_MAX_INCARNATIONS] = {0};
         for (size_t i = 0; i < r->n_calls; i++) {
             const call_record *c = &r->calls[i];
             if (c->finished)
                 continue;
+            if (c->incarnation >= 0 && c->incarnation < FAULT_MAX_INCARNATIONS)
+                running[c->incarnation]++;
             if (c->partition >= 0 && c->partition < MAX_PARTITIONS)
                 excused[c->topic][c->partition] = true;
             if (now - c->start_ns > lk->longest_running_ns)
                 lk->longest_running_ns = now - c->start_ns;
         }
+        /* A member whose every worker is inside a handler runs nothing
+         * else; the driver does not know which partitions it holds. */
+        bool pool_full = false;
+        for (int inc = 0; inc < r->n_incarnations && inc < FAULT_MAX_INCARNATIONS; inc++) {
+            int member = r->incarnations[inc].member;
+            int workers = member >= 0 ? pm->s->members[member].workers : 0;
+            pool_full |= workers > 0 && running[inc] >= workers;
+        }
+        if (pool_full)
+            memset(excused, true, sizeof excused);
         for (long i = 0; i < r->n_published; i++) {
             const msg_state *m = &r->msgs[i];
             if (m->publish != PUB_CONFIRMED || msg_finished(m) ||
@@ -96,8 +114,8 @@ static void report_stall(progress_monitor *pm, const look *lk, const char *what,
     int limit = scenario_stall_limit_ms(pm->s);
     if (lk->longest_running_ns >= (int64_t)limit * 1000000) {
         if (pm->allow_hol) {
-            recorder_note(pm->r, "head-of-line blocking, issue 7 defect 6 / issue 8; a failure "
-                          "with --no-allow-hol-blocking", "nothing handled for %lld ms while a handler has run "
+            recorder_note(pm->r, "head-of-line blocking (issue 7 defect 6, fixed by issue 8); "
+                          "a failure without --allow-hol-blocking", "nothing handled for %lld ms while a handler has run "
                               "for %lld ms: %s", (long long)(quiet_ns / 1000000),
                               (long long)(lk->longest_running_ns / 1000000), what);
             return;

@@ -626,7 +626,7 @@ static void report(run *rn, const run_result *res)
            res->failures, res->notes);
     if (res->failures)
         printf("replay: %s --transport %s --seed %llu --verbose%s%s\n", rn->o->self_path, t,
-               (unsigned long long)s->seed, rn->o->allow_hol ? "" : " --no-allow-hol-blocking",
+               (unsigned long long)s->seed, rn->o->allow_hol ? " --allow-hol-blocking" : "",
                rn->o->allow_slow_kafka_leave ? "" : " --no-allow-slow-kafka-leave");
     fflush(stdout);
 }

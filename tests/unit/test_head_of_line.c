@@ -1,12 +1,13 @@
 /*
  * test_head_of_line.c — one blocked handler must hold only its own key
- * (issue 7, defect 6). Today's dispatcher sends a key to worker
- * hash(key) % workers: keys hashed to the blocked worker pile up, fill the
- * pool past its low watermark, and then deliver() refuses every
- * subscription, so a subscription whose handlers never block stops too.
- * Registered WILL_FAIL until issue 8 (keys, not workers, are scheduled)
- * makes it pass; the case bounds its wait and then lets the handler go, so
- * it fails by assertion, never by a hang.
+ * (issue 7, defect 6). The dispatcher before issue 8 sent a key to worker
+ * hash(key) % workers: keys hashed to the blocked worker piled up, filled
+ * the pool past its low watermark, and then deliver() refused every
+ * subscription, so a subscription whose handlers never block stopped too
+ * (15 of 2,000 handled). Now every other key of the blocked handler's
+ * subscription and every other subscription finish, and the blocked key's
+ * later messages wait for it, in order. The case bounds its wait and then
+ * lets the handler go, so it fails by assertion, never by a hang.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -22,7 +23,9 @@ enum { FREE_MSGS = 2000, STUCK_KEYS = 400, KEYS = 100, WAIT_MS = 10000 };
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 static bool gate_open;
-static atomic_int free_handled, stuck_started;
+enum { STUCK_LATER = 3 };
+static atomic_int free_handled, slow_handled, stuck_started;
+static int stuck_order[1 + STUCK_LATER];
 
 static void open_gate(void)
 {
@@ -40,7 +43,10 @@ static eb_result slow_topic(const eb_msg *msg, void *opaque)
     size_t len;
     const char *key = eb_msg_key(msg, &len);
     if (key && len == 5 && memcmp(key, "stuck", 5) == 0) {
-        atomic_fetch_add(&stuck_started, 1);
+        int n = atomic_fetch_add(&stuck_started, 1);
+        const char *payload = eb_msg_payload(msg, &len);
+        if (n <= STUCK_LATER)
+            stuck_order[n] = payload[0] - '0';
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 30;
@@ -48,7 +54,9 @@ static eb_result slow_topic(const eb_msg *msg, void *opaque)
         while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
             ;
         pthread_mutex_unlock(&gate_mu);
+        return EB_ACK;
     }
+    atomic_fetch_add(&slow_handled, 1);
     return EB_ACK;
 }
 
@@ -59,10 +67,10 @@ static eb_result free_topic(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
-static void publish(eb_bus *bus, const char *topic, const char *key)
+static void publish_seq(eb_bus *bus, const char *topic, const char *key, char seq)
 {
     eb_outgoing m = {.topic = topic, .key = key, .key_len = strlen(key),
-                     .payload = "x", .payload_len = 1};
+                     .payload = &seq, .payload_len = 1};
     cr_assert_eq(eb_publish(bus, &m, NULL, NULL), 0);
 }
 
@@ -91,27 +99,32 @@ Test(head_of_line, a_blocked_handler_holds_only_its_key)
     subscribe(bus, "slow", slow_topic);
     subscribe(bus, "free", free_topic);
 
-    publish(bus, "slow", "stuck");
+    publish_seq(bus, "slow", "stuck", '0');
     int64_t deadline = test_now_ms() + WAIT_MS;
     while (atomic_load(&stuck_started) == 0 && test_now_ms() < deadline)
         test_next_look();
     cr_assert_eq(atomic_load(&stuck_started), 1, "the blocking handler never started");
-    /* Other keys of the slow topic, half of them hashed to the blocked
-     * worker, then a topic whose handlers never block. */
+    /* The blocked key's later messages, other keys of the slow topic
+     * (with the old dispatcher, half of them hashed to the blocked
+     * worker), then a topic whose handlers never block. */
+    for (int i = 1; i <= STUCK_LATER; i++)
+        publish_seq(bus, "slow", "stuck", (char)('0' + i));
     for (int i = 0; i < STUCK_KEYS; i++) {
         char key[16];
         snprintf(key, sizeof key, "k%d", i % KEYS);
-        publish(bus, "slow", key);
+        publish_seq(bus, "slow", key, 'x');
     }
     for (int i = 0; i < FREE_MSGS; i++) {
         char key[16];
         snprintf(key, sizeof key, "f%d", i % KEYS);
-        publish(bus, "free", key);
+        publish_seq(bus, "free", key, 'x');
     }
     deadline = test_now_ms() + WAIT_MS;
-    while (atomic_load(&free_handled) < FREE_MSGS && test_now_ms() < deadline)
+    while ((atomic_load(&free_handled) < FREE_MSGS || atomic_load(&slow_handled) < STUCK_KEYS) &&
+           test_now_ms() < deadline)
         test_next_look();
-    int handled = atomic_load(&free_handled);
+    int handled = atomic_load(&free_handled), slow = atomic_load(&slow_handled);
+    int stuck_before = atomic_load(&stuck_started);
     open_gate();
     cr_expect_eq(eb_bus_close(bus, 10000), 0);
     eb_bus_destroy(bus);
@@ -119,4 +132,14 @@ Test(head_of_line, a_blocked_handler_holds_only_its_key)
                  "%d of %d messages of a topic that never blocks were handled while one "
                  "handler of another topic was blocked",
                  handled, FREE_MSGS);
+    cr_expect_eq(slow, STUCK_KEYS,
+                 "%d of %d messages of other keys of the blocked handler's topic were "
+                 "handled while it was blocked",
+                 slow, STUCK_KEYS);
+    cr_expect_eq(stuck_before, 1, "%d messages of the blocked key started before it returned",
+                 stuck_before);
+    cr_expect_eq(atomic_load(&stuck_started), 1 + STUCK_LATER,
+                 "the blocked key's later messages did not all run once it returned");
+    for (int i = 0; i <= STUCK_LATER; i++)
+        cr_expect_eq(stuck_order[i], i, "the blocked key ran out of order at %d", i);
 }

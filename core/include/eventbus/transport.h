@@ -69,7 +69,7 @@ typedef struct eb_host_sub eb_host_sub; /**< one subscription of that bus */
 typedef struct eb_msg_core {
     struct eb_msg *next;   /* queue link */
     void *sub;             /* owning subscription */
-    int64_t due_ns;        /* retry time */
+    int64_t due_ns;        /* retry time; while queued, the revoke count it was checked at */
     uint32_t attempts;     /* handler calls in this member */
     uint32_t key_hash;
     uint32_t flags;
