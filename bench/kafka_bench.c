@@ -25,6 +25,16 @@
  *
  * Usage: kafka_bench [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR]
  *                    [--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]...
+ *                    [--work-us N] [--workers K] [--pools]
+ * --work-us N: every eventbus handler waits N us off the CPU (as one
+ * writing to a database does) before it returns. --workers K: the
+ * eventbus buses' dispatch.workers (default 4; 0: the library's default,
+ * the elastic pool). --pools: instead of the comparison with raw
+ * librdkafka, eventbus alone consuming one backlog per round with the
+ * elastic pool and with fixed pools of 2, 16, 64 and 256 workers (their
+ * peak sizes too), then end-to-end at 50% of the best fixed pool's rate
+ * with the elastic pool and that fixed one: send -> handler start
+ * latency. Meant with --work-us (no-op handlers need no more workers).
  * --set adds an eventbus setting to every bus of the run (tuning
  * experiments: --set kafka.queued.min.messages=1000000); the raw loops keep
  * eventbus's defaults.
@@ -63,6 +73,8 @@ static const char *bootstrap;
 static const char *extra_settings[32]; /* --set KEY=VALUE */
 static int n_extra_settings;
 static int64_t deadline_s = 300; /* for any one wait of a run */
+static long work_us;                /* --work-us: each eventbus handler waits */
+static int bus_workers = WORKERS;   /* --workers: dispatch.workers (0: elastic) */
 
 static void sleep_us(long us)
 {
@@ -440,6 +452,8 @@ static eb_result noop_handler(const eb_msg *msg, void *opaque)
         const void *payload = eb_msg_payload(msg, &len);
         record_latency(&rs->hist, payload, len);
     }
+    if (work_us > 0)
+        sleep_us(work_us); /* the handler's simulated I/O */
     counter_add_one(&rs->handled);
     return EB_ACK;
 }
@@ -468,7 +482,7 @@ static eb_bus *open_bus(void)
     if (rc == 0)
         rc = eb_config_set(cfg, "kafka.bootstrap.servers", bootstrap, err, sizeof err);
     if (rc == 0) {
-        snprintf(set, sizeof set, "%d", WORKERS);
+        snprintf(set, sizeof set, "%d", bus_workers);
         rc = eb_config_set(cfg, "dispatch.workers", set, err, sizeof err);
     }
 #ifdef EB_BENCH_PLUGIN_DIR
@@ -567,7 +581,22 @@ typedef struct row {
     double msgs_per_s, p50_us, p99_us, close_ms, rss_mib;
     double cpu_us; /* CPU time of the whole process per message (all threads) */
     int threads;
+    int workers_peak; /* eventbus: the pool's most workers at once */
 } row;
+
+/** The pool's most workers at once, from the bus's stats (-1: none). */
+static int workers_peak(eb_bus *bus)
+{
+    char *json = NULL;
+    int peak = -1;
+    if (eb_bus_stats(bus, &json) == 0) {
+        const char *at = strstr(json, "\"workers_peak\":");
+        if (at)
+            peak = atoi(at + strlen("\"workers_peak\":"));
+    }
+    eb_free(json);
+    return peak;
+}
 
 static row run_raw_produce(const job *j)
 {
@@ -636,7 +665,8 @@ static row run_eb_subscribe(const job *j)
     wait_handled(rs, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)(WARM_UP + j->n) /
                            ((double)(now_ns() - atomic_load(&rs->first_ns)) / 1e9),
-             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = proc_thread_count()};
+             .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = proc_thread_count(),
+             .workers_peak = workers_peak(bus)};
     r.close_ms = close_bus(bus);
     free(rs);
     return r;
@@ -720,6 +750,7 @@ static row run_eb_e2e(const job *j)
     r.cpu_us = cpu_us_per(cpu, j->n);
     r.p50_us = hist_quantile_us(&rs->hist, 0.50);
     r.p99_us = hist_quantile_us(&rs->hist, 0.99);
+    r.workers_peak = workers_peak(bus);
     r.close_ms = close_bus(bus);
     free(rs);
     return r;
@@ -904,12 +935,90 @@ static void run_pair(int round, const pair *raw, const pair *eb)
     }
 }
 
+/* --pools: the elastic pool against fixed ones, eventbus alone. */
+enum { N_POOLS = 5 };
+static const int pool_sizes[N_POOLS] = {0, 2, 16, 64, 256};
+
+static int run_pools(long n, int rounds, const char *run_id)
+{
+    static series cons[N_POOLS];
+    int peak[N_POOLS] = {0};
+    for (int r = 0; r < rounds; r++) {
+        job backlog = {.n = n};
+        snprintf(backlog.topic, sizeof backlog.topic, "%s-r%d-pools", run_id, r);
+        in_child(run_raw_produce, &backlog);
+        for (int k = 0; k < N_POOLS; k++) {
+            int i = r % 2 ? N_POOLS - 1 - k : k; /* odd rounds the other way round */
+            job j = backlog;
+            snprintf(j.group, sizeof j.group, "%.100s-group-%d", backlog.topic, pool_sizes[i]);
+            bus_workers = pool_sizes[i];
+            row x = in_child(run_eb_subscribe, &j);
+            add_row(&cons[i], x);
+            peak[i] = x.workers_peak > peak[i] ? x.workers_peak : peak[i];
+            char what[48];
+            snprintf(what, sizeof what, "subscribe, %s %d", pool_sizes[i] ? "fixed" : "elastic",
+                     pool_sizes[i] ? pool_sizes[i] : x.workers_peak);
+            progress(what, r, x);
+        }
+        delete_round_topics(run_id, r, "");
+    }
+    int best = 1;
+    for (int i = 1; i < N_POOLS; i++)
+        if (rate_of(&cons[i]) > rate_of(&cons[best]))
+            best = i;
+    /* Latency at 50% of the best fixed pool's rate: elastic and that pool. */
+    double half = rate_of(&cons[best]) / 2;
+    static series lat[2];
+    const int lat_pools[2] = {0, pool_sizes[best]};
+    int lat_peak[2] = {0};
+    for (int r = 0; r < rounds; r++) {
+        for (int k = 0; k < 2; k++) {
+            int i = r % 2 ? 1 - k : k;
+            job j = {.n = n / 2, .rate = half};
+            snprintf(j.topic, sizeof j.topic, "%s-r%d-pools-lat-%d", run_id, r, lat_pools[i]);
+            snprintf(j.group, sizeof j.group, "%.100s-group", j.topic);
+            bus_workers = lat_pools[i];
+            row x = in_child(run_eb_e2e, &j);
+            add_row(&lat[i], x);
+            lat_peak[i] = x.workers_peak > lat_peak[i] ? x.workers_peak : lat_peak[i];
+            progress(lat_pools[i] ? "end-to-end @50%, fixed" : "end-to-end @50%, elastic", r, x);
+        }
+        delete_round_topics(run_id, r, "");
+    }
+    printf("%-34s %10s %7s %9s %9s %6s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
+           "p99 us", "us/msg", "threads", "RSS MiB", "close ms", "vs best fixed");
+    for (int i = 0; i < N_POOLS; i++) {
+        char name[64];
+        if (pool_sizes[i])
+            snprintf(name, sizeof name, "subscribe, %d workers", pool_sizes[i]);
+        else
+            snprintf(name, sizeof name, "subscribe, elastic (peak %d)", peak[i]);
+        print_series(name, &cons[i], false, &cons[best]);
+    }
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        if (lat_pools[i])
+            snprintf(name, sizeof name, "e2e @%.0f/s, %d workers", half, lat_pools[i]);
+        else
+            snprintf(name, sizeof name, "e2e @%.0f/s, elastic (peak %d)", half, lat_peak[i]);
+        print_series(name, &lat[i], true, i ? NULL : &lat[1]);
+    }
+    double ratio = rate_of(&cons[0]) / rate_of(&cons[best]);
+    double p99 = median(lat[0].p99, lat[0].n) / median(lat[1].p99, lat[1].n);
+    printf("goals: elastic >= 0.8x the best fixed pool (%d workers): %.2fx %s; p99 at 50%% "
+           "load no worse than that pool: %.2fx %s\n",
+           pool_sizes[best], ratio, ratio >= 0.8 ? "met" : "MISSED", p99,
+           p99 <= 1.0 ? "met" : "MISSED");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long n = 1000000;
     int rounds = 3;
     const char *only = NULL;
     double only_rate = 0;
+    bool pools = false;
     bootstrap = getenv("EB_KAFKA_BOOTSTRAP");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0)
@@ -926,15 +1035,22 @@ int main(int argc, char **argv)
             only_rate = atof(argv[++i]);
         else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_extra_settings < 32)
             extra_settings[n_extra_settings++] = argv[++i];
+        else if (strcmp(argv[i], "--work-us") == 0 && i + 1 < argc)
+            work_us = atol(argv[++i]);
+        else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc)
+            bus_workers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--pools") == 0)
+            pools = true;
         else {
             fprintf(stderr,
                     "usage: %s [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR] "
-                    "[--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]...\n",
+                    "[--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]... [--work-us N] "
+                    "[--workers K] [--pools]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (rounds < 1 || rounds > MAX_ROUNDS || n < 1000) {
+    if (rounds < 1 || rounds > MAX_ROUNDS || n < 1000 || work_us < 0 || bus_workers < 0) {
         fprintf(stderr, "kafka_bench: rounds must be 1..%d and messages >= 1000\n",
                 MAX_ROUNDS);
         return 2;
@@ -947,9 +1063,10 @@ int main(int argc, char **argv)
     make_keys();
     if (only)
         return run_only(only, n, only_rate);
-    printf("kafka_bench: %ld messages of %d bytes, %d keys, %d partitions, %d workers, "
-           "%d round(s), medians; broker %s (librdkafka %s)\n",
-           n, PAYLOAD, KEYS, PARTITIONS, WORKERS, rounds, bootstrap, rd_kafka_version_str());
+    printf("kafka_bench: %ld messages of %d bytes, %d keys, %d partitions, %d workers%s, "
+           "handlers wait %ld us, %d round(s), medians; broker %s (librdkafka %s)\n",
+           n, PAYLOAD, KEYS, PARTITIONS, bus_workers, bus_workers ? "" : " (elastic)", work_us,
+           rounds, bootstrap, rd_kafka_version_str());
     fflush(stdout);
 
     series raw_prod = {0}, eb_pub = {0}, raw_cons = {0}, eb_cons = {0}, raw_e2e = {0},
@@ -957,6 +1074,8 @@ int main(int argc, char **argv)
     char run_id[32];
     snprintf(run_id, sizeof run_id, "kbench-%d-%lld", (int)getpid(),
              (long long)(time(NULL) % 100000));
+    if (pools)
+        return run_pools(n, rounds, run_id);
     for (int r = 0; r < rounds; r++) {
         job raw = {.n = n}, eb = {.n = n};
         snprintf(raw.topic, sizeof raw.topic, "%s-r%d-raw", run_id, r);
@@ -995,7 +1114,8 @@ int main(int argc, char **argv)
     print_series("raw produce", &raw_prod, false, NULL);
     print_series("eventbus publish", &eb_pub, false, &raw_prod);
     print_series("raw consume (store each)", &raw_cons, false, NULL);
-    print_series("eventbus subscribe (4 workers)", &eb_cons, false, &raw_cons);
+    print_series(bus_workers == WORKERS ? "eventbus subscribe (4 workers)"
+                                        : "eventbus subscribe", &eb_cons, false, &raw_cons);
     print_series("raw end-to-end", &raw_e2e, true, NULL);
     print_series("eventbus end-to-end", &eb_e2e, true, &raw_e2e);
     print_series(half_raw_name, &raw_half, true, NULL);

@@ -5,6 +5,8 @@
  * signal. Rounds alternate baseline and eventbus; medians are reported.
  *
  * Usage: memory_bench [--smoke] [--messages N] [--rounds R] [--workers W]
+ * (--workers 0: the default elastic pool; its peak size is printed, and
+ * no-op handlers must not grow it).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -105,8 +107,22 @@ static eb_result noop_handler(const eb_msg *msg, void *opaque)
 
 typedef struct eb_result_row {
     double msgs_per_s, p50_us, p99_us, close_ms;
-    int threads;
+    int threads, workers_peak;
 } eb_result_row;
+
+/** The pool's most workers at once, from the stats (-1: not found). */
+static int workers_peak(eb_bus *bus)
+{
+    char *json = NULL;
+    int peak = -1;
+    if (eb_bus_stats(bus, &json) == 0) {
+        const char *at = strstr(json, "\"workers_peak\":");
+        if (at)
+            peak = atoi(at + strlen("\"workers_peak\":"));
+    }
+    eb_free(json);
+    return peak;
+}
 
 static void die(const char *what, int rc, const char *err)
 {
@@ -199,6 +215,7 @@ static eb_result_row run_eventbus(long n, bool keyed, int workers, double rate)
     row.msgs_per_s = (double)n / ((double)(now_ns() - start) / 1e9);
     row.p50_us = hist_quantile_us(&rs->hist, 0.50);
     row.p99_us = hist_quantile_us(&rs->hist, 0.99);
+    row.workers_peak = workers_peak(bus);
     int64_t close_start = now_ns();
     if ((rc = eb_bus_close(bus, 10000)) != 0)
         die("close", rc, NULL);
@@ -224,7 +241,7 @@ static double median(double *v, int n)
 
 typedef struct series {
     double rate[16], p50[16], p99[16], close_ms[16];
-    int threads;
+    int threads, workers_peak;
 } series;
 
 static void add_row(series *s, int i, eb_result_row r)
@@ -234,15 +251,18 @@ static void add_row(series *s, int i, eb_result_row r)
     s->p99[i] = r.p99_us;
     s->close_ms[i] = r.close_ms;
     s->threads = r.threads;
+    if (r.workers_peak > s->workers_peak)
+        s->workers_peak = r.workers_peak;
 }
 
 static void print_series(const char *name, series *s, int rounds, double base)
 {
     double rate = median(s->rate, rounds);
     printf("%-22s %12.0f msgs/s %8.1f MB/s  p50 %8.1f us  p99 %9.1f us  "
-           "close %6.1f ms  threads %d  ratio %.2fx\n",
+           "close %6.1f ms  threads %d  workers peak %d  ratio %.2fx\n",
            name, rate, rate * PAYLOAD / 1e6, median(s->p50, rounds),
-           median(s->p99, rounds), median(s->close_ms, rounds), s->threads, rate / base);
+           median(s->p99, rounds), median(s->close_ms, rounds), s->threads, s->workers_peak,
+           rate / base);
 }
 
 int main(int argc, char **argv)

@@ -65,6 +65,8 @@ static void read_settings(eb_bus *bus)
     s->queue_max = eb__config_int(c, "dispatch.queue.max");
     s->queue_low_watermark = eb__config_int(c, "dispatch.queue.low.watermark");
     s->workers = eb__config_int(c, "dispatch.workers");
+    s->workers_max = eb__config_int(c, "dispatch.workers.max");
+    s->workers_idle_ms = eb__config_int(c, "dispatch.workers.idle.ms");
     s->log_level = log_level_of(eb__config_value(c, "log.level"));
 }
 

@@ -33,6 +33,8 @@ typedef struct eb_settings {
     int64_t queue_max;
     int64_t queue_low_watermark;
     int64_t workers;
+    int64_t workers_max;
+    int64_t workers_idle_ms;
     int log_level;
 } eb_settings;
 

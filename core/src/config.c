@@ -62,7 +62,11 @@ _Static_assert(MESSAGE_MAX_BYTES_DEFAULT + EB_DLQ_HEADROOM == KAFKA_MESSAGE_MAX_
     X("plugin.path", KEY_STRING, "", 0, 0, NULL,                               \
       "colon-separated directories searched first for transport plugins")      \
     X("dispatch.workers", KEY_INT, "0", 0, 1024, NULL,                         \
-      "handler threads of the bus (0: one per CPU)")                           \
+      "handler threads, fixed (0: elastic, one per CPU up to workers.max)")    \
+    X("dispatch.workers.max", KEY_INT, "256", 1, 1024, NULL,                   \
+      "most handler threads an elastic pool grows to")                         \
+    X("dispatch.workers.idle.ms", KEY_INT, "10000", 1, 3600000, NULL,          \
+      "an elastic pool's extra worker idle this long ends")                    \
     X("dispatch.queue.max", KEY_INT, "16384", 1, 10000000, NULL,               \
       "messages queued or in a worker's batch before intake pauses")           \
     X("dispatch.queue.low.watermark", KEY_INT, "0", 0, 10000000, NULL,         \

@@ -35,10 +35,10 @@
  * a batch. Three things keep that as cheap as the fixed worker per key it
  * replaced (the memory benchmark's keyed throughput was 25-35% lower
  * without them):
- *   - batch size: a fair share between this worker and the idle ones
- *     when handlers are slow, so they run in parallel; when they are
- *     fast, as many as run in BATCH_TARGET_NS (a moving average of
- *     handler time), so a lock and a wake-up are shared by many;
+ *   - batch size: as many messages as run in BATCH_TARGET_NS (a moving
+ *     average of handler time): many when handlers are fast, so that a
+ *     lock and a wake-up are shared by many; one or two when they are
+ *     slow, so that other workers can run the rest in parallel;
  *   - wake-ups: one idle worker is woken for ready shards, and it wakes
  *     the next if more are ready once it took its batch (waking one per
  *     newly ready shard woke workers that found nothing, and slept);
@@ -76,6 +76,7 @@
 #include "msgq.h"
 #include "outcome.h"
 #include "sync.h"
+#include "thread_probe.h"
 #include "timers.h"
 
 enum { BATCH = 256, ACK_BATCH = 64, SHARDS = 256 };
@@ -94,6 +95,8 @@ typedef struct shard {
     bool shared;             /* the unkeyed queue: several batches at once */
     bool ready;              /* in the ready list */
     bool running;            /* a worker's batch came from it (not shared) */
+    uint64_t ready_seq;      /* when it became ready, in d->ready_count
+                                terms (0: it waited before, at the front) */
 } shard;
 
 /* What a worker is running, as fields rather than the message: once its
@@ -105,9 +108,17 @@ typedef struct running {
     uint64_t generation;
 } running;
 
+/* A worker slot: allocated once, never moved (its cv and ack_mu are
+ * waited on, revoke reads its `current`), its thread started again when
+ * the pool grows into it after it retired. */
+enum worker_state { SLOT_FREE, SLOT_RUNNING, SLOT_RETIRED /* to join */ };
+
 typedef struct worker {
     eb_dispatch *d;
     pthread_t thread;
+    int state;               /* enum worker_state, under d->mu */
+    eb_thread_probe probe;   /* opened by the thread, closed once joined */
+    int64_t idle_since_ns;   /* under d->mu: when it last went idle */
     pthread_cond_t cv;
     bool waiting;            /* under d->mu: on the idle stack */
     bool woken;              /* under d->mu: signalled, counted in d->waking */
@@ -161,9 +172,23 @@ struct eb_dispatch {
     uint32_t n_shards;       /* a power of two */
     shard *ready_head, *ready_tail;
     eb_key_table held;       /* held keys, by (sub, key hash) */
-    worker *workers;
-    unsigned n_workers;
-    unsigned running_workers; /* threads started (eb__dispatch_run), under mu */
+    /* The pool: slots 0..n_slots-1 allocated (never freed before stop),
+     * running_workers of them running. Elastic between min_workers and
+     * max_workers (fixed when equal); see "pool" below. */
+    worker **workers;
+    atomic_uint n_slots;     /* written under mu, after the slot */
+    unsigned min_workers, max_workers;
+    unsigned running_workers, peak_workers; /* under mu */
+    int64_t idle_retire_ns;
+    pthread_t pool_thread;
+    bool pool_thread_started;
+    pthread_cond_t pool_cv;  /* the pool watcher waits here */
+    bool pool_watching;      /* it ticks: ready work and no idle worker */
+    uint64_t ready_count;    /* shards made ready at the tail, ever */
+    uint64_t ready_count_at_tick;
+    uint64_t waited_ms;      /* ticks in which ready work waited for a worker */
+    unsigned probe_next;     /* round robin of sampled workers */
+    uint8_t *blocked_looks;  /* per slot: looks in a row that saw it blocked */
     worker *idle;            /* waiting workers, a stack */
     unsigned n_idle;         /* on the idle stack */
     unsigned waking;         /* signalled, not yet looked at the ready list */
@@ -264,10 +289,16 @@ static void ack_add_and_finish(worker *w, eb_msg *m)
     notify_waiters(w->d);
 }
 
+static unsigned slot_count(eb_dispatch *d)
+{
+    return atomic_load_explicit(&d->n_slots, memory_order_acquire);
+}
+
 static void flush_all_acks(eb_dispatch *d)
 {
-    for (unsigned i = 0; i < d->n_workers; i++)
-        acks_flush(&d->workers[i]);
+    unsigned n = slot_count(d);
+    for (unsigned i = 0; i < n; i++)
+        acks_flush(d->workers[i]);
 }
 
 static void release_one(eb_msg *m) { eb__sub_release(m->core.sub, &m, 1); }
@@ -331,6 +362,7 @@ static void shard_make_ready(eb_dispatch *d, shard *s, bool front)
     if (s->ready || s->running || !s->queue.head)
         return;
     s->ready = true;
+    s->ready_seq = front ? 0 : ++d->ready_count;
     if (front) {
         s->ready_next = d->ready_head;
         d->ready_head = s;
@@ -547,6 +579,17 @@ static void wake_for_ready(eb_dispatch *d, wake_later *later)
         wake_idle(d, 1, later);
 }
 
+/** Under d->mu: ready work and no worker idle or coming: the pool watcher
+ *  starts to tick (see "pool"). */
+static void watch_pool(eb_dispatch *d)
+{
+    if (!d->pool_watching && d->pool_thread_started && d->ready_head && !d->idle &&
+        d->waking == 0) {
+        d->pool_watching = true;
+        pthread_cond_signal(&d->pool_cv);
+    }
+}
+
 /** Outside d->mu: what enqueueing needs, computed before taking the lock. */
 static void prepare(eb_sub *sub, eb_msg *m)
 {
@@ -593,6 +636,7 @@ size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n
         owe_resume(d, sub); /* resumed once subscribe() returned */
     wake_later later = {.n = 0};
     wake_for_ready(d, &later);
+    watch_pool(d);
     if (k)
         atomic_fetch_add(&sub->outstanding, (long)k);
     pthread_mutex_unlock(&d->mu);
@@ -728,25 +772,25 @@ static inline void prefetch_msg(const eb_msg *m)
     }
 }
 
-/* A batch runs about this long when its handlers are fast: a batch costs
- * a lock and a wake-up or two, which messages of a few microseconds each
- * must share to be cheap (the memory benchmark's keyed throughput is 30%
- * lower with fair shares alone). */
+/* A batch runs about this long: a batch costs a lock and a wake-up or two,
+ * which fast handlers (a few microseconds) must share between many
+ * messages to be cheap, while slow ones (a millisecond of I/O) must not
+ * keep messages in one worker's hands that other workers could run. */
 #define BATCH_TARGET_NS 200000
 
 /**
- * Under d->mu: how many messages the next batch takes: a fair share of
- * what is queued between this worker and the idle ones (so that slow
- * handlers run in parallel), or more when handlers are fast enough for
- * a batch of BATCH_TARGET_NS (so that fast ones pay little per message);
- * at most batch_max.
+ * Under d->mu: how many messages the next batch takes: as many as run in
+ * BATCH_TARGET_NS at the handlers' average time per message, at least
+ * one, at most batch_max. (A fair share of the queue instead: the memory
+ * benchmark's keyed throughput 30% lower with fast handlers; with slow
+ * ones, a worker taking all of a queue that only other workers could
+ * have run in parallel.)
  */
 static size_t batch_size(const eb_dispatch *d)
 {
-    size_t fair = d->queued / (d->n_idle + 1) + 1;
     int64_t per = d->ns_per_msg > 0 ? d->ns_per_msg : 1;
-    size_t fast = (size_t)(BATCH_TARGET_NS / per);
-    size_t want = fair > fast ? fair : fast;
+    size_t want = (size_t)(BATCH_TARGET_NS / per);
+    want = want < 1 ? 1 : want;
     return want < d->batch_max ? want : d->batch_max;
 }
 
@@ -865,8 +909,9 @@ static unsigned take_over_held(eb_dispatch *d, worker *self, worker **flush, uns
         return 0;
     d->next_look_ns = now + ESCAPE_AFTER_NS / 2;
     unsigned n_flush = 0;
-    for (unsigned i = 0; i < d->running_workers && n_flush < max; i++) {
-        worker *w = &d->workers[i];
+    unsigned n_slots = slot_count(d);
+    for (unsigned i = 0; i < n_slots && n_flush < max; i++) {
+        worker *w = d->workers[i];
         if (w == self || !w->in_batch || w->returned ||
             !atomic_load_explicit(&w->filled, memory_order_acquire))
             continue;
@@ -1008,6 +1053,8 @@ static void run_batch(worker *w)
 
 enum { FLUSH_MAX = 8 };
 
+static void retire(eb_dispatch *d, worker *w);
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -1015,7 +1062,9 @@ static void *worker_main(void *arg)
     eb__tls_callback_bus = d->bus;
     pthread_setname_np(pthread_self(), "eb-worker");
     worker *flush[FLUSH_MAX];
+    bool idle = false;       /* nothing run since it last went idle */
     pthread_mutex_lock(&d->mu);
+    eb__thread_probe_open(&w->probe);
     for (;;) {
         end_batch(d, w);
         if (w->woken) {
@@ -1028,18 +1077,33 @@ static void *worker_main(void *arg)
         if (!d->ready_head) /* what it returns is ready for this worker and others */
             n_flush = take_over_held(d, w, flush, FLUSH_MAX);
         bool got = take_batch(d, w);
-        if (got)
+        if (got) {
             wake_for_ready(d, NULL); /* more ready shards: pass the word on */
+            watch_pool(d);
+        }
         if (!got && !resume && !n_flush) {
             if (d->stopping)
                 break;
+            int64_t now = eb__now_ns();
+            if (!idle)
+                w->idle_since_ns = now;
+            idle = true;
+            if (d->running_workers > d->min_workers &&
+                now - w->idle_since_ns >= d->idle_retire_ns) {
+                retire(d, w);
+                return NULL;
+            }
             w->waiting = true;
             w->idle_next = d->idle;
             d->idle = w;
             d->n_idle++;
             pthread_cond_broadcast(&d->idle_cv);
-            /* Batches out: look again soon, to take over one held up. */
-            int64_t until = d->batches_out ? eb__now_ns() + ESCAPE_AFTER_NS : INT64_MAX;
+            /* Batches out: look again soon, to take over one held up; an
+             * extra worker of an elastic pool: to retire once idle long. */
+            int64_t until = d->batches_out ? now + ESCAPE_AFTER_NS : INT64_MAX;
+            if (d->running_workers > d->min_workers &&
+                w->idle_since_ns + d->idle_retire_ns < until)
+                until = w->idle_since_ns + d->idle_retire_ns;
             while (w->waiting && !d->stopping && eb__cond_wait_until(&w->cv, &d->mu, until))
                 ;
             if (w->waiting) { /* stopping, or looking again: off the idle stack */
@@ -1052,6 +1116,7 @@ static void *worker_main(void *arg)
             }
             continue;
         }
+        idle = false;
         pthread_mutex_unlock(&d->mu);
         for (unsigned i = 0; i < n_flush; i++) /* their handled ones may fill lanes */
             acks_flush(flush[i]);
@@ -1083,8 +1148,9 @@ static bool stale_in_timer(const eb_msg *m, void *arg)
 static bool stale_running_locked(eb_dispatch *d)
 {
     bool stale = false;
-    for (unsigned i = 0; i < d->n_workers && !stale; i++) {
-        worker *w = &d->workers[i];
+    unsigned n_slots = slot_count(d);
+    for (unsigned i = 0; i < n_slots && !stale; i++) {
+        worker *w = d->workers[i];
         pthread_mutex_lock(&w->ack_mu);
         running cur = w->current;
         pthread_mutex_unlock(&w->ack_mu);
@@ -1299,8 +1365,9 @@ void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
                          size_t *held, uint64_t *handled)
 {
     *handled = 0;
-    for (unsigned i = 0; i < d->n_workers; i++)
-        *handled += atomic_load_explicit(&d->workers[i].handled, memory_order_relaxed);
+    unsigned n_slots = slot_count(d);
+    for (unsigned i = 0; i < n_slots; i++)
+        *handled += atomic_load_explicit(&d->workers[i]->handled, memory_order_relaxed);
     pthread_mutex_lock(&d->mu);
     *queued = d->queued + d->held_running;
     *in_batch = d->in_batch;
@@ -1310,51 +1377,35 @@ void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
 
 /* ---------------------------------------------------------- start/stop */
 
-static unsigned worker_count(const eb_bus *bus)
-{
-    if (bus->set.workers > 0)
-        return (unsigned)bus->set.workers;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 0 ? (unsigned)cpus : 1;
-}
+/* ------------------------------------------------------------------ pool */
 
-static void free_dispatch(eb_dispatch *d)
-{
-    for (unsigned i = 0; i < d->n_workers; i++) {
-        pthread_cond_destroy(&d->workers[i].cv);
-        pthread_mutex_destroy(&d->workers[i].ack_mu);
-    }
-    free(d->workers);
-    free(d->seen);
-    free(d->shards);
-    eb__keys_free(&d->held);
-    pthread_cond_destroy(&d->idle_cv);
-    pthread_mutex_destroy(&d->mu);
-    free(d);
-}
+/*
+ * dispatch.workers > 0: that many workers, always. 0 (the default): an
+ * elastic pool, from one worker per CPU (at most dispatch.workers.max) to
+ * dispatch.workers.max. A watcher thread sleeps until ready work finds no
+ * worker idle, then ticks every POOL_TICK_NS while that lasts. At a tick
+ * where ready work has waited since the last one (the ready list's head
+ * is older than the tick), it counts the tick in `waited_ms`, and the
+ * pool grows by a quarter (at least one) when every worker is inside a
+ * handler and the workers it looks at were blocked (neither running nor
+ * waiting for a CPU: sleeping, waiting on I/O or a lock) at this tick and
+ * the one before (thread_probe.h). Handlers that use CPUs never grow it: more
+ * threads would only queue for the same CPUs. A worker idle for
+ * dispatch.workers.idle.ms retires, down to the minimum; the watcher
+ * joins it, and its slot (never freed before stop: revoke reads it) is
+ * used again when the pool grows.
+ */
+#define POOL_TICK_NS 1000000
+enum { POOL_SAMPLES = 8 };
 
-static void stop_workers(eb_dispatch *d)
+/** Under d->mu: the batches of held workers count in the pool's load until
+ *  they end or are taken over: all of them together must stay within the
+ *  low watermark, or a few held handlers would keep intake paused while
+ *  the other workers sleep. */
+static void set_batch_max(eb_dispatch *d)
 {
-    pthread_mutex_lock(&d->mu);
-    d->stopping = true;
-    for (unsigned i = 0; i < d->n_workers; i++)
-        pthread_cond_signal(&d->workers[i].cv);
-    unsigned started = d->running_workers;
-    pthread_mutex_unlock(&d->mu);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(d->workers[i].thread, NULL);
-}
-
-int eb__dispatch_run(eb_dispatch *d)
-{
-    pthread_mutex_lock(&d->mu);
-    while (d->running_workers < d->n_workers &&
-           pthread_create(&d->workers[d->running_workers].thread, NULL, worker_main,
-                          &d->workers[d->running_workers]) == 0)
-        d->running_workers++;
-    int rc = d->running_workers == d->n_workers ? 0 : EB_ERR_NOMEM;
-    pthread_mutex_unlock(&d->mu);
-    return rc;
+    size_t share = d->low_watermark / (d->running_workers ? d->running_workers : 1);
+    d->batch_max = share < 1 ? 1 : share < BATCH ? share : BATCH;
 }
 
 /** Zeroed memory for n objects of `size` bytes aligned to `align` (their
@@ -1369,43 +1420,260 @@ static void *zalloc_aligned(size_t align, size_t n, size_t size)
     return p;
 }
 
+/** Under d->mu: a free slot, or a new one; NULL at the maximum or when out
+ *  of memory. */
+static worker *free_slot(eb_dispatch *d)
+{
+    unsigned n = slot_count(d);
+    for (unsigned i = 0; i < n; i++)
+        if (d->workers[i]->state == SLOT_FREE)
+            return d->workers[i];
+    if (n >= d->max_workers)
+        return NULL;
+    worker *w = zalloc_aligned(alignof(worker), 1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->d = d;
+    w->probe.fd = -1;
+    eb__cond_init(&w->cv); /* timed waits: see worker_main */
+    pthread_mutex_init(&w->ack_mu, NULL);
+    d->workers[n] = w;
+    atomic_store_explicit(&d->n_slots, n + 1, memory_order_release);
+    return w;
+}
+
+/** Under d->mu: one more worker. @returns false when it could not start. */
+static bool start_worker(eb_dispatch *d)
+{
+    worker *w = free_slot(d);
+    if (!w || pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return false;
+    unsigned i = 0;
+    while (d->workers[i] != w)
+        i++;
+    d->seen[i] = (worker_seen){0};
+    d->blocked_looks[i] = 0;
+    w->state = SLOT_RUNNING;
+    d->running_workers++;
+    if (d->running_workers > d->peak_workers)
+        d->peak_workers = d->running_workers;
+    set_batch_max(d);
+    return true;
+}
+
+/** Under d->mu, by w: it ends (worker_main returns); the watcher joins it.
+ *  Its acks were flushed after its last batch. */
+static void retire(eb_dispatch *d, worker *w)
+{
+    w->state = SLOT_RETIRED;
+    d->running_workers--;
+    set_batch_max(d);
+    pthread_cond_signal(&d->pool_cv);
+    pthread_mutex_unlock(&d->mu);
+    acks_flush(w); /* a take-over's flush may have raced its last one: none left */
+}
+
+/** Under d->mu (released while joining): joins retired workers and frees
+ *  their slots. */
+static void join_retired(eb_dispatch *d)
+{
+    unsigned n = slot_count(d);
+    for (unsigned i = 0; i < n; i++) {
+        worker *w = d->workers[i];
+        if (w->state != SLOT_RETIRED)
+            continue;
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(w->thread, NULL);
+        pthread_mutex_lock(&d->mu);
+        eb__thread_probe_close(&w->probe);
+        w->state = SLOT_FREE;
+    }
+}
+
+/** Under d->mu: is every worker inside a handler, and were those looked
+ *  at (the first POOL_SAMPLES running ones) blocked at this tick and the
+ *  one before? */
+static bool workers_blocked(eb_dispatch *d)
+{
+    unsigned n = slot_count(d);
+    for (unsigned i = 0; i < n; i++) {
+        worker *w = d->workers[i];
+        if (w->state != SLOT_RUNNING)
+            continue;
+        pthread_mutex_lock(&w->ack_mu);
+        bool busy = w->current.busy;
+        pthread_mutex_unlock(&w->ack_mu);
+        if (!busy) {
+            d->blocked_looks[i] = 0;
+            return false;
+        }
+    }
+    bool blocked = true;
+    unsigned looked = 0;
+    for (unsigned i = 0; i < n && looked < POOL_SAMPLES; i++) {
+        worker *w = d->workers[i];
+        if (w->state != SLOT_RUNNING)
+            continue;
+        if (eb__thread_probe_blocked(&w->probe, 2 * POOL_TICK_NS)) {
+            if (d->blocked_looks[i] < UINT8_MAX)
+                d->blocked_looks[i]++;
+        } else {
+            d->blocked_looks[i] = 0;
+        }
+        blocked &= d->blocked_looks[i] >= 2;
+        looked++;
+    }
+    return blocked && looked > 0;
+}
+
+/** Under d->mu: one tick of the watcher. */
+static void pool_tick(eb_dispatch *d)
+{
+    shard *head = ready_peek(d);
+    bool waited = head && head->ready_seq <= d->ready_count_at_tick && !d->idle &&
+                  d->waking == 0;
+    d->ready_count_at_tick = d->ready_count;
+    if (!waited)
+        return;
+    d->waited_ms += POOL_TICK_NS / 1000000;
+    if (d->running_workers >= d->max_workers || !workers_blocked(d))
+        return;
+    unsigned grow = d->running_workers / 4 ? d->running_workers / 4 : 1;
+    while (grow-- > 0 && d->running_workers < d->max_workers && start_worker(d))
+        ;
+}
+
+static void *pool_main(void *arg)
+{
+    eb_dispatch *d = arg;
+    pthread_setname_np(pthread_self(), "eb-pool");
+    pthread_mutex_lock(&d->mu);
+    while (!d->stopping) {
+        join_retired(d);
+        if (d->stopping)
+            break;
+        shard *head = ready_peek(d);
+        if (!head || d->idle || d->waking) {
+            d->pool_watching = false;
+            pthread_cond_wait(&d->pool_cv, &d->mu); /* watch_pool, retire, stop */
+            d->ready_count_at_tick = d->ready_count;
+            continue;
+        }
+        int64_t tick = eb__now_ns() + POOL_TICK_NS;
+        while (!d->stopping && eb__cond_wait_until(&d->pool_cv, &d->mu, tick))
+            ; /* a retire's signal: joined at the next turn */
+        if (!d->stopping)
+            pool_tick(d);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+void eb__dispatch_pool(eb_dispatch *d, unsigned *workers, unsigned *peak, unsigned *max,
+                       uint64_t *waited_ms)
+{
+    pthread_mutex_lock(&d->mu);
+    *workers = d->running_workers;
+    *peak = d->peak_workers;
+    *max = d->max_workers;
+    *waited_ms = d->waited_ms;
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* ---------------------------------------------------------- start/stop */
+
+static void free_dispatch(eb_dispatch *d)
+{
+    unsigned n = slot_count(d);
+    for (unsigned i = 0; i < n; i++) {
+        pthread_cond_destroy(&d->workers[i]->cv);
+        pthread_mutex_destroy(&d->workers[i]->ack_mu);
+        free(d->workers[i]);
+    }
+    free(d->workers);
+    free(d->seen);
+    free(d->blocked_looks);
+    free(d->shards);
+    eb__keys_free(&d->held);
+    pthread_cond_destroy(&d->pool_cv);
+    pthread_cond_destroy(&d->idle_cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+static void stop_workers(eb_dispatch *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true;
+    pthread_cond_signal(&d->pool_cv);
+    bool watcher = d->pool_thread_started;
+    pthread_mutex_unlock(&d->mu);
+    if (watcher)
+        pthread_join(d->pool_thread, NULL);
+    pthread_mutex_lock(&d->mu);
+    unsigned n = slot_count(d);
+    for (unsigned i = 0; i < n; i++)
+        pthread_cond_signal(&d->workers[i]->cv);
+    pthread_mutex_unlock(&d->mu);
+    for (unsigned i = 0; i < n; i++) { /* no worker starts or retires now */
+        worker *w = d->workers[i];
+        if (w->state != SLOT_FREE)
+            pthread_join(w->thread, NULL);
+        eb__thread_probe_close(&w->probe);
+        w->state = SLOT_FREE;
+    }
+}
+
+int eb__dispatch_run(eb_dispatch *d)
+{
+    pthread_mutex_lock(&d->mu); /* each subscribe: what failed before is tried again */
+    while (d->running_workers < d->min_workers && start_worker(d))
+        ;
+    if (!d->pool_thread_started)
+        d->pool_thread_started = pthread_create(&d->pool_thread, NULL, pool_main, d) == 0;
+    int rc = d->running_workers >= d->min_workers && d->pool_thread_started ? 0 : EB_ERR_NOMEM;
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
 int eb__dispatch_new(eb_bus *bus, eb_dispatch **out)
 {
     eb_dispatch *d = zalloc_aligned(alignof(eb_dispatch), 1, sizeof *d);
     if (!d)
         return EB_ERR_NOMEM;
     d->bus = bus;
-    d->n_workers = worker_count(bus);
+    if (bus->set.workers > 0) {
+        d->min_workers = d->max_workers = (unsigned)bus->set.workers;
+    } else {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        d->max_workers = (unsigned)bus->set.workers_max;
+        d->min_workers = cpus < 1 ? 1 : (unsigned)cpus < d->max_workers ? (unsigned)cpus
+                                                                         : d->max_workers;
+    }
+    d->idle_retire_ns = bus->set.workers_idle_ms * 1000000;
     d->queue_max = (size_t)bus->set.queue_max;
     d->low_watermark = bus->set.queue_low_watermark > 0
                            ? (size_t)bus->set.queue_low_watermark
                            : d->queue_max / 2;
-    /* The batches of held workers count in the pool's load until they
-     * end: all of them together must stay within the low watermark, or a
-     * few held handlers would keep intake paused while the other workers
-     * sleep. */
-    size_t share = d->low_watermark / d->n_workers;
-    d->batch_max = share < 1 ? 1 : share < BATCH ? share : BATCH;
-    d->ns_per_msg = BATCH_TARGET_NS; /* slow until measured: fair shares */
+    d->running_workers = d->min_workers; /* the batch size they will share */
+    set_batch_max(d);
+    d->running_workers = 0;
+    d->ns_per_msg = BATCH_TARGET_NS; /* slow until measured: batches of one */
     d->n_shards = SHARDS;
     pthread_mutex_init(&d->mu, NULL);
     eb__cond_init(&d->idle_cv);
-    d->workers = zalloc_aligned(alignof(worker), d->n_workers, sizeof *d->workers);
+    eb__cond_init(&d->pool_cv);
+    d->workers = calloc(d->max_workers, sizeof *d->workers);
     d->shards = calloc(d->n_shards + 1, sizeof *d->shards);
-    d->seen = calloc(d->n_workers, sizeof *d->seen);
-    if (!d->workers || !d->shards || !d->seen) {
-        d->n_workers = 0;
+    d->seen = calloc(d->max_workers, sizeof *d->seen);
+    d->blocked_looks = calloc(d->max_workers, sizeof *d->blocked_looks);
+    if (!d->workers || !d->shards || !d->seen || !d->blocked_looks) {
         free_dispatch(d);
         return EB_ERR_NOMEM;
     }
     for (uint32_t i = 0; i <= d->n_shards; i++)
         d->shards[i].index = i;
     d->shards[d->n_shards].shared = true;
-    for (unsigned i = 0; i < d->n_workers; i++) {
-        d->workers[i].d = d;
-        eb__cond_init(&d->workers[i].cv); /* timed waits: see worker_main */
-        pthread_mutex_init(&d->workers[i].ack_mu, NULL);
-    }
     *out = d;
     return 0;
 }

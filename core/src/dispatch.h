@@ -92,4 +92,10 @@ void eb__dispatch_stop(eb_dispatch *d);
 void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
                          size_t *held, uint64_t *handled);
 
+/** The pool: workers running, the most that ran at once, the most it may
+ *  grow to, and the milliseconds in which ready work waited for a worker
+ *  with none idle (sampled every millisecond). */
+void eb__dispatch_pool(eb_dispatch *d, unsigned *workers, unsigned *peak, unsigned *max,
+                       uint64_t *waited_ms);
+
 #endif

@@ -38,6 +38,9 @@ int eb_bus_stats(eb_bus *bus, char **json)
     size_t queued = 0, running = 0, held = 0;
     uint64_t handled = 0;
     eb__dispatch_counts(bus->dispatch, &queued, &running, &held, &handled);
+    unsigned workers, peak, max;
+    uint64_t waited_ms;
+    eb__dispatch_pool(bus->dispatch, &workers, &peak, &max, &waited_ms);
     eb__bus_leave(bus);
     if (rc != 0)
         return rc;
@@ -48,12 +51,14 @@ int eb_bus_stats(eb_bus *bus, char **json)
         "\"dead_lettered\":%llu,\"dlq_failed\":%llu,\"dlq_stubs\":%llu,"
         "\"dlq_stopped\":%ld,\"released\":%llu,"
         "\"paused\":%llu,\"queued\":%zu,\"in_batch\":%zu,\"held\":%zu,"
+        "\"workers\":%u,\"workers_peak\":%u,\"workers_max\":%u,\"waited_for_worker_ms\":%llu,"
         "\"transport\":%s}",
         bus->tp->name, COUNTER(published), COUNTER(publish_failed),
         COUNTER(delivered), (unsigned long long)handled, COUNTER(acked), COUNTER(retried),
         COUNTER(dead_lettered), COUNTER(dlq_failed), COUNTER(dlq_stubs),
         atomic_load(&bus->dlq_stopped.count), COUNTER(released),
-        COUNTER(paused), queued, running, held, tp_json);
+        COUNTER(paused), queued, running, held, workers, peak, max,
+        (unsigned long long)waited_ms, tp_json);
     free(tp_json);
     return n < 0 ? EB_ERR_NOMEM : 0;
 }

@@ -284,6 +284,7 @@ int child_main(int argc, char **argv)
     int before = proc_thread_count();
     const member_plan *plan = &s.members[index];
     member m = {.s = &s, .env = &env, .index = index, .workers = plan->workers,
+                .workers_max = plan->workers_max, .workers_idle_ms = plan->workers_idle_ms,
                 .sink = {NULL, pipe_call_start, pipe_call_end, pipe_revoked, pipe_leave,
                          pipe_fail}};
     int rc = member_join(&m);

@@ -95,12 +95,14 @@ static bool set_transport(eb_config *cfg, const fault_env *e, const scenario *s)
     return ok;
 }
 
-eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, eb_event_cb cb,
-                          void *opaque)
+eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, int workers_max,
+                          int workers_idle_ms, eb_event_cb cb, void *opaque)
 {
     eb_config *cfg = eb_config_new();
     bool ok = cfg && set_transport(cfg, e, s) &&
               set_int(cfg, "dispatch.workers", workers) &&
+              (workers > 0 || (set_int(cfg, "dispatch.workers.max", workers_max) &&
+                               set_int(cfg, "dispatch.workers.idle.ms", workers_idle_ms))) &&
               set_int(cfg, "dispatch.queue.max", s->queue_max) &&
               set_int(cfg, "dispatch.lane.max.inflight", s->lane_max_inflight) &&
               set_int(cfg, "dispatch.revoke.timeout.ms", s->revoke_timeout_ms) &&

@@ -47,7 +47,8 @@ int env_topic_index(const fault_env *e, const scenario *s, const char *topic);
  * `workers` dispatch workers, and `cb` for events. NULL (having printed
  * why) if a setting is refused.
  */
-eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, eb_event_cb cb,
+eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, int workers_max,
+                          int workers_idle_ms, eb_event_cb cb,
                           void *opaque);
 
 /* The mock cluster (kafka_env.c; kafka_env_none.c where librdkafka is not

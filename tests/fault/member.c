@@ -125,7 +125,8 @@ int member_ready_timeout_ms(const scenario *s)
 int member_join(member *m)
 {
     char err[1024];
-    eb_config *cfg = env_bus_config(m->env, m->s, m->workers, on_event, m);
+    eb_config *cfg = env_bus_config(m->env, m->s, m->workers, m->workers_max,
+                                     m->workers_idle_ms, on_event, m);
     if (!cfg) {
         fail(m, CHECK_SETUP, "the bus settings were refused");
         return -1;

@@ -35,7 +35,7 @@ struct member {
     const scenario *s;
     const fault_env *env;
     int index;             /* in the scenario; -1: the verifying member */
-    int workers;
+    int workers, workers_max, workers_idle_ms; /* see member_plan */
     member_sink sink;
     eb_bus *bus;
     eb_sub *subs[FAULT_MAX_TOPICS];

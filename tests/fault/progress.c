@@ -67,7 +67,8 @@ static void take_look(progress_monitor *pm, look *lk, int64_t now)
         bool pool_full = false;
         for (int inc = 0; inc < r->n_incarnations && inc < FAULT_MAX_INCARNATIONS; inc++) {
             int member = r->incarnations[inc].member;
-            int workers = member >= 0 ? pm->s->members[member].workers : 0;
+            const member_plan *plan = member >= 0 ? &pm->s->members[member] : NULL;
+            int workers = !plan ? 0 : plan->workers ? plan->workers : plan->workers_max;
             pool_full |= workers > 0 && running[inc] >= workers;
         }
         if (pool_full)

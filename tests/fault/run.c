@@ -136,10 +136,11 @@ static void set_bus(run *rn, int slot, eb_bus *bus)
 
 /* ---------------------------------------------------------------- members */
 
-static void member_init(run *rn, member_slot *ms, int index, int workers)
+static void member_init(run *rn, member_slot *ms, int index, const member_plan *p)
 {
     ms->incarnation = recorder_incarnation_new(rn->r, index, false);
-    ms->m = (member){.s = &rn->s, .env = &rn->env, .index = index, .workers = workers,
+    ms->m = (member){.s = &rn->s, .env = &rn->env, .index = index, .workers = p->workers,
+                     .workers_max = p->workers_max, .workers_idle_ms = p->workers_idle_ms,
                      .sink = {ms, sink_call_start, sink_call_end, sink_revoked, sink_leave,
                               sink_fail}};
 }
@@ -151,7 +152,7 @@ static void *member_thread(void *arg)
     run *rn = ms->rn;
     const member_plan *p = &rn->s.members[ms->index];
     wait_until(rn, rn->churn_start_ns + ms_to_ns(p->join_ms), false);
-    member_init(rn, ms, ms->index, p->workers);
+    member_init(rn, ms, ms->index, p);
     recorder_transition(rn->r, 1);
     bool joined = member_join(&ms->m) == 0;
     set_bus(rn, ms->index, ms->m.bus);
@@ -341,7 +342,7 @@ static int found_group(run *rn)
 static int observer_open(run *rn)
 {
     char err[1024];
-    eb_config *cfg = env_bus_config(&rn->env, &rn->s, 2, NULL, NULL);
+    eb_config *cfg = env_bus_config(&rn->env, &rn->s, 2, 0, 0, NULL, NULL);
     int rc = cfg ? eb_bus_open(cfg, &rn->observer, err, sizeof err) : EB_ERR_CONFIG;
     eb_config_destroy(cfg);
     if (rc != 0) {
@@ -519,7 +520,7 @@ static void verify(run *rn, long *lost)
     member_slot *v = &rn->verifier;
     v->rn = rn;
     v->index = -1;
-    member_init(rn, v, -1, 2);
+    member_init(rn, v, -1, &(member_plan){.workers = 2});
     if (member_join(&v->m) == 0) {
         set_bus(rn, FAULT_MAX_MEMBERS, v->m.bus);
         wait_with_losses(rn, all_redelivered, lost, lost, fault_now_ns() + phase_limit_ns(&rn->s));

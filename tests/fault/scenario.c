@@ -122,6 +122,18 @@ void scenario_generate(uint64_t seed, fault_transport transport, scenario *out)
     draw_traffic(out, &r);
     draw_outcomes(out, &r);
     draw_members(out, &r);
+    /* Half the members get an elastic pool that retires workers idle for
+     * a few ms, so that it grows and shrinks all along. A stream of its
+     * own: the scenarios of seeds recorded before it came are unchanged. */
+    fault_rng pool = fault_rng_for(seed, 0, 7);
+    for (int i = 0; i < out->n_members; i++) {
+        member_plan *m = &out->members[i];
+        if (fault_rng_chance(&pool, 50)) {
+            m->workers_max = (int)fault_rng_range(&pool, 2, 8);
+            m->workers_idle_ms = (int)fault_rng_range(&pool, 1, 20);
+            m->workers = 0;
+        }
+    }
 }
 
 static work_kind draw_work(const scenario *s, fault_rng *r, int *ms)
@@ -184,8 +196,13 @@ void scenario_print(const scenario *s, FILE *out)
             s->long_block_message, s->long_block_ms, s->churn_ms, s->tail_wait_ms);
     for (int i = 0; i < s->n_members; i++) {
         const member_plan *m = &s->members[i];
-        fprintf(out, "  member %d: %d worker(s)%s, joins at %lld ms, ", i, m->workers,
-                m->in_child ? ", child process" : "", (long long)m->join_ms);
+        if (m->workers)
+            fprintf(out, "  member %d: %d worker(s)", i, m->workers);
+        else
+            fprintf(out, "  member %d: elastic pool up to %d workers (idle %d ms)", i,
+                    m->workers_max, m->workers_idle_ms);
+        fprintf(out, "%s, joins at %lld ms, ", m->in_child ? ", child process" : "",
+                (long long)m->join_ms);
         if (m->leave_ms < 0)
             fprintf(out, "stays; ");
         else

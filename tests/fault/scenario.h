@@ -34,7 +34,9 @@ typedef struct member_plan {
     int64_t leave_ms;      /* < 0: stays until the tail closes everyone */
     leave_kind leave;
     int close_deadline_ms; /* also used when the tail closes it */
-    int workers;           /* dispatch.workers */
+    int workers;           /* dispatch.workers (0: elastic) */
+    int workers_max;       /* dispatch.workers.max, when elastic */
+    int workers_idle_ms;   /* dispatch.workers.idle.ms, when elastic */
     bool in_child;         /* a child process (real Kafka only) */
 } member_plan;
 

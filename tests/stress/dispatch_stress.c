@@ -5,9 +5,12 @@
  * retries, members joining and leaving (revokes) while messages flow, and
  * close with work still queued. Asserts: every published message handled
  * at least once, per-key order within each member's run, no key handled
- * concurrently, and the thread count back to its start.
+ * concurrently, and the thread count back to its start. With "elastic",
+ * the pool is elastic (up to 16 workers, idle ones retire after 2 ms) and
+ * every 4th handler waits 300 us off the CPU, so the pool grows and
+ * shrinks all the time while all of the above happens; it must have grown.
  *
- * usage: dispatch_stress [messages]   (exit 0 = pass)
+ * usage: dispatch_stress [messages] [elastic]   (exit 0 = pass)
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "eventbus/eventbus.h"
 #include "proc_threads.h"
@@ -23,6 +27,7 @@
 enum { KEYS = 64 };
 
 static long n_messages = 20000;
+static bool elastic;
 static atomic_int failures;
 
 #define CHECK(cond, ...)                                                      \
@@ -76,6 +81,10 @@ static eb_result handler(const eb_msg *msg, void *opaque)
                     key, s, eb_msg_attempt(msg), eb_msg_id(msg), prev - 1);
         atomic_store(&ms->last[key], s + 1);
     }
+    if (elastic && s % 4 == 0) {
+        struct timespec ts = {0, 300000};
+        nanosleep(&ts, NULL); /* a handler waiting on I/O: the pool grows */
+    }
     atomic_fetch_sub(&st->running[key], 1);
     if (retry)
         return EB_RETRY;
@@ -100,8 +109,17 @@ static eb_bus *open_bus(member_state *ms)
         {"dispatch.queue.max", "64"}, {"dispatch.lane.max.inflight", "128"},
         {"retry.backoff.ms", "1"}, {"retry.backoff.max.ms", "5"},
         {"dispatch.revoke.timeout.ms", "5000"}};
+    const char *elastic_settings[][2] = {
+        {"dispatch.workers", "0"}, {"dispatch.workers.max", "16"},
+        {"dispatch.workers.idle.ms", "2"}};
     for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
         if (eb_config_set(cfg, settings[i][0], settings[i][1], err, sizeof err) != 0) {
+            fprintf(stderr, "dispatch_stress: %s\n", err);
+            exit(2);
+        }
+    for (size_t i = 0; elastic && i < sizeof elastic_settings / sizeof *elastic_settings; i++)
+        if (eb_config_set(cfg, elastic_settings[i][0], elastic_settings[i][1], err,
+                          sizeof err) != 0) {
             fprintf(stderr, "dispatch_stress: %s\n", err);
             exit(2);
         }
@@ -147,6 +165,20 @@ static bool wait_all(state *st, long n, int64_t deadline)
     return atomic_load(&st->acked) == n;
 }
 
+/** The pool's most workers at once, from the bus's stats (-1: none). */
+static long workers_peak(eb_bus *bus)
+{
+    char *json = NULL;
+    long peak = -1;
+    if (eb_bus_stats(bus, &json) == 0) {
+        const char *at = strstr(json, "\"workers_peak\":");
+        if (at)
+            peak = atol(at + strlen("\"workers_peak\":"));
+    }
+    eb_free(json);
+    return peak;
+}
+
 static void *nothing(void *arg) { return arg; }
 
 /** Thread count once the runtime's own helpers exist (TSan starts a
@@ -175,6 +207,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         n_messages = atol(argv[1]);
+    elastic = argc > 2 && strcmp(argv[2], "elastic") == 0;
     int threads_before = baseline_threads();
     state *st = calloc(1, sizeof *st);
     st->seen = calloc((size_t)n_messages, 1);
@@ -193,10 +226,16 @@ int main(int argc, char **argv)
     CHECK(eb_bus_close(a, 5000) == 0, "close a");
     eb_bus *c = open_bus(&ms[2]);
     eb_sub *sc = subscribe(c, &ms[2]);
+    long peak = workers_peak(b);
     int rc = eb_bus_close(b, 100);
     CHECK(rc == 0 || rc == EB_ERR_TIMEOUT, "close b: %s", eb_strerror(rc));
     CHECK(wait_all(st, n_messages, now_ns() + 60 * 1000000000LL),
           "only %ld of %ld messages handled", atomic_load(&st->acked), n_messages);
+    if (workers_peak(c) > peak)
+        peak = workers_peak(c);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK(!elastic || peak > cpus, "the elastic pool never grew (peak %ld, %ld CPUs)", peak,
+          cpus);
     CHECK(eb_bus_close(c, 5000) == 0, "close c");
     (void)sb;
     (void)sc;
@@ -211,7 +250,8 @@ int main(int argc, char **argv)
     free(st->seen);
     free(st);
     int f = atomic_load(&failures);
-    printf("dispatch_stress: %ld messages, %s\n", n_messages, f ? "FAILED" : "ok");
+    printf("dispatch_stress: %ld messages%s, %s\n", n_messages, elastic ? ", elastic pool" : "",
+           f ? "FAILED" : "ok");
     printf("%d passed, %d failed\n", f ? 0 : 1, f ? 1 : 0);
     return f ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 /*
  * test_handler_threads.c — a bus starts its handler threads (the dispatch
- * workers and the retry timer) with its first subscription, never for
+ * workers, the pool's watcher and the retry timer) with its first subscription, never for
  * publishing alone, and none is left after close. Threads are told apart
  * by their names in /proc/self/task/<tid>/comm.
  */
@@ -38,12 +38,14 @@ Test(handler_threads, start_with_the_first_subscription_and_end_at_close)
     cr_assert_eq(eb_flush(bus, 10000), 0);
     cr_expect_eq(proc_threads_named("eb-worker"), 0, "workers of a bus that only publishes");
     cr_expect_eq(proc_threads_named("eb-timer"), 0, "a timer of a bus that only publishes");
+    cr_expect_eq(proc_threads_named("eb-pool"), 0, "a pool watcher of a bus that only publishes");
 
     eb_sub *sub = NULL;
     cr_assert_eq(eb_subscribe(bus, "threads", "g", ack, NULL, NULL, &sub, err, sizeof err), 0,
                  "%s", err);
     cr_expect_eq(wait_threads_named("eb-worker", 3), 3);
     cr_expect_eq(wait_threads_named("eb-timer", 1), 1);
+    cr_expect_eq(wait_threads_named("eb-pool", 1), 1);
     eb_sub *second = NULL;
     cr_assert_eq(eb_subscribe(bus, "threads-2", "g", ack, NULL, NULL, &second, err,
                               sizeof err), 0, "%s", err);
@@ -52,5 +54,6 @@ Test(handler_threads, start_with_the_first_subscription_and_end_at_close)
     cr_assert_eq(eb_bus_close(bus, 5000), 0);
     cr_expect_eq(proc_threads_named("eb-worker"), 0);
     cr_expect_eq(proc_threads_named("eb-timer"), 0);
+    cr_expect_eq(proc_threads_named("eb-pool"), 0);
     eb_bus_destroy(bus);
 }
