@@ -65,7 +65,9 @@ static inline double hist_quantile_us(histogram *h, double q)
 
 /* A counter each thread bumps on a stripe of its own: handlers should cost
  * what the baseline's consumer costs, and one shared counter would bounce
- * between cores once per message. */
+ * between cores once per message. Threads beyond STRIPES share stripes
+ * (an elastic pool runs hundreds of workers), so the bump is an atomic
+ * add: a load and a store lost counts there, and the run never ended. */
 enum { STRIPES = 16 };
 
 typedef struct striped_counter {
@@ -81,9 +83,7 @@ static inline void counter_add_one(striped_counter *c)
     static __thread int my_stripe = -1;
     if (my_stripe < 0)
         my_stripe = atomic_fetch_add(&next_stripe, 1) % STRIPES;
-    atomic_long *n = &c->stripe[my_stripe].n;
-    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
-                          memory_order_release);
+    atomic_fetch_add_explicit(&c->stripe[my_stripe].n, 1, memory_order_release);
 }
 
 static inline long counter_total(striped_counter *c)

@@ -171,7 +171,10 @@ static rd_kafka_t *admin_client(void)
 
 /** Creates `topic` with `partitions` partitions and waits until metadata
  *  shows each with a leader. */
-static void create_topic(const char *topic, int partitions)
+/** Creates the topic and waits until every partition has a leader;
+ *  `may_exist`: one there already is fine (a dead-letter topic that
+ *  several runs on one backlog share). */
+static void create_topic_ex(const char *topic, int partitions, bool may_exist)
 {
     rd_kafka_t *rk = admin_client();
     char err[512];
@@ -189,7 +192,9 @@ static void create_topic(const char *topic, int partitions)
         res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
     if (rd_kafka_event_error(ev))
         die("creating topic %s: %s", topic, rd_kafka_event_error_string(ev));
-    if (cnt == 1 && rd_kafka_topic_result_error(results[0]))
+    if (cnt == 1 && rd_kafka_topic_result_error(results[0]) &&
+        !(may_exist &&
+          rd_kafka_topic_result_error(results[0]) == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS))
         die("creating topic %s: %s", topic, rd_kafka_topic_result_error_string(results[0]));
     rd_kafka_event_destroy(ev);
     rd_kafka_queue_destroy(q);
@@ -214,6 +219,11 @@ static void create_topic(const char *topic, int partitions)
     }
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
+}
+
+static void create_topic(const char *topic, int partitions)
+{
+    create_topic_ex(topic, partitions, false);
 }
 
 /**
@@ -652,7 +662,7 @@ static void create_dlq_topic(const char *topic)
 {
     char dlq[160];
     snprintf(dlq, sizeof dlq, "%s.dlq", topic);
-    create_topic(dlq, 1);
+    create_topic_ex(dlq, 1, true);
 }
 
 static row run_eb_subscribe(const job *j)

@@ -79,7 +79,13 @@
 #include "thread_probe.h"
 #include "timers.h"
 
-enum { BATCH = 256, ACK_BATCH = 64, SHARDS = 256 };
+enum { BATCH = 256, ACK_BATCH = 64 };
+/* Shards: four per worker the pool may have (a power of two, 64 to 4096):
+ * keys that share a shard run one after another (unless one is held up
+ * and leaves it), so a pool of many workers needs many more shards than
+ * workers; 256 shards held an elastic pool with 1 ms handlers and 1,000
+ * keys to 151 workers and 0.66x the throughput of 256 fixed ones. */
+enum { SHARDS_PER_WORKER = 4, SHARDS_MIN = 64, SHARDS_MAX = 4096 };
 /* A worker none of whose handlers returned for this long is held up:
  * idle workers take over the rest of its batch and its shard. */
 #define ESCAPE_AFTER_NS 2000000
@@ -891,6 +897,15 @@ static void end_batch(eb_dispatch *d, worker *w)
     d->batches_out--;
 }
 
+/** Under d->mu: how long a worker may go without a handler returning
+ *  before it counts as held up: ESCAPE_AFTER_NS, or 8 handlers' time when
+ *  handlers are slow (1 ms of I/O each: a busy machine often delays one
+ *  past 2 ms, and taking over workers that are not held up only churns). */
+static int64_t escape_after(const eb_dispatch *d)
+{
+    return d->ns_per_msg * 8 > ESCAPE_AFTER_NS ? d->ns_per_msg * 8 : ESCAPE_AFTER_NS;
+}
+
 /**
  * Under d->mu, by a worker with nothing to run: takes over the batch of
  * every worker none of whose handlers returned for ESCAPE_AFTER_NS (one
@@ -922,7 +937,7 @@ static unsigned take_over_held(eb_dispatch *d, worker *self, worker **flush, uns
             seen->since_ns = now;
             continue;
         }
-        if (now - seen->since_ns < ESCAPE_AFTER_NS)
+        if (now - seen->since_ns < escape_after(d))
             continue;
         size_t r = atomic_exchange(&w->cursor, CURSOR_TAKEN);
         if (r == CURSOR_TAKEN)
@@ -1386,8 +1401,8 @@ void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
  * worker idle, then ticks every POOL_TICK_NS while that lasts. At a tick
  * where ready work has waited since the last one (the ready list's head
  * is older than the tick), it counts the tick in `waited_ms`, and the
- * pool grows by a quarter (at least one) when every worker is inside a
- * handler and the workers it looks at were blocked (neither running nor
+ * pool grows by half (at least one worker) when three workers in four are
+ * inside a handler and those it looks at were blocked (neither running nor
  * waiting for a CPU: sleeping, waiting on I/O or a lock) at this tick and
  * the one before (thread_probe.h). Handlers that use CPUs never grow it: more
  * threads would only queue for the same CPUs. A worker idle for
@@ -1490,44 +1505,43 @@ static void join_retired(eb_dispatch *d)
     }
 }
 
-/** Under d->mu: is every worker inside a handler, and were those looked
- *  at (the first POOL_SAMPLES running ones) blocked at this tick and the
- *  one before? */
-static bool workers_blocked(eb_dispatch *d)
+/** By the watcher, outside d->mu (it would hold up every worker meanwhile:
+ *  ack_mu and /proc are slow next to a batch): are three of the n
+ *  workers in four inside a handler, and were those of them it looks at
+ *  (the first POOL_SAMPLES) blocked at this tick and the one before?
+ *  (Every worker at one instant is too much to ask of a large pool: some
+ *  are always between two handlers.) Slots are never freed before stop,
+ *  and only the watcher closes probes, so `ws` stays valid. */
+static bool workers_blocked(eb_dispatch *d, worker **ws, const unsigned *slot, unsigned n)
 {
-    unsigned n = slot_count(d);
-    for (unsigned i = 0; i < n; i++) {
-        worker *w = d->workers[i];
-        if (w->state != SLOT_RUNNING)
-            continue;
-        pthread_mutex_lock(&w->ack_mu);
-        bool busy = w->current.busy;
-        pthread_mutex_unlock(&w->ack_mu);
-        if (!busy) {
-            d->blocked_looks[i] = 0;
-            return false;
-        }
-    }
+    unsigned busy = 0, looked = 0;
     bool blocked = true;
-    unsigned looked = 0;
-    for (unsigned i = 0; i < n && looked < POOL_SAMPLES; i++) {
-        worker *w = d->workers[i];
-        if (w->state != SLOT_RUNNING)
+    for (unsigned k = 0; k < n; k++) {
+        worker *w = ws[k];
+        pthread_mutex_lock(&w->ack_mu);
+        bool in_handler = w->current.busy;
+        pthread_mutex_unlock(&w->ack_mu);
+        uint8_t *looks = &d->blocked_looks[slot[k]];
+        if (!in_handler) {
+            *looks = 0;
             continue;
-        if (eb__thread_probe_blocked(&w->probe, 2 * POOL_TICK_NS)) {
-            if (d->blocked_looks[i] < UINT8_MAX)
-                d->blocked_looks[i]++;
-        } else {
-            d->blocked_looks[i] = 0;
         }
-        blocked &= d->blocked_looks[i] >= 2;
+        busy++;
+        if (looked == POOL_SAMPLES)
+            continue;
         looked++;
+        if (eb__thread_probe_blocked(&w->probe, 2 * POOL_TICK_NS))
+            *looks = *looks < UINT8_MAX ? *looks + 1 : *looks;
+        else
+            *looks = 0;
+        blocked &= *looks >= 2;
     }
-    return blocked && looked > 0;
+    return blocked && looked > 0 && busy * 4 >= n * 3;
 }
 
-/** Under d->mu: one tick of the watcher. */
-static void pool_tick(eb_dispatch *d)
+/** Under d->mu (released while it looks at the workers): one tick of the
+ *  watcher. `ws` and `slot` have room for max_workers. */
+static void pool_tick(eb_dispatch *d, worker **ws, unsigned *slot)
 {
     shard *head = ready_peek(d);
     bool waited = head && head->ready_seq <= d->ready_count_at_tick && !d->idle &&
@@ -1536,10 +1550,22 @@ static void pool_tick(eb_dispatch *d)
     if (!waited)
         return;
     d->waited_ms += POOL_TICK_NS / 1000000;
-    if (d->running_workers >= d->max_workers || !workers_blocked(d))
+    if (d->running_workers >= d->max_workers)
         return;
-    unsigned grow = d->running_workers / 4 ? d->running_workers / 4 : 1;
-    while (grow-- > 0 && d->running_workers < d->max_workers && start_worker(d))
+    unsigned n = 0, n_slots = slot_count(d);
+    for (unsigned i = 0; i < n_slots; i++) {
+        if (d->workers[i]->state == SLOT_RUNNING) {
+            ws[n] = d->workers[i];
+            slot[n++] = i;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    bool grow = workers_blocked(d, ws, slot, n);
+    pthread_mutex_lock(&d->mu);
+    if (!grow || d->stopping)
+        return;
+    unsigned more = d->running_workers / 2 ? d->running_workers / 2 : 1;
+    while (more-- > 0 && d->running_workers < d->max_workers && start_worker(d))
         ;
 }
 
@@ -1547,6 +1573,8 @@ static void *pool_main(void *arg)
 {
     eb_dispatch *d = arg;
     pthread_setname_np(pthread_self(), "eb-pool");
+    worker **ws = malloc(d->max_workers * sizeof *ws);
+    unsigned *slot = malloc(d->max_workers * sizeof *slot);
     pthread_mutex_lock(&d->mu);
     while (!d->stopping) {
         join_retired(d);
@@ -1562,10 +1590,12 @@ static void *pool_main(void *arg)
         int64_t tick = eb__now_ns() + POOL_TICK_NS;
         while (!d->stopping && eb__cond_wait_until(&d->pool_cv, &d->mu, tick))
             ; /* a retire's signal: joined at the next turn */
-        if (!d->stopping)
-            pool_tick(d);
+        if (!d->stopping && ws && slot) /* out of memory: it only counts no waits */
+            pool_tick(d, ws, slot);
     }
     pthread_mutex_unlock(&d->mu);
+    free(ws);
+    free(slot);
     return NULL;
 }
 
@@ -1659,7 +1689,9 @@ int eb__dispatch_new(eb_bus *bus, eb_dispatch **out)
     set_batch_max(d);
     d->running_workers = 0;
     d->ns_per_msg = BATCH_TARGET_NS; /* slow until measured: batches of one */
-    d->n_shards = SHARDS;
+    d->n_shards = SHARDS_MIN;
+    while (d->n_shards < SHARDS_MAX && d->n_shards < SHARDS_PER_WORKER * d->max_workers)
+        d->n_shards *= 2;
     pthread_mutex_init(&d->mu, NULL);
     eb__cond_init(&d->idle_cv);
     eb__cond_init(&d->pool_cv);
