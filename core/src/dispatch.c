@@ -89,6 +89,10 @@ enum { SHARDS_PER_WORKER = 4, SHARDS_MIN = 64, SHARDS_MAX = 4096 };
 /* A worker none of whose handlers returned for this long is held up:
  * idle workers take over the rest of its batch and its shard. */
 #define ESCAPE_AFTER_NS 2000000
+#define ESCAPE_AFTER_MAX_NS 20000000
+/* The handler time per message the moving average takes from one batch
+ * at most (see end_batch). */
+#define NS_PER_MSG_MAX 10000000
 #define CURSOR_TAKEN SIZE_MAX
 
 /* ------------------------------------------------------------ structures */
@@ -883,7 +887,10 @@ static void end_batch(eb_dispatch *d, worker *w)
     d->in_batch -= w->n_counted;
     w->n_counted = 0;
     if (w->n > 0 && !w->returned) {
+        /* Clipped: one handler blocked for seconds would otherwise make
+         * handlers look slow for dozens of batches (escape_after). */
         int64_t per = (eb__now_ns() - w->batch_start_ns) / (int64_t)w->n;
+        per = per < NS_PER_MSG_MAX ? per : NS_PER_MSG_MAX;
         d->ns_per_msg += (per - d->ns_per_msg) / 8;
     }
     if (!w->taken_over)
@@ -900,10 +907,12 @@ static void end_batch(eb_dispatch *d, worker *w)
 /** Under d->mu: how long a worker may go without a handler returning
  *  before it counts as held up: ESCAPE_AFTER_NS, or 8 handlers' time when
  *  handlers are slow (1 ms of I/O each: a busy machine often delays one
- *  past 2 ms, and taking over workers that are not held up only churns). */
+ *  past 2 ms, and taking over workers that are not held up only churns),
+ *  at most ESCAPE_AFTER_MAX_NS. */
 static int64_t escape_after(const eb_dispatch *d)
 {
-    return d->ns_per_msg * 8 > ESCAPE_AFTER_NS ? d->ns_per_msg * 8 : ESCAPE_AFTER_NS;
+    int64_t t = d->ns_per_msg * 8;
+    return t < ESCAPE_AFTER_NS ? ESCAPE_AFTER_NS : t > ESCAPE_AFTER_MAX_NS ? ESCAPE_AFTER_MAX_NS : t;
 }
 
 /**

@@ -296,6 +296,6 @@ int child_main(int argc, char **argv)
     }
     member_destroy(&m);
     env_close(&env);
-    say("T %d %d", before, proc_thread_count());
+    say("T %d %d", before, proc_thread_count_settled(before));
     return rc == 0 ? 0 : 1;
 }

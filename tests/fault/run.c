@@ -714,7 +714,7 @@ int run_one(const run_options *o, run_result *out)
     observer_close(rn);
     env_close(&rn->env);
     watchdog_stop(&dog);
-    int threads_after = proc_thread_count();
+    int threads_after = proc_thread_count_settled(threads_before);
     if (threads_after != threads_before)
         recorder_fail(rn->r, CHECK_THREADS, "%d threads before the run, %d after",
                       threads_before, threads_after);

@@ -238,15 +238,6 @@ static int baseline_threads(void)
     return proc_thread_count();
 }
 
-static int threads_settled(int want)
-{
-    int64_t deadline = test_now_ms() + 2000;
-    int n;
-    while ((n = proc_thread_count()) != want && test_now_ms() < deadline)
-        test_next_look(); /* a joined thread leaves /proc a moment later */
-    return n;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -278,7 +269,7 @@ int main(int argc, char **argv)
     eb_bus_destroy(bus);
     dlclose(plugin);
     check_dead_letters();
-    int threads_after = threads_settled(threads_before);
+    int threads_after = proc_thread_count_settled(threads_before);
     CHECK(threads_after == threads_before, "threads: %d before, %d after", threads_before,
           threads_after);
     free(st.rejected);

@@ -191,18 +191,6 @@ static int baseline_threads(void)
     return proc_thread_count();
 }
 
-/** A joined thread leaves /proc a moment after pthread_join returns. */
-static int threads_settled(int want)
-{
-    int64_t deadline = now_ns() + 2000000000LL;
-    int n;
-    while ((n = proc_thread_count()) != want && now_ns() < deadline) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return n;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -244,7 +232,7 @@ int main(int argc, char **argv)
     eb_bus_destroy(c);
     CHECK(atomic_load(&st->order_breaks) == 0, "%ld order breaks",
           atomic_load(&st->order_breaks));
-    int threads_after = threads_settled(threads_before);
+    int threads_after = proc_thread_count_settled(threads_before);
     CHECK(threads_after == threads_before, "threads: %d before, %d after",
           threads_before, threads_after);
     free(st->seen);

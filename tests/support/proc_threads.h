@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /** Threads of this process (0 if /proc cannot be read). */
 static inline int proc_thread_count(void)
@@ -20,6 +21,25 @@ static inline int proc_thread_count(void)
         n += e->d_name[0] != '.';
     if (d)
         closedir(d);
+    return n;
+}
+
+/** Threads of this process once it has `want` of them, or 2 s passed: a
+ *  thread leaves /proc a moment after pthread_join returned for it, so a
+ *  count taken at once after a close may still see threads it joined. A
+ *  thread left running stays counted. */
+static inline int proc_thread_count_settled(int want)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int n;
+    while ((n = proc_thread_count()) != want) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > 2000)
+            break;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL); /* the next look at a condition, with a deadline */
+    }
     return n;
 }
 
