@@ -62,6 +62,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "bench_common.h"
+#include "bus_stat.h"
 #include "eventbus/eventbus.h"
 
 enum { PAYLOAD = 100, KEYS = 1000, PARTITIONS = 6, WORKERS = 4, SAMPLE = 16,
@@ -594,19 +595,6 @@ typedef struct row {
     int workers_peak; /* eventbus: the pool's most workers at once */
 } row;
 
-/** The pool's most workers at once, from the bus's stats (-1: none). */
-static int workers_peak(eb_bus *bus)
-{
-    char *json = NULL;
-    int peak = -1;
-    if (eb_bus_stats(bus, &json) == 0) {
-        const char *at = strstr(json, "\"workers_peak\":");
-        if (at)
-            peak = atoi(at + strlen("\"workers_peak\":"));
-    }
-    eb_free(json);
-    return peak;
-}
 
 static row run_raw_produce(const job *j)
 {
@@ -676,7 +664,7 @@ static row run_eb_subscribe(const job *j)
     row r = {.msgs_per_s = (double)(WARM_UP + j->n) /
                            ((double)(now_ns() - atomic_load(&rs->first_ns)) / 1e9),
              .cpu_us = cpu_us_per(cpu, WARM_UP + j->n), .threads = proc_thread_count(),
-             .workers_peak = workers_peak(bus)};
+             .workers_peak = (int)bus_stat(bus, "workers_peak")};
     r.close_ms = close_bus(bus);
     free(rs);
     return r;
@@ -760,7 +748,7 @@ static row run_eb_e2e(const job *j)
     r.cpu_us = cpu_us_per(cpu, j->n);
     r.p50_us = hist_quantile_us(&rs->hist, 0.50);
     r.p99_us = hist_quantile_us(&rs->hist, 0.99);
-    r.workers_peak = workers_peak(bus);
+    r.workers_peak = (int)bus_stat(bus, "workers_peak");
     r.close_ms = close_bus(bus);
     free(rs);
     return r;

@@ -19,6 +19,7 @@
 #include <dirent.h>
 
 #include "bench_common.h"
+#include "bus_stat.h"
 #include "eventbus/eventbus.h"
 
 enum { PAYLOAD = 100, KEYS = 1000 };
@@ -110,19 +111,6 @@ typedef struct eb_result_row {
     int threads, workers_peak;
 } eb_result_row;
 
-/** The pool's most workers at once, from the stats (-1: not found). */
-static int workers_peak(eb_bus *bus)
-{
-    char *json = NULL;
-    int peak = -1;
-    if (eb_bus_stats(bus, &json) == 0) {
-        const char *at = strstr(json, "\"workers_peak\":");
-        if (at)
-            peak = atoi(at + strlen("\"workers_peak\":"));
-    }
-    eb_free(json);
-    return peak;
-}
 
 static void die(const char *what, int rc, const char *err)
 {
@@ -215,7 +203,7 @@ static eb_result_row run_eventbus(long n, bool keyed, int workers, double rate)
     row.msgs_per_s = (double)n / ((double)(now_ns() - start) / 1e9);
     row.p50_us = hist_quantile_us(&rs->hist, 0.50);
     row.p99_us = hist_quantile_us(&rs->hist, 0.99);
-    row.workers_peak = workers_peak(bus);
+    row.workers_peak = (int)bus_stat(bus, "workers_peak");
     int64_t close_start = now_ns();
     if ((rc = eb_bus_close(bus, 10000)) != 0)
         die("close", rc, NULL);

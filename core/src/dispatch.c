@@ -1694,9 +1694,7 @@ int eb__dispatch_new(eb_bus *bus, eb_dispatch **out)
     d->low_watermark = bus->set.queue_low_watermark > 0
                            ? (size_t)bus->set.queue_low_watermark
                            : d->queue_max / 2;
-    d->running_workers = d->min_workers; /* the batch size they will share */
-    set_batch_max(d);
-    d->running_workers = 0;
+    /* batch_max: set as workers start (start_worker); none runs before. */
     d->ns_per_msg = BATCH_TARGET_NS; /* slow until measured: batches of one */
     d->n_shards = SHARDS_MIN;
     while (d->n_shards < SHARDS_MAX && d->n_shards < SHARDS_PER_WORKER * d->max_workers)

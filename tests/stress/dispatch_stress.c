@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "eventbus/eventbus.h"
+#include "bus_stat.h"
 #include "proc_threads.h"
 
 enum { KEYS = 64 };
@@ -165,20 +166,6 @@ static bool wait_all(state *st, long n, int64_t deadline)
     return atomic_load(&st->acked) == n;
 }
 
-/** The pool's most workers at once, from the bus's stats (-1: none). */
-static long workers_peak(eb_bus *bus)
-{
-    char *json = NULL;
-    long peak = -1;
-    if (eb_bus_stats(bus, &json) == 0) {
-        const char *at = strstr(json, "\"workers_peak\":");
-        if (at)
-            peak = atol(at + strlen("\"workers_peak\":"));
-    }
-    eb_free(json);
-    return peak;
-}
-
 static void *nothing(void *arg) { return arg; }
 
 /** Thread count once the runtime's own helpers exist (TSan starts a
@@ -214,15 +201,15 @@ int main(int argc, char **argv)
     CHECK(eb_bus_close(a, 5000) == 0, "close a");
     eb_bus *c = open_bus(&ms[2]);
     eb_sub *sc = subscribe(c, &ms[2]);
-    long peak = workers_peak(b);
+    long long peak = bus_stat(b, "workers_peak");
     int rc = eb_bus_close(b, 100);
     CHECK(rc == 0 || rc == EB_ERR_TIMEOUT, "close b: %s", eb_strerror(rc));
     CHECK(wait_all(st, n_messages, now_ns() + 60 * 1000000000LL),
           "only %ld of %ld messages handled", atomic_load(&st->acked), n_messages);
-    if (workers_peak(c) > peak)
-        peak = workers_peak(c);
+    if (bus_stat(c, "workers_peak") > peak)
+        peak = bus_stat(c, "workers_peak");
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    CHECK(!elastic || peak > cpus, "the elastic pool never grew (peak %ld, %ld CPUs)", peak,
+    CHECK(!elastic || peak > cpus, "the elastic pool never grew (peak %lld, %ld CPUs)", peak,
           cpus);
     CHECK(eb_bus_close(c, 5000) == 0, "close c");
     (void)sb;

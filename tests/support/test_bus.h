@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus_stat.h"
 #include "eventbus/eventbus.h"
 
 /** A bus from n key/value pairs, with the event callback cb (or none). */
@@ -41,19 +42,11 @@ static inline eb_sub *test_subscribe_ready(eb_bus *bus, const char *topic, eb_ha
     return sub;
 }
 
-/** The number after the first `"name":` in the bus's stats, or -1 when
- *  the stats cannot be read or have no such field. */
+/** bus_stat(): the number after the first `"name":` in the bus's stats,
+ *  or -1. */
 static inline long long test_stat(eb_bus *bus, const char *name)
 {
-    char *json = NULL;
-    if (eb_bus_stats(bus, &json) != 0)
-        return -1;
-    char field[64];
-    snprintf(field, sizeof field, "\"%s\":", name);
-    const char *at = strstr(json, field);
-    long long n = at ? atoll(at + strlen(field)) : -1;
-    eb_free(json);
-    return n;
+    return bus_stat(bus, name);
 }
 
 /** test_stat, asserting that the stats have the field. */

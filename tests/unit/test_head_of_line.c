@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "eventbus/eventbus.h"
+#include "test_bus.h"
 #include "test_wait.h"
 
 enum { FREE_MSGS = 2000, STUCK_KEYS = 400, KEYS = 100, WAIT_MS = 10000 };
@@ -74,30 +75,14 @@ static void publish_seq(eb_bus *bus, const char *topic, const char *key, char se
     cr_assert_eq(eb_publish(bus, &m, NULL, NULL), 0);
 }
 
-static eb_sub *subscribe(eb_bus *bus, const char *topic, eb_handler h)
-{
-    char err[512];
-    eb_sub *sub = NULL;
-    cr_assert_eq(eb_subscribe(bus, topic, "g", h, NULL, NULL, &sub, err, sizeof err), 0,
-                 "%s", err);
-    cr_assert_eq(eb_sub_wait_ready(sub, 5000), 0);
-    return sub;
-}
-
 Test(head_of_line, a_blocked_handler_holds_only_its_key)
 {
-    char err[512];
-    eb_config *cfg = eb_config_new();
-    const char *kv[][2] = {{"memory.name", "head-of-line"},
-                           {"dispatch.workers", "2"},
-                           {"dispatch.queue.max", "64"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        cr_assert_eq(eb_config_set(cfg, kv[i][0], kv[i][1], err, sizeof err), 0, "%s", err);
-    eb_bus *bus = NULL;
-    cr_assert_eq(eb_bus_open(cfg, &bus, err, sizeof err), 0, "%s", err);
-    eb_config_destroy(cfg);
-    subscribe(bus, "slow", slow_topic);
-    subscribe(bus, "free", free_topic);
+    const char *const kv[][2] = {{"memory.name", "head-of-line"},
+                                 {"dispatch.workers", "2"},
+                                 {"dispatch.queue.max", "64"}};
+    eb_bus *bus = test_open_with(kv, 3, NULL);
+    test_subscribe_ready(bus, "slow", slow_topic);
+    test_subscribe_ready(bus, "free", free_topic);
 
     publish_seq(bus, "slow", "stuck", '0');
     int64_t deadline = test_now_ms() + WAIT_MS;
