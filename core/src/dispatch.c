@@ -21,8 +21,8 @@
  * order, never two at once, on whichever worker. Unkeyed batches are
  * shared out between workers. A key held up no longer holds its shard:
  *   - a retry or a dead letter: the worker puts the key in the held table
- *     (by subscription and key hash: keys that share a hash are held
- *     together, which is safe and rare) with the key's later messages,
+ *     (by subscription and key bytes: that key alone, whatever shares
+ *     its hash or its shard) with the key's later messages,
  *     from its batch and from the shard; later arrivals go there too. The
  *     head back from the timer, or its dead letter done, puts them back
  *     at the front of the shard.
@@ -30,7 +30,9 @@
  *     handler of another worker return for ESCAPE_AFTER_NS takes over the
  *     rest of its batch and its shard, holding only the running message's
  *     key (its later messages wait in the held table until that handler
- *     returns). So a blocked handler holds its own key only.
+ *     returns; the key's bytes are copied while its worker cannot finish
+ *     the message, see held_for_last). So a blocked handler holds its own
+ *     key only.
  * Fast path: no key held, a message costs a shard push and its share of
  * a batch. Three things keep that as cheap as the fixed worker per key it
  * replaced (the memory benchmark's keyed throughput was 25-35% lower
@@ -133,13 +135,9 @@ typedef struct worker {
     bool waiting;            /* under d->mu: on the idle stack */
     bool woken;              /* under d->mu: signalled, counted in d->waking */
     struct worker *idle_next;
-    /* The batch, taken under d->mu; its messages' key hashes, subs and
-     * kinds copied then (they may be freed once run), for a worker that
-     * takes the batch over. */
+    /* The batch, taken under d->mu (a message is not to be read once its
+     * handler returned: another thread may have freed it). */
     eb_msg *batch[BATCH];
-    uint32_t hashes[BATCH];
-    eb_sub *subs[BATCH];
-    bool keyed[BATCH];
     size_t n;                /* under d->mu */
     int64_t batch_start_ns;
     size_t n_counted;        /* of n, still counted in d->in_batch */
@@ -157,8 +155,13 @@ typedef struct worker {
                                 dead letter, or a take-over) */
     bool taken_over;         /* under d->mu: its shard is no longer its */
     eb_keyq *held;           /* under d->mu: the key a take-over held for it */
-    pthread_mutex_t ack_mu;  /* acks and current */
+    pthread_mutex_t ack_mu;  /* acks, current and started */
     running current;
+    /* Messages of the batch whose handler started (start_running), set
+     * by this worker under ack_mu (reset under d->mu), read under both:
+     * a take-over tells by it whether the last message claimed is still
+     * to run or running (alive), or done (maybe freed). */
+    size_t started;
     eb_msg *acks[ACK_BATCH];
     size_t n_acks;
     /* Written by this worker only (a shared counter would bounce between
@@ -181,7 +184,7 @@ struct eb_dispatch {
     shard *shards;           /* n_shards keyed, then the unkeyed one */
     uint32_t n_shards;       /* a power of two */
     shard *ready_head, *ready_tail;
-    eb_key_table held;       /* held keys, by (sub, key hash) */
+    eb_key_table held;       /* held keys, by (sub, key bytes) */
     /* The pool: slots 0..n_slots-1 allocated (never freed before stop),
      * running_workers of them running. Elastic between min_workers and
      * max_workers (fixed when equal); see "pool" below. */
@@ -326,10 +329,19 @@ static void release_queue(msgq *q)
 
 /* ------------------------------------------------------------ held keys */
 
-/** Under d->mu: the held entry of (sub, key hash), or NULL. */
-static eb_keyq *held_find(eb_dispatch *d, const eb_sub *sub, uint32_t hash)
+/** Under d->mu: the held entry of keyed m's key, or NULL. */
+static eb_keyq *held_find(eb_dispatch *d, const eb_msg *m)
 {
-    return d->held.count ? eb__keys_find(&d->held, sub, hash, &hash, sizeof hash) : NULL;
+    return d->held.count ? eb__keys_find(&d->held, m->core.sub, m->core.key_hash, m->key,
+                                         m->key_len)
+                         : NULL;
+}
+
+/** Under d->mu: finds or makes the held entry of keyed m's key (its
+ *  bytes are copied). NULL when out of memory. */
+static eb_keyq *held_get(eb_dispatch *d, const eb_msg *m)
+{
+    return eb__keys_get(&d->held, m->core.sub, m->core.key_hash, m->key, m->key_len);
 }
 
 /** Under d->mu: the count of messages waiting for h, by why it is held. */
@@ -427,10 +439,12 @@ static shard *shard_of(eb_dispatch *d, const eb_msg *m)
     return keyed_shard(d, m->core.key_hash);
 }
 
-/** Does m belong to the key class (sub, hash)? */
-static bool in_class(const eb_msg *m, const eb_sub *sub, uint32_t hash)
+/** Is m of h's key (same subscription, same key bytes)? */
+static bool of_key(const eb_msg *m, const eb_keyq *h)
 {
-    return (m->core.flags & EB_MSGF_KEYED) && m->core.sub == sub && m->core.key_hash == hash;
+    return (m->core.flags & EB_MSGF_KEYED) && m->core.sub == h->sub &&
+           m->core.key_hash == h->hash && m->key_len == h->key_len &&
+           (m->key_len == 0 || memcmp(m->key, h->key, m->key_len) == 0);
 }
 
 /** Under d->mu: m waits for its held key h. */
@@ -443,19 +457,14 @@ static void held_add(eb_dispatch *d, eb_keyq *h, eb_msg *m)
 }
 
 /**
- * Under d->mu: holds the key class (sub, hash) out of its shard, in `state`.
- * `first` (its messages from a batch's rest, which come before the
- * shard's) go to it, then those in s's queue. An entry already there (a
- * take-over held it while its handler ran) changes state. @returns NULL
- * only when out of memory and the entry is new.
+ * Under d->mu: holds h's key out of its shard, in `state`. `first` (its
+ * messages from a batch's rest, which come before the shard's) go to it,
+ * then those in the shard's queue. An entry held already (a take-over
+ * held it while its handler ran) changes state.
  */
-static eb_keyq *hold_key(eb_dispatch *d, eb_sub *sub, uint32_t hash,
-                         enum eb_key_state state, msgq *first)
+static void hold_key(eb_dispatch *d, eb_keyq *h, enum eb_key_state state, msgq *first)
 {
-    shard *s = keyed_shard(d, hash);
-    eb_keyq *h = eb__keys_get(&d->held, sub, hash, &hash, sizeof hash);
-    if (!h)
-        return NULL;
+    shard *s = keyed_shard(d, h->hash);
     if (h->state == EB_KEY_IDLE) {
         h->home = s->index;
         h->state = (uint8_t)state;
@@ -472,7 +481,7 @@ static eb_keyq *hold_key(eb_dispatch *d, eb_sub *sub, uint32_t hash,
         held_add(d, h, m);
     msgq keep = {0};
     for (eb_msg *m; (m = q_pop(&s->queue));) {
-        if (in_class(m, sub, hash)) {
+        if (of_key(m, h)) {
             d->queued--;
             held_add(d, h, m);
         } else {
@@ -480,7 +489,6 @@ static eb_keyq *hold_key(eb_dispatch *d, eb_sub *sub, uint32_t hash,
         }
     }
     s->queue = keep;
-    return h;
 }
 
 /** Under d->mu: h's head is finished or back: what waited for it goes
@@ -497,18 +505,18 @@ static void release_key(eb_dispatch *d, eb_keyq *h)
 }
 
 /**
- * Under d->mu: the messages of w's batch from `from` on go back: those of
- * the key class (sub, hash) to `class` (when given), the others to the
- * front of their shard. The batch counts them no more.
+ * Under d->mu: the messages of w's batch from `from` on (claimed by no
+ * one: alive) go back: those of h's key to `mine` (when h is given), the
+ * others to the front of their shard. The batch counts them no more.
  */
-static void return_rest(eb_dispatch *d, worker *w, size_t from, const eb_sub *sub,
-                        uint32_t hash, msgq *class)
+static void return_rest(eb_dispatch *d, worker *w, size_t from, const eb_keyq *h,
+                        msgq *mine)
 {
     for (size_t j = from; j < w->n; j++)
-        if (class && w->keyed[j] && w->subs[j] == sub && w->hashes[j] == hash)
-            q_push(class, w->batch[j]);
+        if (h && of_key(w->batch[j], h))
+            q_push(mine, w->batch[j]);
     for (size_t j = w->n; j-- > from;) { /* backwards: each to its shard's front */
-        if (class && w->keyed[j] && w->subs[j] == sub && w->hashes[j] == hash)
+        if (h && of_key(w->batch[j], h))
             continue;
         msgq one = {0};
         q_push(&one, w->batch[j]);
@@ -627,8 +635,7 @@ size_t eb__dispatch_deliver(eb_dispatch *d, eb_sub *sub, eb_msg **msgs, size_t n
          * goes its way unstamped, to be let go by the worker (releasing it
          * here would call the transport back from its own deliver). */
         m->core.due_ns = is_stale(d, m) ? -1 : seq;
-        eb_keyq *h = (m->core.flags & EB_MSGF_KEYED) ? held_find(d, sub, m->core.key_hash)
-                                                     : NULL;
+        eb_keyq *h = (m->core.flags & EB_MSGF_KEYED) ? held_find(d, m) : NULL;
         if (h) { /* its key is held: it waits there, against its lane only */
             held_add(d, h, m);
             continue;
@@ -851,6 +858,7 @@ static bool take_batch(eb_dispatch *d, worker *w)
     w->returned = w->taken_over = false;
     w->held = NULL;
     w->in_batch = true;
+    w->started = 0;
     w->batch_start_ns = eb__now_ns();
     atomic_store_explicit(&w->cursor, 0, memory_order_relaxed);
     d->batches_out++;
@@ -858,22 +866,16 @@ static bool take_batch(eb_dispatch *d, worker *w)
 }
 
 /** Outside d->mu, by w: copies the lists take_batch took into `batch`,
- *  with what a take-over needs of each message, and lets other workers
- *  see it. The lists' heads are loaded together, then walked. */
+ *  and lets other workers see it. The lists' heads are loaded together,
+ *  then walked. */
 static void fill_batch(worker *w)
 {
     for (size_t l = 0; l < w->n_lists; l++)
         prefetch_msg(w->lists[l].head);
     size_t n = 0;
-    for (size_t l = 0; l < w->n_lists; l++) {
-        for (eb_msg *m = w->lists[l].head; m; m = m->core.next) {
-            w->batch[n] = m;
-            w->hashes[n] = m->core.key_hash;
-            w->subs[n] = m->core.sub;
-            w->keyed[n] = (m->core.flags & EB_MSGF_KEYED) != 0;
-            n++;
-        }
-    }
+    for (size_t l = 0; l < w->n_lists; l++)
+        for (eb_msg *m = w->lists[l].head; m; m = m->core.next)
+            w->batch[n++] = m;
     atomic_store_explicit(&w->filled, true, memory_order_release);
 }
 
@@ -916,6 +918,26 @@ static int64_t escape_after(const eb_dispatch *d)
 }
 
 /**
+ * Under d->mu, for a take-over of w whose message `last` is the last it
+ * claimed: *h = the held entry of its key, made if need be, when it is
+ * keyed and still to run or running; NULL when it is done (acked or let
+ * go: its key's later messages may run). Its bytes are read under
+ * w->ack_mu, while w cannot finish it (and an ack could free it).
+ * @returns false when out of memory.
+ */
+static bool held_for_last(eb_dispatch *d, worker *w, size_t last, eb_keyq **h)
+{
+    *h = NULL;
+    pthread_mutex_lock(&w->ack_mu);
+    bool done = w->started > last && !w->current.busy;
+    eb_msg *m = w->batch[last];
+    if (!done && (m->core.flags & EB_MSGF_KEYED))
+        *h = held_get(d, m);
+    pthread_mutex_unlock(&w->ack_mu);
+    return done || !(m->core.flags & EB_MSGF_KEYED) || *h;
+}
+
+/**
  * Under d->mu, by a worker with nothing to run: takes over the batch of
  * every worker none of whose handlers returned for ESCAPE_AFTER_NS (one
  * runs long, or what follows it does: a dead letter's publish). The rest
@@ -952,19 +974,14 @@ static unsigned take_over_held(eb_dispatch *d, worker *self, worker **flush, uns
         if (r == CURSOR_TAKEN)
             continue;
         eb_keyq *h = NULL;
-        if (r > 0 && w->keyed[r - 1]) { /* hold the running message's key */
-            uint32_t hash = w->hashes[r - 1];
-            h = eb__keys_get(&d->held, w->subs[r - 1], hash, &hash, sizeof hash);
-            if (!h) { /* out of memory: try again at the next look */
-                atomic_store(&w->cursor, r);
-                continue;
-            }
-            msgq class = {0};
-            return_rest(d, w, r, w->subs[r - 1], hash, &class);
-            hold_key(d, w->subs[r - 1], hash, EB_KEY_RUNNING, &class);
-        } else {
-            return_rest(d, w, r, NULL, 0, NULL);
+        if (r > 0 && !held_for_last(d, w, r - 1, &h)) { /* out of memory */
+            atomic_store(&w->cursor, r); /* try again at the next look */
+            continue;
         }
+        msgq mine = {0};
+        return_rest(d, w, r, h, &mine);
+        if (h)
+            hold_key(d, h, EB_KEY_RUNNING, &mine);
         w->held = h;
         w->taken_over = true;
         free_shards(d, w, true);
@@ -983,19 +1000,20 @@ static unsigned take_over_held(eb_dispatch *d, worker *self, worker **flush, uns
 static void hold_for_outcome(worker *w, size_t at, enum eb_key_state state)
 {
     eb_dispatch *d = w->d;
-    eb_sub *sub = w->subs[at];
-    uint32_t hash = w->hashes[at];
-    w->batch[at]->core.flags |= EB_MSGF_BLOCKING;
+    eb_msg *m = w->batch[at];
+    m->core.flags |= EB_MSGF_BLOCKING;
     pthread_mutex_lock(&d->mu);
-    size_t r = atomic_exchange(&w->cursor, CURSOR_TAKEN);
-    msgq class = {0};
-    if (r != CURSOR_TAKEN) /* else a take-over returned it and held the key */
-        return_rest(d, w, r, sub, hash, &class);
-    while (!hold_key(d, sub, hash, state, &class)) {
+    eb_keyq *h;
+    while (!(h = held_get(d, m))) {
         pthread_mutex_unlock(&d->mu); /* out of memory: order matters more */
         sched_yield();
         pthread_mutex_lock(&d->mu);
     }
+    size_t r = atomic_exchange(&w->cursor, CURSOR_TAKEN);
+    msgq mine = {0};
+    if (r != CURSOR_TAKEN) /* else a take-over returned it and held the key */
+        return_rest(d, w, r, h, &mine);
+    hold_key(d, h, state, &mine);
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -1007,6 +1025,7 @@ static bool start_running(worker *w, eb_msg *m)
     eb_dispatch *d = w->d;
     pthread_mutex_lock(&w->ack_mu);
     w->current = (running){true, m->core.sub, m->lane, m->lane_generation};
+    w->started++;
     pthread_mutex_unlock(&w->ack_mu);
     if ((int64_t)atomic_load(&d->revoke_seq) == m->core.due_ns)
         return true;
@@ -1062,7 +1081,7 @@ static void run_batch(worker *w)
             release_one(m);
             continue;
         }
-        bool keyed = w->keyed[i];
+        bool keyed = (m->core.flags & EB_MSGF_KEYED) != 0;
         if (keyed) /* before the timer or the publish can give it back */
             hold_for_outcome(w, i, retry ? EB_KEY_RETRYING : EB_KEY_DEAD_LETTERING);
         finish_running(w);
@@ -1289,8 +1308,7 @@ void eb__dispatch_requeue(eb_dispatch *d, eb_msg *m)
     pthread_mutex_lock(&d->mu);
     m->core.flags &= ~(uint32_t)EB_MSGF_BLOCKING;
     m->core.due_ns = -1; /* no stamp: checked before it runs again */
-    eb_keyq *h = (m->core.flags & EB_MSGF_KEYED) ? held_find(d, m->core.sub, m->core.key_hash)
-                                                 : NULL;
+    eb_keyq *h = (m->core.flags & EB_MSGF_KEYED) ? held_find(d, m) : NULL;
     msgq one = {0};
     q_push(&one, m);
     if (h && h->state == EB_KEY_RETRYING) { /* its key waited for it: all go back */
@@ -1312,7 +1330,7 @@ void eb__dispatch_dead_letter_done(eb_dispatch *d, eb_msg *m, bool published)
     if (m->core.flags & EB_MSGF_BLOCKING) {
         m->core.flags &= ~(uint32_t)EB_MSGF_BLOCKING;
         pthread_mutex_lock(&d->mu);
-        eb_keyq *h = held_find(d, m->core.sub, m->core.key_hash);
+        eb_keyq *h = held_find(d, m);
         if (h && h->state == EB_KEY_DEAD_LETTERING) {
             release_key(d, h);
             wake_for_ready(d, NULL);

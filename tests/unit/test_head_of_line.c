@@ -8,6 +8,9 @@
  * subscription and every other subscription finish, and the blocked key's
  * later messages wait for it, in order. The case bounds its wait and then
  * lets the handler go, so it fails by assertion, never by a hang.
+ * Keys are told apart by their bytes, not their hash: a key that shares
+ * its 32-bit hash (and so its shard) with a blocked or retrying key is
+ * not held with it.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -127,4 +130,78 @@ Test(head_of_line, a_blocked_handler_holds_only_its_key)
                  "the blocked key's later messages did not all run once it returned");
     for (int i = 0; i <= STUCK_LATER; i++)
         cr_expect_eq(stuck_order[i], i, "the blocked key ran out of order at %d", i);
+}
+
+/* Pairs of keys with one FNV-1a hash (the dispatcher's): each pair shares
+ * a shard, and shared the held entry while keys were told apart by hash. */
+static const char *const SAME_HASH[][2] = {{"costarring", "liquid"}, {"declinate", "macallums"}};
+enum { TWIN_MSGS = 200, RETRY_MS = 3000 };
+static atomic_int twin_handled, retries_seen;
+
+static bool key_is(const eb_msg *msg, const char *want)
+{
+    size_t len;
+    const char *key = eb_msg_key(msg, &len);
+    return key && len == strlen(want) && memcmp(key, want, len) == 0;
+}
+
+/** "costarring" blocks until the gate opens; "declinate" asks for a retry
+ *  (RETRY_MS away) on its first attempt; their twins return at once. */
+static eb_result twins(const eb_msg *msg, void *opaque)
+{
+    (void)opaque;
+    if (key_is(msg, SAME_HASH[0][0])) {
+        atomic_fetch_add(&stuck_started, 1);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 30;
+        pthread_mutex_lock(&gate_mu);
+        while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
+            ;
+        pthread_mutex_unlock(&gate_mu);
+        return EB_ACK;
+    }
+    if (key_is(msg, SAME_HASH[1][0])) {
+        atomic_fetch_add(&retries_seen, 1);
+        return eb_msg_attempt(msg) == 1 ? EB_RETRY : EB_ACK;
+    }
+    atomic_fetch_add(&twin_handled, 1);
+    return EB_ACK;
+}
+
+Test(head_of_line, keys_that_share_a_hash_are_held_apart)
+{
+    const char *const kv[][2] = {{"memory.name", "same-hash"},
+                                 {"dispatch.workers", "2"},
+                                 {"retry.backoff.ms", "3000"},
+                                 {"retry.backoff.max.ms", "3000"}};
+    eb_bus *bus = test_open_with(kv, 4, NULL);
+    test_subscribe_ready(bus, "twins", twins);
+
+    publish_seq(bus, "twins", SAME_HASH[0][0], '0');
+    publish_seq(bus, "twins", SAME_HASH[1][0], '0');
+    int64_t deadline = test_now_ms() + WAIT_MS;
+    while ((atomic_load(&stuck_started) == 0 || atomic_load(&retries_seen) == 0) &&
+           test_now_ms() < deadline)
+        test_next_look();
+    cr_assert_eq(atomic_load(&stuck_started), 1, "the blocking handler never started");
+    cr_assert_eq(atomic_load(&retries_seen), 1, "the retrying handler never ran");
+    for (int i = 0; i < TWIN_MSGS; i++)
+        publish_seq(bus, "twins", SAME_HASH[i % 2][1], 'x');
+    deadline = test_now_ms() + WAIT_MS;
+    while (atomic_load(&twin_handled) < TWIN_MSGS && test_now_ms() < deadline)
+        test_next_look();
+    int handled = atomic_load(&twin_handled), retried = atomic_load(&retries_seen);
+    open_gate();
+    cr_expect_eq(eb_bus_close(bus, 10000), 0);
+    eb_bus_destroy(bus);
+    cr_expect_eq(handled, TWIN_MSGS,
+                 "%d of %d messages of keys that share the hash of a blocked or retrying "
+                 "key were handled meanwhile",
+                 handled, TWIN_MSGS);
+    cr_expect_eq(retried, 1,
+                 "the twins of the retrying key were handled only once its retry came back "
+                 "(%d ms later)",
+                 RETRY_MS);
+    cr_expect_eq(atomic_load(&retries_seen), 2, "the retried message did not run again");
 }
