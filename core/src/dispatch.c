@@ -931,10 +931,9 @@ static bool held_for_last(eb_dispatch *d, worker *w, size_t last, eb_keyq **h)
     pthread_mutex_lock(&w->ack_mu);
     bool done = w->started > last && !w->current.busy;
     eb_msg *m = w->batch[last];
-    if (!done && (m->core.flags & EB_MSGF_KEYED))
-        *h = held_get(d, m);
+    bool ok = done || !(m->core.flags & EB_MSGF_KEYED) || (*h = held_get(d, m));
     pthread_mutex_unlock(&w->ack_mu);
-    return done || !(m->core.flags & EB_MSGF_KEYED) || *h;
+    return ok;
 }
 
 /**
@@ -1001,8 +1000,8 @@ static void hold_for_outcome(worker *w, size_t at, enum eb_key_state state)
 {
     eb_dispatch *d = w->d;
     eb_msg *m = w->batch[at];
-    m->core.flags |= EB_MSGF_BLOCKING;
     pthread_mutex_lock(&d->mu);
+    m->core.flags |= EB_MSGF_BLOCKING; /* under d->mu: a take-over reads them */
     eb_keyq *h;
     while (!(h = held_get(d, m))) {
         pthread_mutex_unlock(&d->mu); /* out of memory: order matters more */
@@ -1404,7 +1403,7 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns)
 }
 
 void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
-                         size_t *held, uint64_t *handled)
+                         size_t *held, size_t *held_keys, uint64_t *handled)
 {
     *handled = 0;
     unsigned n_slots = slot_count(d);
@@ -1414,6 +1413,7 @@ void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
     *queued = d->queued + d->held_running;
     *in_batch = d->in_batch;
     *held = d->held_retry + d->held_dead_letter;
+    *held_keys = d->held.count;
     pthread_mutex_unlock(&d->mu);
 }
 

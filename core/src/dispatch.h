@@ -88,9 +88,10 @@ int eb__dispatch_drain(eb_dispatch *d, int64_t deadline_ns);
 /** Joins the workers and frees. NULL is allowed. */
 void eb__dispatch_stop(eb_dispatch *d);
 
-/** Snapshot for stats. */
+/** Snapshot for stats: messages queued, in batches and held behind a
+ *  retry or dead letter, keys held up now, and handler calls. */
 void eb__dispatch_counts(eb_dispatch *d, size_t *queued, size_t *in_batch,
-                         size_t *held, uint64_t *handled);
+                         size_t *held, size_t *held_keys, uint64_t *handled);
 
 /** The pool: workers running, the most that ran at once, the most it may
  *  grow to, and the milliseconds in which ready work waited for a worker

@@ -35,9 +35,9 @@ int eb_bus_stats(eb_bus *bus, char **json)
         return EB_ERR_CLOSED;
     char *tp_json = NULL;
     int rc = transport_json(bus, &tp_json);
-    size_t queued = 0, running = 0, held = 0;
+    size_t queued = 0, running = 0, held = 0, held_keys = 0;
     uint64_t handled = 0;
-    eb__dispatch_counts(bus->dispatch, &queued, &running, &held, &handled);
+    eb__dispatch_counts(bus->dispatch, &queued, &running, &held, &held_keys, &handled);
     unsigned workers, peak, max;
     uint64_t waited_ms;
     eb__dispatch_pool(bus->dispatch, &workers, &peak, &max, &waited_ms);
@@ -50,14 +50,14 @@ int eb_bus_stats(eb_bus *bus, char **json)
         "\"delivered\":%llu,\"handled\":%llu,\"acked\":%llu,\"retried\":%llu,"
         "\"dead_lettered\":%llu,\"dlq_failed\":%llu,\"dlq_stubs\":%llu,"
         "\"dlq_stopped\":%ld,\"released\":%llu,"
-        "\"paused\":%llu,\"queued\":%zu,\"in_batch\":%zu,\"held\":%zu,"
+        "\"paused\":%llu,\"queued\":%zu,\"in_batch\":%zu,\"held\":%zu,\"held_keys\":%zu,"
         "\"workers\":%u,\"workers_peak\":%u,\"workers_max\":%u,\"waited_for_worker_ms\":%llu,"
         "\"transport\":%s}",
         bus->tp->name, COUNTER(published), COUNTER(publish_failed),
         COUNTER(delivered), (unsigned long long)handled, COUNTER(acked), COUNTER(retried),
         COUNTER(dead_lettered), COUNTER(dlq_failed), COUNTER(dlq_stubs),
         atomic_load(&bus->dlq_stopped.count), COUNTER(released),
-        COUNTER(paused), queued, running, held, workers, peak, max,
+        COUNTER(paused), queued, running, held, held_keys, workers, peak, max,
         (unsigned long long)waited_ms, tp_json);
     free(tp_json);
     return n < 0 ? EB_ERR_NOMEM : 0;

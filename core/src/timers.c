@@ -62,6 +62,19 @@ static void sift_down(eb_msg **h, size_t len, size_t i)
     }
 }
 
+/** Halves the heap's array once it is three quarters empty, so that a
+ *  burst of retries does not keep its memory (never below 64). */
+static void shrink_if_sparse(eb_timers *t)
+{
+    if (t->cap <= 64 || t->len >= t->cap / 4)
+        return;
+    eb_msg **heap = realloc(t->heap, t->cap / 2 * sizeof *heap);
+    if (heap) { /* else keep the larger one */
+        t->heap = heap;
+        t->cap /= 2;
+    }
+}
+
 static eb_msg *pop_due(eb_timers *t, int64_t now)
 {
     if (t->len == 0 || t->heap[0]->core.due_ns > now)
@@ -69,6 +82,7 @@ static eb_msg *pop_due(eb_timers *t, int64_t now)
     eb_msg *m = t->heap[0];
     t->heap[0] = t->heap[--t->len];
     sift_down(t->heap, t->len, 0);
+    shrink_if_sparse(t);
     return m;
 }
 
