@@ -15,8 +15,9 @@
  *              timed from the first message to the last
  *   end-to-end one process publishing while it consumes a fresh topic, at
  *              full speed and paced at 50% of eventbus's peak: msgs/s and
- *              latency of every SAMPLE-th message (its publish time travels
- *              in the payload)
+ *              latency (p50, p99, p99.9) of every SAMPLE-th message (its
+ *              publish time travels in the payload), publish -> handler
+ *              start
  *
  * Every run is a forked child, so threads and peak RSS (wait4) are those
  * of that run alone. Each round runs raw and eventbus of every kind, raw
@@ -24,8 +25,17 @@
  * reported.
  *
  * Usage: kafka_bench [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR]
- *                    [--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]...
- *                    [--work-us N] [--workers K] [--pools]
+ *                    [--only RUN [--rate MSGS_PER_S] | --rate MSGS_PER_S... |
+ *                     --pools] [--set KEY=VALUE]... [--work-us N] [--workers K]
+ * --rate R (without --only; repeatable: --rate 5000 --rate 20000): instead
+ * of the kinds above, latency at fixed rates, which full-speed runs cannot
+ * show: for each rate, --rounds rounds of raw and eventbus end-to-end paced
+ * at R (run_pair's alternating order), fresh topics each, every message
+ * timed so p99.9 rests on thousands of samples; a table per rate of msgs/s,
+ * p50/p99/p99.9 publish -> handler start, CPU us/msg, the sample count and
+ * the eventbus/raw ratios. A run is --messages long, or R*10 messages
+ * (about 10 s) without it. --work-us and --workers apply to the eventbus
+ * side only, as everywhere.
  * --work-us N: every eventbus handler waits N us off the CPU (as one
  * writing to a database does) before it returns. --workers K: the
  * eventbus buses' dispatch.workers (default 4; 0: the library's default,
@@ -41,7 +51,8 @@
  * --only runs one of raw-produce, eb-publish, raw-consume, eb-subscribe,
  * raw-e2e, eb-e2e once in this process (consumers get their backlog from a
  * forked raw producer first), for a profiler: perf record -g kafka_bench
- * --only eb-subscribe, then perf report --pid of the pid it prints.
+ * --only eb-subscribe, then perf report --pid of the pid it prints; with
+ * --rate the end-to-end runs are paced (every SAMPLE-th message timed).
  * The broker comes from --bootstrap or $EB_KAFKA_BOOTSTRAP; without one it
  * exits 77 (skipped).
  */
@@ -106,10 +117,11 @@ static void make_keys(void)
 }
 
 /** The payload of message i: its publish time in the first 8 bytes when
- *  it is sampled (and the run measures latency), else 0. */
-static void stamp(unsigned char *payload, long i, bool timed)
+ *  it is sampled (every `every`-th message; 0: the run measures no
+ *  latency), else 0. */
+static void stamp(unsigned char *payload, long i, int every)
 {
-    int64_t t = timed && i % SAMPLE == 0 ? now_ns() : 0;
+    int64_t t = every > 0 && i % every == 0 ? now_ns() : 0;
     memcpy(payload, &t, sizeof t);
 }
 
@@ -299,14 +311,14 @@ static rd_kafka_t *raw_producer(raw_dr *dr)
 
 /** The produce loop: reports served on this thread between produces and
  *  while the queue is full. */
-static void raw_produce_all(rd_kafka_t *rk, const char *topic, long n, bool timed,
+static void raw_produce_all(rd_kafka_t *rk, const char *topic, long n, int every,
                             double rate)
 {
     unsigned char payload[PAYLOAD] = {0};
     int64_t start = now_ns();
     for (long i = 0; i < n; i++) {
         pace(start, i, rate);
-        stamp(payload, i, timed);
+        stamp(payload, i, every);
         for (;;) {
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic),
@@ -517,14 +529,14 @@ static eb_bus *open_bus(void)
     return bus;
 }
 
-static void eb_publish_all(eb_bus *bus, const char *topic, long n, bool timed, double rate,
+static void eb_publish_all(eb_bus *bus, const char *topic, long n, int every, double rate,
                            delivered *d)
 {
     unsigned char payload[PAYLOAD] = {0};
     int64_t start = now_ns();
     for (long i = 0; i < n; i++) {
         pace(start, i, rate);
-        stamp(payload, i, timed);
+        stamp(payload, i, every);
         eb_outgoing m = {.topic = topic, .key = keys[i % KEYS],
                          .key_len = (size_t)key_len[i % KEYS], .payload = payload,
                          .payload_len = PAYLOAD};
@@ -586,14 +598,30 @@ typedef struct job {
     char topic[128], group[128];
     long n;
     double rate; /* end-to-end: msgs/s, 0 = full speed */
+    int sample;  /* end-to-end: time every sample-th message; 0 = SAMPLE */
 } job;
 
+static int sample_every(const job *j) { return j->sample > 0 ? j->sample : SAMPLE; }
+
 typedef struct row {
-    double msgs_per_s, p50_us, p99_us, close_ms, rss_mib;
+    double msgs_per_s, p50_us, p99_us, p999_us, close_ms, rss_mib;
     double cpu_us; /* CPU time of the whole process per message (all threads) */
     int threads;
     int workers_peak; /* eventbus: the pool's most workers at once */
+    long samples;     /* end-to-end: latencies the percentiles are from */
 } row;
+
+/** Fills the row's percentiles and sample count from the run's latencies. */
+static void set_latency(row *r, histogram *h)
+{
+    long total = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        total += (long)atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+    r->samples = total;
+    r->p50_us = hist_quantile_us(h, 0.50);
+    r->p99_us = hist_quantile_us(h, 0.99);
+    r->p999_us = hist_quantile_us(h, 0.999);
+}
 
 
 static row run_raw_produce(const job *j)
@@ -601,11 +629,11 @@ static row run_raw_produce(const job *j)
     create_topic(j->topic, PARTITIONS);
     raw_dr dr = {0};
     rd_kafka_t *rk = raw_producer(&dr);
-    raw_produce_all(rk, j->topic, WARM_UP, false, 0);
+    raw_produce_all(rk, j->topic, WARM_UP, 0, 0);
     raw_flush(rk, &dr, WARM_UP);
     int64_t start = now_ns();
     double cpu = cpu_now();
-    raw_produce_all(rk, j->topic, j->n, false, 0);
+    raw_produce_all(rk, j->topic, j->n, 0, 0);
     raw_flush(rk, &dr, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9),
              .cpu_us = cpu_us_per(cpu, j->n), .threads = proc_thread_count()};
@@ -620,11 +648,11 @@ static row run_eb_publish(const job *j)
     create_topic(j->topic, PARTITIONS);
     delivered d = {0};
     eb_bus *bus = open_bus();
-    eb_publish_all(bus, j->topic, WARM_UP, false, 0, &d);
+    eb_publish_all(bus, j->topic, WARM_UP, 0, 0, &d);
     eb_flush_checked(bus, &d, WARM_UP);
     int64_t start = now_ns();
     double cpu = cpu_now();
-    eb_publish_all(bus, j->topic, j->n, false, 0, &d);
+    eb_publish_all(bus, j->topic, j->n, 0, 0, &d);
     eb_flush_checked(bus, &d, WARM_UP + j->n);
     row r = {.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9),
              .cpu_us = cpu_us_per(cpu, j->n), .threads = proc_thread_count()};
@@ -701,7 +729,7 @@ static row run_raw_e2e(const job *j)
     pthread_t consumer;
     if (pthread_create(&consumer, NULL, raw_consumer_main, &arg) != 0)
         die("raw end-to-end: cannot start the consumer thread");
-    raw_produce_all(producer, j->topic, WARM_UP, false, 0);
+    raw_produce_all(producer, j->topic, WARM_UP, 0, 0);
     raw_flush(producer, &dr, WARM_UP);
     for (int64_t give_up = now_ns() + 30 * 1000000000LL; atomic_load(&c.got) < WARM_UP;) {
         if (now_ns() > give_up)
@@ -710,14 +738,13 @@ static row run_raw_e2e(const job *j)
     }
     int64_t start = now_ns();
     double cpu = cpu_now();
-    raw_produce_all(producer, j->topic, j->n, true, j->rate);
+    raw_produce_all(producer, j->topic, j->n, sample_every(j), j->rate);
     row r = {.threads = proc_thread_count()};
     raw_flush(producer, &dr, WARM_UP + j->n);
     pthread_join(consumer, NULL);
     r.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9);
     r.cpu_us = cpu_us_per(cpu, j->n);
-    r.p50_us = hist_quantile_us(hist, 0.50);
-    r.p99_us = hist_quantile_us(hist, 0.99);
+    set_latency(&r, hist);
     int64_t close_start = now_ns();
     raw_consumer_close(&c);
     rd_kafka_destroy(producer);
@@ -735,19 +762,18 @@ static row run_eb_e2e(const job *j)
     delivered d = {0};
     eb_bus *bus = open_bus();
     subscribe(bus, j->topic, j->group, rs);
-    eb_publish_all(bus, j->topic, WARM_UP, false, 0, &d);
+    eb_publish_all(bus, j->topic, WARM_UP, 0, 0, &d);
     eb_flush_checked(bus, &d, WARM_UP);
     wait_handled(rs, WARM_UP);
     int64_t start = now_ns();
     double cpu = cpu_now();
-    eb_publish_all(bus, j->topic, j->n, true, j->rate, &d);
+    eb_publish_all(bus, j->topic, j->n, sample_every(j), j->rate, &d);
     row r = {.threads = proc_thread_count()};
     eb_flush_checked(bus, &d, WARM_UP + j->n);
     wait_handled(rs, WARM_UP + j->n);
     r.msgs_per_s = (double)j->n / ((double)(now_ns() - start) / 1e9);
     r.cpu_us = cpu_us_per(cpu, j->n);
-    r.p50_us = hist_quantile_us(&rs->hist, 0.50);
-    r.p99_us = hist_quantile_us(&rs->hist, 0.99);
+    set_latency(&r, &rs->hist);
     r.workers_peak = (int)bus_stat(bus, "workers_peak");
     r.close_ms = close_bus(bus);
     free(rs);
@@ -805,8 +831,9 @@ static double median(const double *v, int n)
 }
 
 typedef struct series {
-    double rate[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], close_ms[MAX_ROUNDS],
-        rss[MAX_ROUNDS], threads[MAX_ROUNDS], cpu_us[MAX_ROUNDS];
+    double rate[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], p999[MAX_ROUNDS],
+        close_ms[MAX_ROUNDS], rss[MAX_ROUNDS], threads[MAX_ROUNDS], cpu_us[MAX_ROUNDS],
+        samples[MAX_ROUNDS];
     int n;
 } series;
 
@@ -815,6 +842,8 @@ static void add_row(series *s, row r)
     s->rate[s->n] = r.msgs_per_s;
     s->p50[s->n] = r.p50_us;
     s->p99[s->n] = r.p99_us;
+    s->p999[s->n] = r.p999_us;
+    s->samples[s->n] = (double)r.samples;
     s->close_ms[s->n] = r.close_ms;
     s->rss[s->n] = r.rss_mib;
     s->threads[s->n] = r.threads;
@@ -829,9 +858,10 @@ static void print_series(const char *name, const series *s, bool latency, const 
     double rate = rate_of(s);
     printf("%-30s %10.0f %7.1f", name, rate, rate * PAYLOAD / 1e6);
     if (latency)
-        printf(" %9.0f %9.0f", median(s->p50, s->n), median(s->p99, s->n));
+        printf(" %9.0f %9.0f %9.0f", median(s->p50, s->n), median(s->p99, s->n),
+               median(s->p999, s->n));
     else
-        printf(" %9s %9s", "-", "-");
+        printf(" %9s %9s %9s", "-", "-", "-");
     printf(" %6.2f %7.0f %7.1f %8.1f", median(s->cpu_us, s->n), median(s->threads, s->n),
            median(s->rss, s->n), median(s->close_ms, s->n));
     if (raw)
@@ -867,9 +897,10 @@ static int run_only(const char *name, long n, double rate)
             in_child(run_raw_produce, &j);
         fprintf(stderr, "kafka_bench: %s in pid %d\n", name, (int)getpid());
         row r = nr->fn(&j);
-        printf("%-30s %10.0f msgs/s  %.2f us/msg  p50 %.0f us  p99 %.0f us  threads %d  "
-               "close %.1f ms\n",
-               name, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us, r.threads, r.close_ms);
+        printf("%-30s %10.0f msgs/s  %.2f us/msg  p50 %.0f us  p99 %.0f us  p99.9 %.0f us "
+               "(%ld samples)  threads %d  close %.1f ms\n",
+               name, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us, r.p999_us, r.samples,
+               r.threads, r.close_ms);
         return 0;
     }
     fprintf(stderr, "kafka_bench: --only: no run named %s\n", name);
@@ -879,8 +910,9 @@ static int run_only(const char *name, long n, double rate)
 static void progress(const char *what, int round, row r)
 {
     fprintf(stderr,
-            "kafka_bench: round %d %-24s %10.0f msgs/s  %5.2f us/msg  p50 %8.0f us  p99 %8.0f us\n",
-            round + 1, what, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us);
+            "kafka_bench: round %d %-24s %10.0f msgs/s  %5.2f us/msg  p50 %8.0f us  p99 %8.0f us"
+            "  p99.9 %8.0f us\n",
+            round + 1, what, r.msgs_per_s, r.cpu_us, r.p50_us, r.p99_us, r.p999_us);
 }
 
 /** A child's job: deletes the topics whose names start with j->topic. */
@@ -983,8 +1015,9 @@ static int run_pools(long n, int rounds, const char *run_id)
         }
         delete_round_topics(run_id, r, "");
     }
-    printf("%-34s %10s %7s %9s %9s %6s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
-           "p99 us", "us/msg", "threads", "RSS MiB", "close ms", "vs best fixed");
+    printf("%-30s %10s %7s %9s %9s %9s %6s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s",
+           "p50 us", "p99 us", "p99.9 us", "us/msg", "threads", "RSS MiB", "close ms",
+           "vs best fixed");
     for (int i = 0; i < N_POOLS; i++) {
         char name[64];
         if (pool_sizes[i])
@@ -1010,27 +1043,96 @@ static int run_pools(long n, int rounds, const char *run_id)
     return 0;
 }
 
+/* --rate R without --only: latency at fixed rates, raw against eventbus. */
+enum { MAX_RATES = 8, RATE_SECONDS = 10 /* a run's length at its rate, by default */ };
+
+static void print_rate_series(const char *name, const series *s)
+{
+    printf("%-30s %10.0f %9.0f %9.0f %9.0f %7.2f %7.0f %8.0f\n", name, rate_of(s),
+           median(s->p50, s->n), median(s->p99, s->n), median(s->p999, s->n),
+           median(s->cpu_us, s->n), median(s->threads, s->n), median(s->samples, s->n));
+}
+
+static double ratio_of(const double *eb, const double *raw, int n)
+{
+    double r = median(raw, n);
+    return r > 0 ? median(eb, n) / r : 0;
+}
+
+/**
+ * For each rate, `rounds` rounds of raw and eventbus end-to-end paced at
+ * it (run_pair's alternating order), every message timed, on fresh topics;
+ * a table per rate. `n_given`: messages per run, 0 = RATE_SECONDS at the
+ * rate.
+ */
+static int run_rates(const double *rates, int n_rates, long n_given, int rounds,
+                     const char *run_id)
+{
+    for (int k = 0; k < n_rates; k++) {
+        double rate = rates[k];
+        long n = n_given > 0 ? n_given : (long)(rate * RATE_SECONDS);
+        if (n < 1000)
+            n = 1000;
+        series raw_s = {0}, eb_s = {0};
+        char kind[32], raw_name[64], eb_name[64];
+        snprintf(kind, sizeof kind, "rate%.0f", rate);
+        snprintf(raw_name, sizeof raw_name, "raw end-to-end @%.0f/s", rate);
+        snprintf(eb_name, sizeof eb_name, "eventbus end-to-end @%.0f/s", rate);
+        for (int r = 0; r < rounds; r++) {
+            job raw = {.n = n, .rate = rate, .sample = 1}, eb = raw;
+            name_own_topics(&raw, &eb, run_id, r, kind);
+            run_pair(r, &(pair){raw_name, run_raw_e2e, &raw, &raw_s},
+                     &(pair){eb_name, run_eb_e2e, &eb, &eb_s});
+            delete_round_topics(run_id, r, "");
+        }
+        long samples = (long)median(eb_s.samples, eb_s.n);
+        printf("\nat %.0f msgs/s: %ld messages per run (%.1f s at the rate), every one timed: "
+               "p99 is the %ldth and p99.9 the %ldth slowest of about %ld samples per run; "
+               "%d round(s), medians\n",
+               rate, n, (double)n / rate, samples / 100, samples / 1000, samples, rounds);
+        printf("%-30s %10s %9s %9s %9s %7s %7s %8s\n", "", "msgs/s", "p50 us", "p99 us",
+               "p99.9 us", "us/msg", "threads", "samples");
+        print_rate_series(raw_name, &raw_s);
+        print_rate_series(eb_name, &eb_s);
+        printf("%-30s %9.2fx %8.2fx %8.2fx %8.2fx %6.2fx\n", "eventbus/raw",
+               rate_of(&eb_s) / rate_of(&raw_s), ratio_of(eb_s.p50, raw_s.p50, eb_s.n),
+               ratio_of(eb_s.p99, raw_s.p99, eb_s.n), ratio_of(eb_s.p999, raw_s.p999, eb_s.n),
+               ratio_of(eb_s.cpu_us, raw_s.cpu_us, eb_s.n));
+        fflush(stdout);
+    }
+    printf("\nlatency: publish call (producev for raw) -> handler start (raw: the message "
+           "returned by rd_kafka_consumer_poll); us/msg: CPU time (user+system, every thread "
+           "of the run's process: producer and consumer) per message\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long n = 1000000;
     int rounds = 3;
+    long n_given = 0; /* --messages or --smoke: the run's size, also at --rate */
     const char *only = NULL;
-    double only_rate = 0;
+    double rates[MAX_RATES];
+    int n_rates = 0;
     bool pools = false;
     bootstrap = getenv("EB_KAFKA_BOOTSTRAP");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0)
-            n = 20000, rounds = 1, deadline_s = 120;
+            n = n_given = 20000, rounds = 1, deadline_s = 120;
         else if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
-            n = atol(argv[++i]);
+            n = n_given = atol(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = atoi(argv[++i]);
         else if (strcmp(argv[i], "--bootstrap") == 0 && i + 1 < argc)
             bootstrap = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
-        else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
-            only_rate = atof(argv[++i]);
+        else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc && n_rates < MAX_RATES) {
+            if ((rates[n_rates++] = atof(argv[++i])) <= 0) {
+                fprintf(stderr, "kafka_bench: --rate %s: msgs/s > 0 expected\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_extra_settings < 32)
             extra_settings[n_extra_settings++] = argv[++i];
         else if (strcmp(argv[i], "--work-us") == 0 && i + 1 < argc)
@@ -1042,8 +1144,8 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s [--smoke] [--messages N] [--rounds R] [--bootstrap ADDR] "
-                    "[--only RUN [--rate MSGS_PER_S]] [--set KEY=VALUE]... [--work-us N] "
-                    "[--workers K] [--pools]\n",
+                    "[--only RUN [--rate MSGS_PER_S] | --rate MSGS_PER_S... | --pools] "
+                    "[--set KEY=VALUE]... [--work-us N] [--workers K]\n",
                     argv[0]);
             return 2;
         }
@@ -1053,6 +1155,11 @@ int main(int argc, char **argv)
                 MAX_ROUNDS);
         return 2;
     }
+    if ((only && n_rates > 1) || (pools && (only || n_rates > 0))) {
+        fprintf(stderr, "kafka_bench: --only takes one --rate; --pools neither --only "
+                        "nor --rate\n");
+        return 2;
+    }
     if (!bootstrap || !*bootstrap) {
         printf("skip: no broker: set EB_KAFKA_BOOTSTRAP or pass --bootstrap "
                "(tests/servers/kafka.sh start)\n");
@@ -1060,7 +1167,19 @@ int main(int argc, char **argv)
     }
     make_keys();
     if (only)
-        return run_only(only, n, only_rate);
+        return run_only(only, n, n_rates ? rates[0] : 0);
+    char run_id[32];
+    snprintf(run_id, sizeof run_id, "kbench-%d-%lld", (int)getpid(),
+             (long long)(time(NULL) % 100000));
+    if (n_rates > 0) {
+        printf("kafka_bench: end-to-end at fixed rates, raw librdkafka and eventbus: %d-byte "
+               "messages, %d keys, %d partitions; eventbus: %d workers%s, handlers wait %ld us; "
+               "broker %s (librdkafka %s)\n",
+               PAYLOAD, KEYS, PARTITIONS, bus_workers, bus_workers ? "" : " (elastic)",
+               work_us, bootstrap, rd_kafka_version_str());
+        fflush(stdout);
+        return run_rates(rates, n_rates, n_given, rounds, run_id);
+    }
     printf("kafka_bench: %ld messages of %d bytes, %d keys, %d partitions, %d workers%s, "
            "handlers wait %ld us, %d round(s), medians; broker %s (librdkafka %s)\n",
            n, PAYLOAD, KEYS, PARTITIONS, bus_workers, bus_workers ? "" : " (elastic)", work_us,
@@ -1069,9 +1188,6 @@ int main(int argc, char **argv)
 
     series raw_prod = {0}, eb_pub = {0}, raw_cons = {0}, eb_cons = {0}, raw_e2e = {0},
            eb_e2e = {0}, raw_half = {0}, eb_half = {0};
-    char run_id[32];
-    snprintf(run_id, sizeof run_id, "kbench-%d-%lld", (int)getpid(),
-             (long long)(time(NULL) % 100000));
     if (pools)
         return run_pools(n, rounds, run_id);
     for (int r = 0; r < rounds; r++) {
@@ -1107,8 +1223,9 @@ int main(int argc, char **argv)
     char half_raw_name[64], half_eb_name[64];
     snprintf(half_raw_name, sizeof half_raw_name, "raw end-to-end @%.0f/s", half_rate);
     snprintf(half_eb_name, sizeof half_eb_name, "eventbus end-to-end @%.0f/s", half_rate);
-    printf("%-30s %10s %7s %9s %9s %6s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
-           "p99 us", "us/msg", "threads", "RSS MiB", "close ms", "eventbus/raw");
+    printf("%-30s %10s %7s %9s %9s %9s %6s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s",
+           "p50 us", "p99 us", "p99.9 us", "us/msg", "threads", "RSS MiB", "close ms",
+           "eventbus/raw");
     print_series("raw produce", &raw_prod, false, NULL);
     print_series("eventbus publish", &eb_pub, false, &raw_prod);
     print_series("raw consume (store each)", &raw_cons, false, NULL);
@@ -1127,5 +1244,9 @@ int main(int argc, char **argv)
     printf("us/msg: CPU time (user+system, every thread of the run's process) per message; "
            "threads and RSS are each run's own (a forked child); close: eb_bus_close, or the "
            "raw handles' close and destroy\n");
+    printf("latency: publish -> handler start of every %dth message: %.0f samples per "
+           "full-speed run, %.0f per 50%% run (p99.9 is the slowest 1/1000 of them; "
+           "--rate R times every message)\n",
+           SAMPLE, median(eb_e2e.samples, eb_e2e.n), median(eb_half.samples, eb_half.n));
     return 0;
 }
