@@ -407,6 +407,13 @@ static const property producer_defaults[] = {
  * shorter session only risks evictions when the process or network stalls
  * for seconds. The broker must allow it (group.min.session.timeout.ms,
  * 6 s by default).
+ * fetch.wait.max.ms 100 (librdkafka: 500): a pause (a full pool) drops
+ * what librdkafka fetched of the partition, and a consumer caught up to
+ * the end of the log has a fetch waiting at the broker for this long,
+ * which must come back before the resumed partition is fetched again: an
+ * elastic pool still growing paused once and then waited half a second
+ * for the rest of a 21,000-message backlog. Costs an idle consumer ten
+ * empty fetches a second per broker instead of two.
  */
 static const property consumer_defaults[] = {
     {"client.id", "eventbus-consumer"},
@@ -418,6 +425,7 @@ static const property consumer_defaults[] = {
     {"auto.offset.reset", "earliest"},
     {"enable.partition.eof", "false"},
     {"queued.min.messages", "10000000"},
+    {"fetch.wait.max.ms", "100"},
     {NULL, NULL},
 };
 
