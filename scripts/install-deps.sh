@@ -16,10 +16,12 @@ packages=(
   librdkafka-dev
   libhiredis-dev
   # Test servers and clients (tests/servers/): kcat talks to the Kafka
-  # broker, whose jars mvn fetches from Maven Central; redis-server.
+  # broker, whose jars mvn fetches from Maven Central; redis-server and
+  # redis-cli (redis-tools) for the Redis Streams transport.
   kcat
   maven
   redis-server
+  redis-tools
 )
 # The Kafka broker runs on the machine's Java (17 on Debian 12); install
 # Debian's default only where there is none.

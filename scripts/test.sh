@@ -3,10 +3,11 @@
 # then builds and runs every test in three builds under build/:
 #   asan   address+undefined: criterion suites, lifecycle, ASan canaries
 #          (every label except tsan, valgrind and bench), and the server
-#          suites (label kafka) against a Kafka broker
-#          (tests/servers/kafka.sh) started around its ctest
-#          (EB_KAFKA_BOOTSTRAP). If EB_KAFKA_BOOTSTRAP is already set, the
-#          tests use that cluster and no broker is started.
+#          suites (labels kafka and redis) against a Kafka broker
+#          (tests/servers/kafka.sh) and a redis-server
+#          (tests/servers/redis.sh) started around its ctest
+#          (EB_KAFKA_BOOTSTRAP, EB_REDIS_URL). If EB_KAFKA_BOOTSTRAP is
+#          already set, the tests use that cluster and no broker is started.
 #   tsan   thread, without criterion (it cannot run under TSan): label tsan
 #   plain  no sanitizer: labels valgrind and bench (smoke size), with a
 #          broker too for valgrind's few Kafka cycles and the Kafka bench
@@ -34,12 +35,19 @@ run_start=$SECONDS
 # The servers this script started, stopped after their phase and on any
 # exit (failure, ^C, SIGTERM), never left running.
 kafka_started=0
+redis_started=0
 external_kafka=${EB_KAFKA_BOOTSTRAP:-}
 
 stop_servers() {
   if ((kafka_started)); then
     kafka_started=0
     bash tests/servers/kafka.sh stop
+  fi
+  if ((redis_started)); then
+    redis_started=0
+    bash tests/servers/redis.sh stop
+    unset EB_REDIS_URL EB_REDIS_PORT EB_REDIS_RUN_DIR EB_REDIS_CTL \
+          EB_REDIS_TEST_USER EB_REDIS_TEST_PASSWORD
   fi
   # The next phases run without servers (unless the caller gave a cluster).
   if [[ -z $external_kafka ]]; then
@@ -51,11 +59,25 @@ trap stop_servers EXIT
 trap 'stop_servers; exit 130' INT
 trap 'stop_servers; exit 143' TERM
 
-# start_servers NAME SERVERS: starts what a phase needs ("kafka" or "none")
-# and exports its address; false, having said why, if a server cannot start.
-start_servers() {
-  local name=$1 servers=$2 env
-  [[ $servers == none ]] && return 0
+# start_redis NAME: starts redis-server for the phase and exports its URL;
+# false, having said why, if it cannot start.
+start_redis() {
+  local name=$1 env
+  echo "=== $name: start redis-server (tests/servers/redis.sh)"
+  if ! env=$(bash tests/servers/redis.sh start); then
+    echo "=== $name: redis-server did not start: the redis tests cannot run (see above)"
+    return 1
+  fi
+  eval "$env"
+  redis_started=1
+  echo "=== $name: redis-server at $EB_REDIS_URL"
+}
+
+# start_kafka NAME: starts the Kafka broker for the phase (unless the
+# caller gave a cluster) and exports its address; false, having said why,
+# if it cannot start.
+start_kafka() {
+  local name=$1 env
   if [[ -n $external_kafka ]]; then
     echo "=== $name: Kafka tests use the cluster at EB_KAFKA_BOOTSTRAP=$external_kafka"
     return 0
@@ -70,6 +92,21 @@ start_servers() {
   echo "=== $name: Kafka $EB_KAFKA_VERSION_RUNNING at $EB_KAFKA_BOOTSTRAP, ready in ${EB_KAFKA_START_SECONDS}s"
 }
 
+# start_servers NAME SERVERS: starts what a phase needs (a comma list of
+# "kafka" and "redis", or "none"); sets the caller's `down` to the labels
+# whose server did not start (their tests cannot run), space-separated.
+start_servers() {
+  local name=$1 servers=$2 server
+  down=""
+  [[ $servers == none ]] && return 0
+  for server in ${servers//,/ }; do
+    case $server in
+      kafka) start_kafka "$name" || down+="${down:+ }kafka" ;;
+      redis) start_redis "$name" || down+="${down:+ }redis" ;;
+    esac
+  done
+}
+
 if ! bash scripts/install-deps.sh; then
   echo "test.sh: installing the dependencies failed"
   echo "0 passed, 1 failed"
@@ -77,8 +114,9 @@ if ! bash scripts/install-deps.sh; then
 fi
 
 # run_phase NAME SERVERS CMAKE_ARGS... -- CTEST_ARGS...
-# Configures, builds and tests build/NAME, with the servers SERVERS ("kafka"
-# or "none") running around its ctest; adds its counts to the totals.
+# Configures, builds and tests build/NAME, with the servers SERVERS (a comma
+# list of "kafka" and "redis", or "none") running around its ctest; adds its
+# counts to the totals.
 run_phase() {
   local name=$1 servers=$2
   shift 2
@@ -92,7 +130,7 @@ run_phase() {
 
   local dir=build/$name log=build/$name.ctest.log
   local start=$SECONDS configure_s=0 build_s=0 test_s=0 t
-  local passed=0 failed=0 status=ok server_failed=0
+  local passed=0 failed=0 status=ok down=
 
   echo
   echo "=== $name: configure"
@@ -117,18 +155,18 @@ run_phase() {
   fi
 
   if [[ $status == ok ]]; then
-    if ! start_servers "$name" "$servers"; then
+    start_servers "$name" "$servers"
+    if [[ -n $down ]]; then
       # The phase fails, but its other tests still run. ctest heeds only
-      # one -LE, so kafka joins the phase's exclusion regex.
-      server_failed=1
-      local i excluded=0
+      # one -LE, so the labels join the phase's exclusion regex.
+      local i excluded=0 labels=${down// /|}
       for ((i = 0; i + 1 < ${#ctest_args[@]}; i++)); do
         if [[ ${ctest_args[i]} == -LE ]]; then
-          ctest_args[i + 1]="${ctest_args[i + 1]}|kafka"
+          ctest_args[i + 1]="${ctest_args[i + 1]}|$labels"
           excluded=1
         fi
       done
-      ((excluded)) || ctest_args+=(-LE kafka)
+      ((excluded)) || ctest_args+=(-LE "$labels")
     fi
     echo "=== $name: test"
     t=$SECONDS
@@ -147,8 +185,8 @@ run_phase() {
       status="ctest exited $rc"
     fi
     stop_servers
-    if ((server_failed)); then
-      status="Kafka broker did not start; ${status/#ok/other tests ok}"
+    if [[ -n $down ]]; then
+      status="server(s) did not start: $down; ${status/#ok/other tests ok}"
       failed=$((failed + 1))
     fi
   fi
@@ -168,7 +206,7 @@ run_phase() {
 for phase in "${phases[@]}"; do
   case $phase in
     asan)
-      run_phase asan kafka -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench' ;;
+      run_phase asan kafka,redis -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench' ;;
     tsan)
       run_phase tsan none -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
     plain)
