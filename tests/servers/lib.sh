@@ -102,3 +102,26 @@ eb_stop_pid() {
   done
   return 0
 }
+
+# eb_freeze PID SECONDS WHAT: SIGSTOPs PID (a server: it keeps its
+# connections but answers nothing) for SECONDS, then SIGCONTs it; whatever
+# ends the calling script (TERM, INT, HUP, an error) wakes it too, since
+# other suites share the server. Sets traps and the globals frozen_pid and
+# sleeper_pid (the EXIT trap runs after this function has returned).
+eb_freeze() {
+  frozen_pid=$1
+  local seconds=$2 what=$3
+  sleeper_pid=
+  trap 'kill -CONT "$frozen_pid" 2>/dev/null || true
+        [[ -z $sleeper_pid ]] || kill "$sleeper_pid" 2>/dev/null || true' EXIT
+  trap 'exit 143' TERM INT HUP
+  kill -STOP "$frozen_pid"
+  eb_say "$what frozen (pid $frozen_pid) for ${seconds}s"
+  # In the background, so that a TERM is served at once, not after the sleep.
+  sleep "$seconds" &
+  sleeper_pid=$!
+  wait "$sleeper_pid"
+  sleeper_pid=
+  kill -CONT "$frozen_pid"
+  eb_say "$what woken (pid $frozen_pid)"
+}

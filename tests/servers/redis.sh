@@ -318,22 +318,9 @@ cmd_freeze() {
   local seconds=${1:-}
   [[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ ]] || eb_die "usage: redis.sh freeze SECONDS"
   lock_run_dir
-  # Globals: the EXIT trap runs after this function has returned.
-  frozen_pid=$(running_pid) || eb_die "no server running in $run_dir"
-  sleeper_pid=
-  # Whatever ends this script wakes the server: other suites share it.
-  trap 'kill -CONT "$frozen_pid" 2>/dev/null || true
-        [[ -z $sleeper_pid ]] || kill "$sleeper_pid" 2>/dev/null || true' EXIT
-  trap 'exit 143' TERM INT HUP
-  kill -STOP "$frozen_pid"
-  eb_say "server frozen (pid $frozen_pid) for ${seconds}s"
-  # In the background, so that a TERM is served at once, not after the sleep.
-  sleep "$seconds" &
-  sleeper_pid=$!
-  wait "$sleeper_pid"
-  sleeper_pid=
-  kill -CONT "$frozen_pid"
-  eb_say "server woken (pid $frozen_pid)"
+  local pid
+  pid=$(running_pid) || eb_die "no server running in $run_dir"
+  eb_freeze "$pid" "$seconds" server
 }
 
 cmd_status() {
