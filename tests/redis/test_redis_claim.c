@@ -1,0 +1,144 @@
+/*
+ * test_redis_claim.c — taking over idle entries (plugins/redis/claim.c)
+ * against the real redis-server ($EB_REDIS_URL): entries member "a" left
+ * pending are claimed by "b" once idle long enough, with their delivery
+ * counts (2: a's and b's); not before; in pages; and an entry deleted
+ * from the stream is reported deleted, not delivered.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "claim.h"
+#include "test_wait.h"
+
+static char err[512];
+static rd_url url;
+static rd_conn conn;
+static char stream[64];
+static char ids[8][64];
+
+static redisReply *run(int argc, const char **argv)
+{
+    redisReply *r = rd_conn_command(&conn, argc, argv, NULL, err, sizeof err);
+    cr_assert(r, "%s", err);
+    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", argv[0], r->str);
+    return r;
+}
+
+/* Five entries, read by member "a" of group "g" and never acknowledged. */
+static void setup(void)
+{
+    const char *text = getenv("EB_REDIS_URL");
+    if (!text)
+        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
+    cr_assert_eq(rd_url_parse(text, &url, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(rd_conn_open(&conn, &url, (rd_timeouts){2000, 2000}, err, sizeof err), 0,
+                 "%s", err);
+    snprintf(stream, sizeof stream, "claim-%d", (int)getpid());
+    const char *create[] = {"XGROUP", "CREATE", stream, "g", "0", "MKSTREAM"};
+    freeReplyObject(run(6, create));
+    for (int i = 0; i < 5; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", i);
+        const char *add[] = {"XADD", stream, "*", "p", v};
+        redisReply *r = run(5, add);
+        snprintf(ids[i], sizeof ids[i], "%s", r->str);
+        freeReplyObject(r);
+    }
+    const char *read[] = {"XREADGROUP", "GROUP", "g", "a", "STREAMS", stream, ">"};
+    freeReplyObject(run(7, read));
+}
+
+static void teardown(void)
+{
+    if (conn.ctx) {
+        const char *del[] = {"DEL", stream};
+        freeReplyObject(rd_conn_command(&conn, 2, del, NULL, err, sizeof err));
+    }
+    rd_conn_close(&conn);
+}
+
+TestSuite(redis_claim, .init = setup, .fini = teardown);
+
+static bool idle_100(void *arg)
+{
+    (void)arg;
+    const char *argv[] = {"XPENDING", stream, "g", "IDLE", "100", "-", "+", "10"};
+    redisReply *r = run(8, argv);
+    bool all = r->elements == 5;
+    freeReplyObject(r);
+    return all;
+}
+
+Test(redis_claim, idle_entries_are_claimed_with_their_delivery_counts)
+{
+    rd_claimed cl;
+    cr_assert_eq(rd_claim_idle(&conn, stream, "g", "b", 60000, "0-0", 10, &cl, err, sizeof err),
+                 0, "%s", err);
+    cr_expect_eq(cl.entries->elements, 0, "entries claimed before they were idle long enough");
+    rd_claimed_free(&cl);
+
+    cr_assert(test_wait_for(idle_100, NULL, 5000));
+    cr_assert_eq(rd_claim_idle(&conn, stream, "g", "b", 100, "0-0", 10, &cl, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(cl.entries->elements, 5);
+    for (size_t i = 0; i < 5; i++) {
+        cr_expect_str_eq(cl.entries->element[i]->element[0]->str, ids[i]);
+        cr_expect_eq(cl.deliveries[i], 2, "entry %zu: delivery count %u, not 2", i,
+                     cl.deliveries[i]);
+    }
+    cr_expect_eq(cl.deleted->elements, 0);
+    cr_expect_str_eq(cl.next, "0-0");
+    rd_claimed_free(&cl);
+    const char *owner[] = {"XPENDING", stream, "g", "-", "+", "10", "b"};
+    redisReply *r = run(7, owner);
+    cr_expect_eq(r->elements, 5, "b does not hold the claimed entries");
+    freeReplyObject(r);
+}
+
+Test(redis_claim, in_pages)
+{
+    cr_assert(test_wait_for(idle_100, NULL, 5000));
+    char cursor[64] = "0-0";
+    size_t total = 0;
+    int pages = 0;
+    do {
+        rd_claimed cl;
+        cr_assert_eq(rd_claim_idle(&conn, stream, "g", "b", 100, cursor, 2, &cl, err, sizeof err),
+                     0, "%s", err);
+        cr_assert_leq(cl.entries->elements, 2);
+        total += cl.entries->elements;
+        snprintf(cursor, sizeof cursor, "%s", cl.next);
+        rd_claimed_free(&cl);
+        pages++;
+    } while (strcmp(cursor, "0-0") != 0 && pages < 10);
+    cr_expect_eq(total, 5, "%zu claimed in %d pages", total, pages);
+    cr_expect_geq(pages, 3);
+}
+
+Test(redis_claim, an_entry_deleted_from_the_stream_is_reported_deleted)
+{
+    const char *del[] = {"XDEL", stream, ids[1]};
+    freeReplyObject(run(3, del));
+    cr_assert(test_wait_for(idle_100, NULL, 5000));
+    rd_claimed cl;
+    cr_assert_eq(rd_claim_idle(&conn, stream, "g", "b", 100, "0-0", 10, &cl, err, sizeof err), 0,
+                 "%s", err);
+    cr_expect_eq(cl.entries->elements, 4);
+    cr_assert_eq(cl.deleted->elements, 1);
+    cr_expect_str_eq(cl.deleted->element[0]->str, ids[1]);
+    for (size_t i = 0; i < cl.entries->elements; i++)
+        cr_expect_eq(cl.deliveries[i], 2);
+    rd_claimed_free(&cl);
+}
+
+Test(redis_claim, a_missing_group_is_an_error)
+{
+    rd_claimed cl;
+    cr_expect_eq(rd_claim_idle(&conn, stream, "nope", "b", 0, "0-0", 10, &cl, err, sizeof err),
+                 -1);
+    cr_expect(strstr(err, "NOGROUP"), "%s", err);
+}
