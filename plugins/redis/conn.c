@@ -123,3 +123,32 @@ void rd_conn_close(rd_conn *c)
         c->ctx = NULL;
     }
 }
+
+long long rd_conn_client_id(rd_conn *c, char *err, size_t err_size)
+{
+    const char *argv[] = {"CLIENT", "ID"};
+    redisReply *r = rd_conn_command(c, 2, argv, NULL, err, err_size);
+    if (!r)
+        return -1;
+    long long id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (id < 0)
+        say(err, err_size, c, "CLIENT ID", r->type == REDIS_REPLY_ERROR ? r->str : "no id");
+    freeReplyObject(r);
+    return id;
+}
+
+int rd_conn_unblock(rd_conn *c, long long id, char *err, size_t err_size)
+{
+    char id_s[24];
+    snprintf(id_s, sizeof id_s, "%lld", id);
+    const char *argv[] = {"CLIENT", "UNBLOCK", id_s, "TIMEOUT"};
+    redisReply *r = rd_conn_command(c, 4, argv, NULL, err, err_size);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    if (rc < 0)
+        say(err, err_size, c, "CLIENT UNBLOCK",
+            r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
+    freeReplyObject(r);
+    return rc;
+}

@@ -47,4 +47,17 @@ void rd_conn_close(rd_conn *c);
 redisReply *rd_conn_command(rd_conn *c, int argc, const char **argv, const size_t *lens,
                             char *err, size_t err_size);
 
+/** CLIENT ID of this connection (for another connection to unblock it).
+ *  @returns the id, or -1 with a sentence. */
+long long rd_conn_client_id(rd_conn *c, char *err, size_t err_size);
+
+/**
+ * From connection `c`, ends the blocking command (XREADGROUP ... BLOCK) of
+ * the connection whose CLIENT ID is `id` at once, as if its BLOCK had
+ * timed out: a blocked read cannot be interrupted locally, and pause,
+ * revoke and close must not wait a whole BLOCK. @returns 1 when it was
+ * blocked, 0 when not, -1 with a sentence.
+ */
+int rd_conn_unblock(rd_conn *c, long long id, char *err, size_t err_size);
+
 #endif

@@ -2,10 +2,13 @@
  * test_redis_group.c — a consumer group's reads and acks (plugins/redis/
  * group.c) against the real redis-server ($EB_REDIS_URL): the group made
  * once, own pending entries first (after a restart under the same name,
- * page by page), then new ones; a bounded BLOCK; a deleted stream and
- * group made again (NOGROUP) and counted; XACK in batches.
+ * page by page), then new ones; a bounded BLOCK, which another
+ * connection ends at once (CLIENT UNBLOCK); a deleted stream and group
+ * made again (NOGROUP) and counted; XACK in batches.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,4 +181,69 @@ Test(redis_group, a_deleted_pending_entry_comes_back_with_nil_fields)
     rd_group_rewind(&g);
     cr_assert_eq(read_some(&g, 10, 0, got, ids), 1);
     cr_expect_eq(got[0], -1, "the deleted entry came back with fields");
+}
+
+typedef struct blocked_read {
+    rd_group *g;
+    atomic_bool started, returned;
+    int64_t took_ms;
+    size_t n;
+} blocked_read;
+
+static void *read_blocking(void *arg)
+{
+    blocked_read *b = arg;
+    redisReply *r;
+    const redisReply *entries;
+    char e[512];
+    atomic_store(&b->started, true);
+    int64_t t0 = test_now_ms();
+    int rc = rd_group_read(b->g, 10, 10000, &r, &entries, e, sizeof e);
+    b->took_ms = test_now_ms() - t0;
+    if (rc == 0) {
+        b->n = entries->elements;
+        freeReplyObject(r);
+    }
+    atomic_store(&b->returned, true);
+    return NULL;
+}
+
+static bool is_blocked(void *arg)
+{
+    const char *argv[] = {"CLIENT", "LIST", "ID", arg};
+    redisReply *r = rd_conn_command(&conn, 4, argv, NULL, err, sizeof err);
+    bool blocked = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cmd=xreadgroup") &&
+                   strstr(r->str, "flags=b");
+    if (r)
+        freeReplyObject(r);
+    return blocked;
+}
+
+Test(redis_group, another_connection_ends_a_blocked_read_at_once, .timeout = 30)
+{
+    rd_conn reader;
+    cr_assert_eq(rd_conn_open(&reader, &url, (rd_timeouts){2000, 15000}, err, sizeof err), 0,
+                 "%s", err);
+    long long id = rd_conn_client_id(&reader, err, sizeof err);
+    cr_assert_geq(id, 0, "%s", err);
+    rd_group g;
+    rd_group_init(&g, &reader, stream, "g", "m", "0");
+    cr_assert_eq(rd_group_ensure(&g, err, sizeof err), 0, "%s", err);
+    snprintf(g.cursor, sizeof g.cursor, ">"); /* new entries: the read blocks */
+    blocked_read b = {.g = &g};
+    pthread_t t;
+    pthread_create(&t, NULL, read_blocking, &b);
+    char id_s[24];
+    snprintf(id_s, sizeof id_s, "%lld", id);
+    cr_assert(test_wait_for(is_blocked, id_s, 5000), "the read never blocked");
+    cr_expect_eq(rd_conn_unblock(&conn, id, err, sizeof err), 1, "%s", err);
+    pthread_join(t, NULL);
+    cr_expect(atomic_load(&b.returned));
+    cr_expect_lt(b.took_ms, 5000, "the blocked read took %lld ms of its 10 s BLOCK",
+                 (long long)b.took_ms);
+    cr_expect_eq(b.n, 0);
+    cr_expect(reader.ctx != NULL, "the unblocked connection was closed");
+    /* Not blocked any more: nothing to unblock. */
+    cr_expect_eq(rd_conn_unblock(&conn, id, err, sizeof err), 0, "%s", err);
+    rd_conn_close(&reader);
 }
