@@ -239,3 +239,54 @@ Test(kafka_lanes, a_lane_of_one_message_pauses_per_batch_not_per_message, .timeo
         cr_expect_eq(t->handled[i], 1, "message %zu handled %d times", i, t->handled[i]);
     kt_tracker_free(t);
 }
+
+/* ------------------------------------------- a pool that fills, again and again */
+
+enum { FULL_POOL_MSGS = 3000, FULL_POOL_MIN_PAUSES = 5 };
+
+/* dispatch.queue.max = 16 against a backlog of 3,000: the pool fills and
+ * pauses the partitions over and over, and each resume seeks them to where
+ * they resume anyway, to wake librdkafka's fetcher (e600c99). Every
+ * message is handled exactly once (a seek one too far would skip some, one
+ * too short would repeat some) and the commits reach the end of each
+ * partition. */
+Test(kafka_lanes, a_pool_full_again_and_again_loses_and_repeats_nothing, .timeout = 180)
+{
+    const char *bootstrap = kt_real_broker();
+    if (!bootstrap)
+        cr_skip_test("EB_KAFKA_BOOTSTRAP is not set");
+    char topic[96], group[96];
+    kt_unique(topic, sizeof topic, "lanes-full-pool");
+    kt_unique(group, sizeof group, "lanes-full-pool-g");
+    const kt_setting s[] = {{"kafka.topic.partitions", "3"},
+                            {"dispatch.queue.max", "16"},
+                            {"dispatch.workers", "2"},
+                            {NULL, NULL}};
+    size_t n = FULL_POOL_MSGS;
+    kt_tracker *t = kt_tracker_new(n);
+    eb_bus *bus = kt_open(bootstrap, s, NULL, NULL);
+    for (size_t i = 0; i < n; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%zu", i % 100);
+        cr_assert_eq(kt_publish(bus, t, topic, i, key), 0);
+    }
+    cr_assert(kt_wait(t, kt_reports_at_least, &n, 30000), "publishes not confirmed");
+    kt_subscribe_ready(bus, topic, group, kt_handle, t, 30000);
+    cr_assert(kt_wait(t, kt_handled_at_least, &n, 120000), "%zu of %zu handled",
+              t->n_handled_distinct, n);
+    long pauses = total_pauses(bus);
+    cr_expect_geq(pauses, FULL_POOL_MIN_PAUSES,
+                  "the pool filled only %ld times: the case did not test resumes", pauses);
+    cr_expect_eq(eb_bus_close(bus, 10000), 0);
+    eb_bus_destroy(bus);
+    cr_expect_eq(kt_duplicates(t), 0, "%zu messages handled twice", kt_duplicates(t));
+    int64_t committed[3], end[3] = {0};
+    kt_committed(bootstrap, group, topic, 3, committed);
+    for (size_t i = 0; i < n; i++)
+        if (t->partition[i] >= 0 && t->offset[i] + 1 > end[t->partition[i]])
+            end[t->partition[i]] = t->offset[i] + 1;
+    for (int p = 0; p < 3; p++)
+        cr_expect_eq(committed[p], end[p], "partition %d: committed %lld of %lld", p,
+                     (long long)committed[p], (long long)end[p]);
+    kt_tracker_free(t);
+}
