@@ -300,11 +300,7 @@ new_cluster_id() {
 }
 
 running_pid() {
-  local pid
-  [[ -f $pid_file ]] || return 1
-  pid=$(<"$pid_file")
-  eb_pid_is "$pid" "$run_dir/server.properties" || return 1
-  printf '%s\n' "$pid"
+  eb_running_pid "$pid_file" "$run_dir/server.properties"
 }
 
 print_env() {
@@ -407,8 +403,7 @@ load_state() {
 # Commands that change the run directory take its lock (a slow first start
 # holds it while fetching and starting, so wait long enough for that).
 lock_run_dir() {
-  exec 8>"$run_dir/lock"
-  flock -w 300 8 || eb_die "$run_dir/lock is held by another kafka.sh for 300s (lsof $run_dir/lock)"
+  eb_lock_run_dir "$run_dir" 300
 }
 
 cmd_start() {
@@ -473,20 +468,7 @@ cmd_stop() {
 
 # The body of stop, for callers that hold the run directory's lock.
 stop_locked() {
-  local pid
-  if [[ -f $pid_file ]]; then
-    pid=$(<"$pid_file")
-    if eb_pid_is "$pid" "$run_dir/server.properties"; then
-      kill -CONT "$pid" 2>/dev/null || true # a stopped (SIGSTOP) broker ignores SIGTERM
-      eb_stop_pid "$pid" "$run_dir/server.properties" 30 ||
-        eb_die "pid $pid did not exit after SIGKILL"
-      eb_say "stopped the broker (pid $pid)"
-    else
-      eb_say "no broker running (stale pid file removed)"
-    fi
-  else
-    eb_say "no broker running"
-  fi
+  eb_stop_server "$pid_file" "$run_dir/server.properties" 30 broker
   rm -rf "$pid_file" "$env_file" "$data_dir" "$run_dir/state"
 }
 

@@ -125,3 +125,39 @@ eb_freeze() {
   kill -CONT "$frozen_pid"
   eb_say "$what woken (pid $frozen_pid)"
 }
+
+# eb_running_pid PID_FILE MARK: prints the PID of PID_FILE if that process
+# is alive and still ours (eb_pid_is); false otherwise.
+eb_running_pid() {
+  local pid
+  [[ -f $1 ]] || return 1
+  pid=$(<"$1")
+  eb_pid_is "$pid" "$2" || return 1
+  printf '%s\n' "$pid"
+}
+
+# eb_lock_run_dir DIR SECONDS: takes DIR's lock on descriptor 8 (held until
+# the script exits), waiting up to SECONDS for another script to let go.
+eb_lock_run_dir() {
+  exec 8>"$1/lock"
+  flock -w "$2" 8 || eb_die "$1/lock is held by another $eb_script_name for $2s (lsof $1/lock)"
+}
+
+# eb_stop_server PID_FILE MARK GRACE_SECONDS WHAT: stops the process of
+# PID_FILE if it is still ours, waking it first (a SIGSTOPped process
+# ignores SIGTERM); says what it did. The caller removes its files.
+eb_stop_server() {
+  local pid_file=$1 mark=$2 grace=$3 what=$4 pid
+  if [[ -f $pid_file ]]; then
+    pid=$(<"$pid_file")
+    if eb_pid_is "$pid" "$mark"; then
+      kill -CONT "$pid" 2>/dev/null || true
+      eb_stop_pid "$pid" "$mark" "$grace" || eb_die "pid $pid did not exit after SIGKILL"
+      eb_say "stopped the $what (pid $pid)"
+    else
+      eb_say "no $what running (stale pid file removed)"
+    fi
+  else
+    eb_say "no $what running"
+  fi
+}

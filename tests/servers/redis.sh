@@ -89,11 +89,7 @@ EOF
 }
 
 running_pid() {
-  local pid
-  [[ -f $pid_file ]] || return 1
-  pid=$(<"$pid_file")
-  eb_pid_is "$pid" "$conf_file" || return 1
-  printf '%s\n' "$pid"
+  eb_running_pid "$pid_file" "$conf_file"
 }
 
 print_env() {
@@ -191,8 +187,7 @@ load_state() {
 
 # Commands that change the run directory take its lock.
 lock_run_dir() {
-  exec 8>"$run_dir/lock"
-  flock -w 60 8 || eb_die "$run_dir/lock is held by another redis.sh for 60s (lsof $run_dir/lock)"
+  eb_lock_run_dir "$run_dir" 60
 }
 
 cmd_start() {
@@ -250,19 +245,7 @@ cmd_stop() {
 
 # The body of stop, for callers that hold the run directory's lock.
 stop_locked() {
-  local pid
-  if [[ -f $pid_file ]]; then
-    pid=$(<"$pid_file")
-    if eb_pid_is "$pid" "$conf_file"; then
-      kill -CONT "$pid" 2>/dev/null || true # a stopped (SIGSTOP) server ignores SIGTERM
-      eb_stop_pid "$pid" "$conf_file" 10 || eb_die "pid $pid did not exit after SIGKILL"
-      eb_say "stopped the server (pid $pid)"
-    else
-      eb_say "no server running (stale pid file removed)"
-    fi
-  else
-    eb_say "no server running"
-  fi
+  eb_stop_server "$pid_file" "$conf_file" 10 server
   rm -rf "$pid_file" "$env_file" "$data_dir" "$run_dir/state"
 }
 
