@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "claim.h"
+#include "redis_test.h"
 #include "test_wait.h"
 
 static char err[512];
@@ -20,44 +21,18 @@ static rd_conn conn;
 static char stream[64];
 static char ids[8][64];
 
-static redisReply *run(int argc, const char **argv)
-{
-    redisReply *r = rd_conn_command(&conn, argc, argv, NULL, err, sizeof err);
-    cr_assert(r, "%s", err);
-    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", argv[0], r->str);
-    return r;
-}
-
 /* Five entries, read by member "a" of group "g" and never acknowledged. */
 static void setup(void)
 {
-    const char *text = getenv("EB_REDIS_URL");
-    if (!text)
-        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
-    cr_assert_eq(rd_url_parse(text, &url, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(rd_conn_open(&conn, &url, (rd_timeouts){2000, 2000}, err, sizeof err), 0,
-                 "%s", err);
-    snprintf(stream, sizeof stream, "claim-%d", (int)getpid());
-    const char *create[] = {"XGROUP", "CREATE", stream, "g", "0", "MKSTREAM"};
-    freeReplyObject(run(6, create));
-    for (int i = 0; i < 5; i++) {
-        char v[8];
-        snprintf(v, sizeof v, "%d", i);
-        const char *add[] = {"XADD", stream, "*", "p", v};
-        redisReply *r = run(5, add);
-        snprintf(ids[i], sizeof ids[i], "%s", r->str);
-        freeReplyObject(r);
-    }
-    const char *read[] = {"XREADGROUP", "GROUP", "g", "a", "STREAMS", stream, ">"};
-    freeReplyObject(run(7, read));
+    url = rt_server_url();
+    rt_connect(&conn, &url);
+    rt_stream_name(stream, sizeof stream, "claim");
+    rt_pending_entries(&conn, stream, "g", "a", 5, ids);
 }
 
 static void teardown(void)
 {
-    if (conn.ctx) {
-        const char *del[] = {"DEL", stream};
-        freeReplyObject(rd_conn_command(&conn, 2, del, NULL, err, sizeof err));
-    }
+    rt_delete(&conn, stream);
     rd_conn_close(&conn);
 }
 
@@ -67,7 +42,7 @@ static bool idle_100(void *arg)
 {
     (void)arg;
     const char *argv[] = {"XPENDING", stream, "g", "IDLE", "100", "-", "+", "10"};
-    redisReply *r = run(8, argv);
+    redisReply *r = rt_run(&conn, 8, argv);
     bool all = r->elements == 5;
     freeReplyObject(r);
     return all;
@@ -94,7 +69,7 @@ Test(redis_claim, idle_entries_are_claimed_with_their_delivery_counts)
     cr_expect_str_eq(cl.next, "0-0");
     rd_claimed_free(&cl);
     const char *owner[] = {"XPENDING", stream, "g", "-", "+", "10", "b"};
-    redisReply *r = run(7, owner);
+    redisReply *r = rt_run(&conn, 7, owner);
     cr_expect_eq(r->elements, 5, "b does not hold the claimed entries");
     freeReplyObject(r);
 }
@@ -122,7 +97,7 @@ Test(redis_claim, in_pages)
 Test(redis_claim, an_entry_deleted_from_the_stream_is_reported_deleted)
 {
     const char *del[] = {"XDEL", stream, ids[1]};
-    freeReplyObject(run(3, del));
+    rt_do(&conn, 3, del);
     cr_assert(test_wait_for(idle_100, NULL, 5000));
     rd_claimed cl;
     cr_assert_eq(rd_claim_idle(&conn, stream, "g", "b", 100, "0-0", 10, &cl, err, sizeof err), 0,

@@ -15,27 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "redis_test.h"
 #include "test_wait.h"
 
 static char err[512];
 static const rd_timeouts TIMEOUTS = {.connect_ms = 1000, .command_ms = 1000};
 
-/** The test server's URL, or the case is skipped (outside scripts/test.sh). */
-static rd_url server_url(void)
-{
-    const char *text = getenv("EB_REDIS_URL");
-    if (!text)
-        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
-    rd_url u;
-    cr_assert_eq(rd_url_parse(text, &u, err, sizeof err), 0, "%s", err);
-    return u;
-}
-
 /** The server's URL with user:password@ put in. */
 static rd_url with_login(const char *user, const char *password)
 {
-    rd_url base = server_url();
+    rd_url base = rt_server_url();
     char text[RD_URL_MAX];
     snprintf(text, sizeof text, "redis://%s:%s@%s:%d/0", user, password, base.host, base.port);
     rd_url u;
@@ -59,7 +48,7 @@ static const char *test_password(void)
 
 Test(redis_conn, connects_and_runs_commands)
 {
-    rd_url u = server_url();
+    rd_url u = rt_server_url();
     rd_conn c;
     cr_assert_eq(rd_conn_open(&c, &u, TIMEOUTS, err, sizeof err), 0, "%s", err);
     const char *argv[] = {"ECHO", "hello"};
@@ -123,39 +112,19 @@ Test(redis_conn, a_missing_server_is_a_clear_error)
     cr_expect(strstr(err, "refused"), "%s", err);
 }
 
-/** Runs `redis.sh freeze SECONDS` in a child; @returns its pid. */
-static pid_t freeze_server(int seconds)
-{
-    const char *ctl = getenv("EB_REDIS_CTL");
-    cr_assert(ctl, "EB_REDIS_CTL is not set");
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%d", seconds);
-        execlp("bash", "bash", ctl, "freeze", secs, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 Test(redis_conn, a_frozen_server_is_noticed_within_the_timeouts, .timeout = 60)
 {
-    rd_url u = server_url();
+    rd_url u = rt_server_url();
     rd_conn c;
     cr_assert_eq(rd_conn_open(&c, &u, TIMEOUTS, err, sizeof err), 0, "%s", err);
-    pid_t freezer = freeze_server(4);
+    pid_t freezer = rt_freeze_server(4);
     /* Wait until the freeze took: a fresh connection's PING goes unanswered. */
-    rd_conn probe;
     int64_t deadline = test_now_ms() + 10000;
     bool frozen = false;
-    while (!frozen && test_now_ms() < deadline) {
-        if (rd_conn_open(&probe, &u, (rd_timeouts){200, 200}, err, sizeof err) == 0)
-            rd_conn_close(&probe);
-        else
-            frozen = true;
-    }
+    while (!(frozen = rt_server_frozen(&u)) && test_now_ms() < deadline)
+        ;
     cr_assert(frozen, "the server never froze");
+    rd_conn probe;
     /* The open connection's command times out; opening a new one too,
      * although the frozen server's kernel still accepts the TCP connection. */
     const char *ping[] = {"PING"};

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "fields.h"
+#include "redis_test.h"
 
 static char err[512];
 static rd_url url;
@@ -21,42 +21,24 @@ static char stream[64];
 
 static void connect_server(void)
 {
-    const char *text = getenv("EB_REDIS_URL");
-    if (!text)
-        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
-    cr_assert_eq(rd_url_parse(text, &url, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(rd_conn_open(&conn, &url, (rd_timeouts){2000, 2000}, err, sizeof err), 0,
-                 "%s", err);
-    static int n;
-    snprintf(stream, sizeof stream, "fields-%d-%d", (int)getpid(), n++);
+    url = rt_server_url();
+    rt_connect(&conn, &url);
+    rt_stream_name(stream, sizeof stream, "fields");
 }
 
 static void disconnect(void)
 {
-    if (conn.ctx) {
-        const char *del[] = {"DEL", stream};
-        redisReply *r = rd_conn_command(&conn, 2, del, NULL, err, sizeof err);
-        if (r)
-            freeReplyObject(r);
-    }
+    rt_delete(&conn, stream);
     rd_conn_close(&conn);
 }
 
 TestSuite(redis_fields, .init = connect_server, .fini = disconnect);
 
-static redisReply *run(int argc, const char **argv, const size_t *lens)
-{
-    redisReply *r = rd_conn_command(&conn, argc, argv, lens, err, sizeof err);
-    cr_assert(r, "%s", err);
-    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", argv[0], r->str);
-    return r;
-}
-
 static void add(const eb_outgoing *m, const char *maxlen)
 {
     rd_xadd x;
     cr_assert_eq(rd_xadd_build(&x, stream, m, maxlen), 0);
-    redisReply *r = run((int)x.argc, x.argv, x.lens);
+    redisReply *r = rt_run_lens(&conn, (int)x.argc, x.argv, x.lens);
     cr_expect_eq(r->type, REDIS_REPLY_STRING, "XADD did not answer an id");
     freeReplyObject(r);
     rd_xadd_free(&x);
@@ -66,7 +48,7 @@ static void add(const eb_outgoing *m, const char *maxlen)
 static redisReply *read_all(size_t want)
 {
     const char *argv[] = {"XRANGE", stream, "-", "+"};
-    redisReply *r = run(4, argv, NULL);
+    redisReply *r = rt_run(&conn, 4, argv);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
     cr_assert_eq(r->elements, want, "%zu entries, not %zu", r->elements, want);
     return r;
@@ -133,9 +115,9 @@ Test(redis_fields, entries_of_other_programs_are_read_by_the_rule)
 {
     /* As `redis-cli XADD s '*' f v colour blue p hello` would write it. */
     const char *argv[] = {"XADD", stream, "*", "f", "v", "colour", "blue", "p", "hello", "", "e"};
-    freeReplyObject(run(11, argv, NULL));
+    rt_do(&conn, 11, argv);
     const char *only[] = {"XADD", stream, "*", "temperature", "21.5"};
-    freeReplyObject(run(5, only, NULL));
+    rt_do(&conn, 5, only);
     redisReply *r = read_all(2);
     rd_entry e;
     cr_assert_eq(rd_entry_read(r->element[0], &e, err, sizeof err), 0, "%s", err);
@@ -161,7 +143,7 @@ Test(redis_fields, maxlen_trims_the_stream)
     for (int i = 0; i < 300; i++)
         add(&m, "10");
     const char *xlen[] = {"XLEN", stream};
-    redisReply *r = run(2, xlen, NULL);
+    redisReply *r = rt_run(&conn, 2, xlen);
     /* "~": Redis trims whole nodes (100 entries by default), never below 10. */
     cr_expect(r->integer >= 10 && r->integer < 300, "XLEN %lld after MAXLEN ~ 10", r->integer);
     freeReplyObject(r);
@@ -172,10 +154,10 @@ Test(redis_fields, a_pending_entry_deleted_from_the_stream_is_not_found)
     eb_outgoing m = {.topic = "t", .payload = "x", .payload_len = 1};
     add(&m, NULL);
     const char *create[] = {"XGROUP", "CREATE", stream, "g", "0"};
-    freeReplyObject(run(5, create, NULL));
+    rt_do(&conn, 5, create);
     const char *read_new[] = {"XREADGROUP", "GROUP", "g", "c", "COUNT", "10",
                               "STREAMS", stream, ">"};
-    redisReply *r = run(9, read_new, NULL);
+    redisReply *r = rt_run(&conn, 9, read_new);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
     const redisReply *entries = r->element[0]->element[1];
     cr_assert_eq(entries->elements, 1);
@@ -183,11 +165,11 @@ Test(redis_fields, a_pending_entry_deleted_from_the_stream_is_not_found)
     snprintf(id, sizeof id, "%s", entries->element[0]->element[0]->str);
     freeReplyObject(r);
     const char *del[] = {"XDEL", stream, id};
-    freeReplyObject(run(3, del, NULL));
+    rt_do(&conn, 3, del);
     /* The consumer's own pending entries: the id comes back with nil fields. */
     const char *read_pending[] = {"XREADGROUP", "GROUP", "g", "c", "COUNT", "10",
                                   "STREAMS", stream, "0"};
-    r = run(9, read_pending, NULL);
+    r = rt_run(&conn, 9, read_pending);
     entries = r->element[0]->element[1];
     cr_assert_eq(entries->elements, 1);
     rd_entry e;
@@ -201,7 +183,7 @@ Test(redis_fields, replies_of_another_shape_are_refused)
 {
     /* An integer where an entry should be. */
     const char *xlen[] = {"XLEN", stream};
-    redisReply *r = run(2, xlen, NULL);
+    redisReply *r = rt_run(&conn, 2, xlen);
     rd_entry e;
     cr_expect_eq(rd_entry_read(r, &e, err, sizeof err), EB_ERR_INVALID);
     cr_expect(strstr(err, "unexpected shape"), "%s", err);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "group.h"
+#include "redis_test.h"
 #include "test_wait.h"
 
 static char err[512];
@@ -24,34 +25,20 @@ static char stream[64];
 
 static void connect_server(void)
 {
-    const char *text = getenv("EB_REDIS_URL");
-    if (!text)
-        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
-    cr_assert_eq(rd_url_parse(text, &url, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(rd_conn_open(&conn, &url, (rd_timeouts){2000, 2000}, err, sizeof err), 0,
-                 "%s", err);
-    static int n;
-    snprintf(stream, sizeof stream, "group-%d-%d", (int)getpid(), n++);
-}
-
-static void run(int argc, const char **argv)
-{
-    redisReply *r = rd_conn_command(&conn, argc, argv, NULL, err, sizeof err);
-    cr_assert(r, "%s", err);
-    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", argv[0], r->str);
-    freeReplyObject(r);
+    url = rt_server_url();
+    rt_connect(&conn, &url);
+    rt_stream_name(stream, sizeof stream, "group");
 }
 
 static void delete_stream(void)
 {
     const char *del[] = {"DEL", stream};
-    run(2, del);
+    rt_do(&conn, 2, del);
 }
 
 static void disconnect(void)
 {
-    if (conn.ctx)
-        delete_stream();
+    rt_delete(&conn, stream);
     rd_conn_close(&conn);
 }
 
@@ -62,7 +49,7 @@ static void add(int i)
     char v[16];
     snprintf(v, sizeof v, "%d", i);
     const char *argv[] = {"XADD", stream, "*", "p", v};
-    run(5, argv);
+    rt_do(&conn, 5, argv);
 }
 
 /** Reads once; copies the entries' payloads (their "p") into got[]. */
@@ -177,7 +164,7 @@ Test(redis_group, a_deleted_pending_entry_comes_back_with_nil_fields)
     read_some(&g, 10, 0, got, ids);
     cr_assert_eq(read_some(&g, 10, 0, got, ids), 1);
     const char *xdel[] = {"XDEL", stream, ids[0]};
-    run(3, xdel);
+    rt_do(&conn, 3, xdel);
     rd_group_rewind(&g);
     cr_assert_eq(read_some(&g, 10, 0, got, ids), 1);
     cr_expect_eq(got[0], -1, "the deleted entry came back with fields");

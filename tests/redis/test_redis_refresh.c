@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "refresh.h"
+#include "redis_test.h"
 #include "test_wait.h"
 
 static char err[512];
@@ -21,42 +22,18 @@ static rd_conn conn;
 static char stream[64];
 static char ids[4][64];
 
-static redisReply *run(int argc, const char **argv)
-{
-    redisReply *r = rd_conn_command(&conn, argc, argv, NULL, err, sizeof err);
-    cr_assert(r, "%s", err);
-    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", argv[0], r->str);
-    return r;
-}
-
 /* Three entries, read by consumer "a" of group "g": pending under "a". */
 static void setup(void)
 {
-    const char *text = getenv("EB_REDIS_URL");
-    if (!text)
-        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
-    cr_assert_eq(rd_url_parse(text, &url, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(rd_conn_open(&conn, &url, (rd_timeouts){2000, 2000}, err, sizeof err), 0,
-                 "%s", err);
-    snprintf(stream, sizeof stream, "refresh-%d", (int)getpid());
-    const char *create[] = {"XGROUP", "CREATE", stream, "g", "0", "MKSTREAM"};
-    freeReplyObject(run(6, create));
-    for (int i = 0; i < 3; i++) {
-        const char *add[] = {"XADD", stream, "*", "p", "x"};
-        redisReply *r = run(5, add);
-        snprintf(ids[i], sizeof ids[i], "%s", r->str);
-        freeReplyObject(r);
-    }
-    const char *read[] = {"XREADGROUP", "GROUP", "g", "a", "STREAMS", stream, ">"};
-    freeReplyObject(run(7, read));
+    url = rt_server_url();
+    rt_connect(&conn, &url);
+    rt_stream_name(stream, sizeof stream, "refresh");
+    rt_pending_entries(&conn, stream, "g", "a", 3, ids);
 }
 
 static void teardown(void)
 {
-    if (conn.ctx) {
-        const char *del[] = {"DEL", stream};
-        freeReplyObject(rd_conn_command(&conn, 2, del, NULL, err, sizeof err));
-    }
+    rt_delete(&conn, stream);
     rd_conn_close(&conn);
 }
 
@@ -70,7 +47,7 @@ typedef struct pending {
 static pending pending_of(const char *id)
 {
     const char *argv[] = {"XPENDING", stream, "g", id, id, "1"};
-    redisReply *r = run(6, argv);
+    redisReply *r = rt_run(&conn, 6, argv);
     pending p = {"", -1, -1};
     if (r->elements == 1) {
         snprintf(p.owner, sizeof p.owner, "%s", r->element[0]->element[1]->str);
@@ -87,10 +64,10 @@ Test(redis_refresh, own_entries_refreshed_others_reported_and_left_alone)
 {
     /* "b" claims the second entry: a member that thought "a" dead. */
     const char *claim[] = {"XCLAIM", stream, "g", "b", "0", ids[1]};
-    freeReplyObject(run(6, claim));
+    rt_do(&conn, 6, claim);
     /* "a" finished the third. */
     const char *ack[] = {"XACK", stream, "g", ids[2]};
-    freeReplyObject(run(4, ack));
+    rt_do(&conn, 4, ack);
     cr_assert(test_wait_for(idle_at_least_100, ids[0], 5000));
     cr_assert(test_wait_for(idle_at_least_100, ids[1], 5000));
     pending before = pending_of(ids[0]);
@@ -140,14 +117,14 @@ Test(redis_refresh, thousands_of_ids_in_one_call)
     static const char *mine[N + 1];
     for (int i = 0; i < N; i++) {
         const char *add[] = {"XADD", stream, "*", "p", "x"};
-        redisReply *r = run(5, add);
+        redisReply *r = rt_run(&conn, 5, add);
         snprintf(many[i], sizeof many[i], "%s", r->str);
         freeReplyObject(r);
         mine[i] = many[i];
     }
     const char *read[] = {"XREADGROUP", "GROUP", "g", "a", "COUNT", "10000", "STREAMS", stream,
                           ">"};
-    freeReplyObject(run(9, read));
+    rt_do(&conn, 9, read);
     mine[N] = "1-1"; /* not pending: the last one, in the third call */
     static const char *lost[N + 1];
     size_t n_lost = 0;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_test.h"
 #include "test_wait.h"
 #include "writer.h"
 
@@ -88,20 +89,9 @@ static char err[512];
 static rd_url url;
 static char stream[64];
 
-static rd_url server_url(void)
-{
-    const char *text = getenv("EB_REDIS_URL");
-    if (!text)
-        cr_skip_test("EB_REDIS_URL is not set (tests/servers/redis.sh start)");
-    rd_url u;
-    cr_assert_eq(rd_url_parse(text, &u, err, sizeof err), 0, "%s", err);
-    return u;
-}
-
 static rd_writer *start(const rd_url *u, size_t queue_max, int64_t delivery_timeout_ms)
 {
-    snprintf(stream, sizeof stream, "writer-%d-%lld", (int)getpid(),
-             (long long)(host_now_ns() % 1000000000));
+    rt_stream_name(stream, sizeof stream, "writer");
     rd_writer_config cfg = {.url = u,
                             .timeouts = {.connect_ms = 500, .command_ms = 500},
                             .queue_max = queue_max,
@@ -124,18 +114,16 @@ static int publish(rd_writer *w, int i, int64_t timeout_ms)
 
 static bool reports_reach(void *want) { return atomic_load(&total_reports) >= *(int *)want; }
 
+/** The stream's length; then it is deleted. */
 static long long stream_len(void)
 {
     rd_conn c;
-    cr_assert_eq(rd_conn_open(&c, &url, (rd_timeouts){2000, 2000}, err, sizeof err), 0, "%s",
-                 err);
+    rt_connect(&c, &url);
     const char *argv[] = {"XLEN", stream};
-    redisReply *r = rd_conn_command(&c, 2, argv, NULL, err, sizeof err);
-    cr_assert(r, "%s", err);
+    redisReply *r = rt_run(&c, 2, argv);
     long long n = r->integer;
     freeReplyObject(r);
-    const char *del[] = {"DEL", stream};
-    freeReplyObject(rd_conn_command(&c, 2, del, NULL, err, sizeof err));
+    rt_delete(&c, stream);
     rd_conn_close(&c);
     return n;
 }
@@ -155,7 +143,7 @@ static void *publisher(void *arg)
 
 Test(redis_writer, concurrent_publishes_are_each_reported_once_with_their_id, .timeout = 60)
 {
-    url = server_url();
+    url = rt_server_url();
     enum { N = 8000, THREADS = 4 };
     rd_writer *w = start(&url, 1000, 10000);
     pthread_t t[THREADS];
@@ -177,38 +165,17 @@ Test(redis_writer, concurrent_publishes_are_each_reported_once_with_their_id, .t
     cr_expect_eq(stream_len(), N);
 }
 
-/** Runs `redis.sh freeze SECONDS` in a child; @returns its pid. */
-static pid_t freeze_server(int seconds)
-{
-    const char *ctl = getenv("EB_REDIS_CTL");
-    cr_assert(ctl, "EB_REDIS_CTL is not set");
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%d", seconds);
-        execlp("bash", "bash", ctl, "freeze", secs, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 static bool server_frozen(void *arg)
 {
     (void)arg;
-    rd_conn probe;
-    if (rd_conn_open(&probe, &url, (rd_timeouts){200, 200}, err, sizeof err) == 0) {
-        rd_conn_close(&probe);
-        return false;
-    }
-    return true;
+    return rt_server_frozen(&url);
 }
 
 Test(redis_writer, a_full_queue_refuses_or_waits_and_close_ends_the_wait, .timeout = 60)
 {
-    url = server_url();
+    url = rt_server_url();
     rd_writer *w = start(&url, 10, 30000);
-    pid_t freezer = freeze_server(3);
+    pid_t freezer = rt_freeze_server(3);
     cr_assert(test_wait_for(server_frozen, NULL, 10000), "the server never froze");
     /* The writer takes up to a pipeline's worth and sticks on the frozen
      * server; then the queue fills. */
@@ -240,12 +207,12 @@ Test(redis_writer, a_full_queue_refuses_or_waits_and_close_ends_the_wait, .timeo
 
 Test(redis_writer, a_frozen_server_makes_sent_xadds_uncertain_then_it_reconnects, .timeout = 60)
 {
-    url = server_url();
+    url = rt_server_url();
     rd_writer *w = start(&url, 1000, 30000);
     cr_assert_eq(publish(w, 0, 1000), 0);
     int one = 1;
     cr_assert(test_wait_for(reports_reach, &one, 5000));
-    pid_t freezer = freeze_server(3);
+    pid_t freezer = rt_freeze_server(3);
     cr_assert(test_wait_for(server_frozen, NULL, 10000), "the server never froze");
     for (int i = 1; i <= 50; i++)
         cr_assert_eq(publish(w, i, 1000), 0);
@@ -276,7 +243,7 @@ Test(redis_writer, a_frozen_server_makes_sent_xadds_uncertain_then_it_reconnects
 
 Test(redis_writer, without_a_server_messages_time_out_and_stop_purges, .timeout = 60)
 {
-    url = server_url();
+    url = rt_server_url();
     rd_url nowhere;
     cr_assert_eq(rd_url_parse("redis://127.0.0.1:1", &nowhere, err, sizeof err), 0);
     rd_writer *w = start(&nowhere, 1000, 300);

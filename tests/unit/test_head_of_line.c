@@ -39,6 +39,18 @@ static void open_gate(void)
     pthread_mutex_unlock(&gate_mu);
 }
 
+/** Blocks until the gate opens (at most 30 s). */
+static void wait_for_gate(void)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&gate_mu);
+}
+
 /** Topic "slow": the message keyed "stuck" blocks until the gate opens
  *  (at most 30 s); its other messages return at once. */
 static eb_result slow_topic(const eb_msg *msg, void *opaque)
@@ -51,13 +63,7 @@ static eb_result slow_topic(const eb_msg *msg, void *opaque)
         const char *payload = eb_msg_payload(msg, &len);
         if (n <= STUCK_LATER)
             stuck_order[n] = payload[0] - '0';
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 30;
-        pthread_mutex_lock(&gate_mu);
-        while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
-            ;
-        pthread_mutex_unlock(&gate_mu);
+        wait_for_gate();
         return EB_ACK;
     }
     atomic_fetch_add(&slow_handled, 1);
@@ -152,13 +158,7 @@ static eb_result twins(const eb_msg *msg, void *opaque)
     (void)opaque;
     if (key_is(msg, SAME_HASH[0][0])) {
         atomic_fetch_add(&stuck_started, 1);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 30;
-        pthread_mutex_lock(&gate_mu);
-        while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
-            ;
-        pthread_mutex_unlock(&gate_mu);
+        wait_for_gate();
         return EB_ACK;
     }
     if (key_is(msg, SAME_HASH[1][0])) {
