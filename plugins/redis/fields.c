@@ -19,13 +19,14 @@ int rd_xadd_build(rd_xadd *x, const char *stream, const eb_outgoing *m, const ch
     size_t names_size = 1;
     for (size_t i = 0; i < m->header_count; i++)
         names_size += HEADER_PREFIX_LEN + strlen(m->headers[i].name);
-    x->argv = malloc(most * sizeof *x->argv);
-    x->lens = malloc(most * sizeof *x->lens);
-    x->names = malloc(names_size);
-    if (!x->argv || !x->lens || !x->names) {
-        rd_xadd_free(x);
+    /* One block: argv, then lens, then the names (no alignment gap:
+     * pointers and size_t share theirs). */
+    char *block = malloc(most * (sizeof *x->argv + sizeof *x->lens) + names_size);
+    if (!block)
         return EB_ERR_NOMEM;
-    }
+    x->argv = (const char **)(void *)block;
+    x->lens = (size_t *)(void *)(block + most * sizeof *x->argv);
+    x->names = block + most * (sizeof *x->argv + sizeof *x->lens);
 #define ARG(p, n)                                                                  \
     do {                                                                           \
         x->argv[x->argc] = (p);                                                    \
@@ -62,9 +63,7 @@ int rd_xadd_build(rd_xadd *x, const char *stream, const eb_outgoing *m, const ch
 
 void rd_xadd_free(rd_xadd *x)
 {
-    free(x->argv);
-    free(x->lens);
-    free(x->names);
+    free(x->argv); /* the block that holds lens and names too */
     *x = (rd_xadd){0};
 }
 

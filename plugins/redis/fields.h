@@ -25,7 +25,7 @@
 
 /** An XADD command's arguments, pointing into the message and `names`. */
 typedef struct rd_xadd {
-    const char **argv;
+    const char **argv;       /* one allocation holds argv, lens and names */
     size_t *lens;
     size_t argc;
     char *names;             /* the "h:NAME" fields */

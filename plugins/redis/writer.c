@@ -98,16 +98,38 @@ static void record_free(record *r)
     free(r);
 }
 
-/** Reports r (in queue order) and frees it. */
-static void report(rd_writer *w, record *r, int status, const char *id)
+/** Reports r (in queue order) and frees it. @returns its seq, for
+ *  mark_done once a run of reports is over. */
+static uint64_t report(rd_writer *w, record *r, int status, const char *id)
 {
+    uint64_t seq = r->seq;
     if (r->token)
         w->host->delivered(w->hb, r->token, status, id);
+    record_free(r);
+    return seq;
+}
+
+/** Every record up to `seq` was reported: wakes flush(). Once per run of
+ *  reports, not per message (a lock and a broadcast each). */
+static void mark_done(rd_writer *w, uint64_t seq)
+{
+    if (seq == 0)
+        return;
     pthread_mutex_lock(&w->mu);
-    w->done_seq = r->seq;
+    w->done_seq = seq;
     pthread_cond_broadcast(&w->room_cv);
     pthread_mutex_unlock(&w->mu);
-    record_free(r);
+}
+
+/** Reports every record of the list `r` with `status` (never sent). */
+static void report_all(rd_writer *w, record *r, int status)
+{
+    uint64_t done = 0;
+    for (record *next; r; r = next) {
+        next = r->next;
+        done = report(w, r, status, NULL);
+    }
+    mark_done(w, done);
 }
 
 /* ------------------------------------------------------------ publish */
@@ -256,10 +278,7 @@ static void expire_queued(rd_writer *w)
         w->tail = NULL;
     pthread_cond_broadcast(&w->room_cv);
     pthread_mutex_unlock(&w->mu);
-    for (record *next; gone; gone = next) {
-        next = gone->next;
-        report(w, gone, EB_ERR_TIMEOUT, NULL);
-    }
+    report_all(w, gone, EB_ERR_TIMEOUT);
 }
 
 /** One connection attempt; on failure, expires what waited too long and
@@ -293,6 +312,7 @@ static void send_batch(rd_writer *w, record *batch)
                                    r->args.lens) != REDIS_OK)
             break; /* out of memory in hiredis: the rest waits for the next turn */
     record *unsent = r;
+    uint64_t done = 0;
     for (r = batch; r != unsent;) {
         record *next = r->next;
         void *reply = NULL;
@@ -302,23 +322,24 @@ static void send_batch(rd_writer *w, record *batch)
                      w->conn.ctx->errstr[0] ? w->conn.ctx->errstr : "no answer in time");
         }
         if (broken) {
-            report(w, r, EB_ERR_UNCERTAIN, NULL); /* sent, outcome unknown */
+            done = report(w, r, EB_ERR_UNCERTAIN, NULL); /* sent, outcome unknown */
         } else {
             redisReply *rep = reply;
             if (rep->type == REDIS_REPLY_STRING) {
                 char id[64];
                 snprintf(id, sizeof id, "0@%s", rep->str);
-                report(w, r, 0, id);
+                done = report(w, r, 0, id);
             } else {
                 w->host->log(w->hb, EB_LOG_WARN, "redis %s: XADD refused: %s",
                              w->cfg.url->display,
                              rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
-                report(w, r, EB_ERR_TRANSPORT, NULL);
+                done = report(w, r, EB_ERR_TRANSPORT, NULL);
             }
             freeReplyObject(rep);
         }
         r = next;
     }
+    mark_done(w, done);
     if (broken) {
         rd_conn_close(&w->conn); /* hiredis 0.14: a context that failed is dead */
         set_connected(w, 0, why);
@@ -367,22 +388,11 @@ static void *writer_main(void *arg)
     }
     /* Stopping: what is still queued was never sent. */
     pthread_mutex_lock(&w->mu);
-    size_t n;
-    record *rest = take(w, &n);
-    while (w->head) { /* take() takes PIPELINE_MAX at a time */
-        record *more = take(w, &n), *last = rest;
-        while (last && last->next)
-            last = last->next;
-        if (last)
-            last->next = more;
-        else
-            rest = more;
-    }
+    record *rest = w->head;
+    w->head = w->tail = NULL;
+    w->queued = 0;
     pthread_mutex_unlock(&w->mu);
-    for (record *next; rest; rest = next) {
-        next = rest->next;
-        report(w, rest, EB_ERR_PURGED, NULL);
-    }
+    report_all(w, rest, EB_ERR_PURGED);
     rd_conn_close(&w->conn);
     return NULL;
 }
