@@ -24,7 +24,8 @@
 
 typedef struct options {
     run_options run;
-    bool seed_given;
+    bool seed_given;         /* --seed or --first-seed: not from the clock */
+    bool one_seed;           /* --seed: one run unless --runs or a budget */
     uint64_t first_seed;
     long runs;             /* 0: until the budget */
     long budget_s;         /* 0: no budget */
@@ -62,9 +63,8 @@ static bool parse_number(const char *text, uint64_t *out)
 static int parse(int argc, char **argv, options *o)
 {
     uint64_t n;
-    /* Issue 8 replaces the dispatcher's hash(key) % workers scheduling;
-     * until then a handler blocked for long holds every key of its worker
-     * and then the pool (issue 7, defect 6): reported as a note. */
+    /* A handler blocked for long holds only its own key since issue 8:
+     * head-of-line blocking fails a run (--allow-hol-blocking: a note). */
     o->run.allow_hol = false;
     /* librdkafka 2.0.2 stops a consumer only once its JoinGroup in flight
      * is answered: a Kafka close during a rebalance (the mock cluster's
@@ -76,9 +76,9 @@ static int parse(int argc, char **argv, options *o)
         if (strcmp(a, "--transport") == 0 && v && fault_transport_parse(v, &o->run.transport))
             i++;
         else if (strcmp(a, "--seed") == 0 && v && parse_number(v, &o->first_seed))
-            o->seed_given = true, i++;
+            o->seed_given = o->one_seed = true, i++;
         else if (strcmp(a, "--first-seed") == 0 && v && parse_number(v, &o->first_seed))
-            o->seed_given = true, o->runs = o->runs ? o->runs : 20, i++;
+            o->seed_given = true, i++;
         else if (strcmp(a, "--runs") == 0 && v && parse_number(v, &n) && n > 0)
             o->runs = (long)n, i++;
         else if (strcmp(a, "--budget-seconds") == 0 && v && parse_number(v, &n) && n > 0)
@@ -104,7 +104,7 @@ static int parse(int argc, char **argv, options *o)
         o->first_seed = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     }
     if (o->runs == 0 && o->budget_s == 0)
-        o->runs = o->seed_given ? 1 : 20;
+        o->runs = o->one_seed ? 1 : 20;
     return 0;
 }
 
