@@ -8,7 +8,8 @@
 #          (tests/servers/redis.sh) started around its ctest
 #          (EB_KAFKA_BOOTSTRAP, EB_REDIS_URL). If EB_KAFKA_BOOTSTRAP is
 #          already set, the tests use that cluster and no broker is started.
-#   tsan   thread, without criterion (it cannot run under TSan): label tsan
+#   tsan   thread, without criterion (it cannot run under TSan): label tsan,
+#          with a redis-server for the redis conformance cases
 #   plain  no sanitizer: labels valgrind and bench (smoke size), with a
 #          broker too for valgrind's few Kafka cycles and the Kafka bench
 # Every phase runs even when an earlier one failed, so one run shows every
@@ -208,7 +209,7 @@ for phase in "${phases[@]}"; do
     asan)
       run_phase asan kafka,redis -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench' ;;
     tsan)
-      run_phase tsan none -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
+      run_phase tsan redis -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
     plain)
       run_phase plain kafka -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench' ;;
     *)

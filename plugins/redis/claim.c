@@ -15,20 +15,13 @@ static int fail(char *err, size_t err_size, const rd_conn *c, const char *stream
     return -1;
 }
 
-/** The delivery count of each claimed entry, by one `XPENDING stream
- *  group id id 1` per entry, pipelined (a range could stop short at this
- *  consumer's other pending entries in between). 0 where none is listed
- *  (acknowledged meanwhile): unknown. */
-static int read_deliveries(rd_conn *c, const char *stream, const char *group, rd_claimed *cl,
-                           char *err, size_t err_size)
+int rd_pending_deliveries(rd_conn *c, const char *stream, const char *group,
+                          const redisReply *entries, uint32_t *out, char *err, size_t err_size)
 {
-    size_t n = cl->entries->elements;
-    if (n == 0)
-        return 0;
-    if (!(cl->deliveries = calloc(n, sizeof *cl->deliveries)))
-        return fail(err, err_size, c, stream, "out of memory");
+    size_t n = entries->elements;
     for (size_t i = 0; i < n; i++) {
-        const char *id = cl->entries->element[i]->element[0]->str;
+        out[i] = 0;
+        const char *id = entries->element[i]->element[0]->str;
         const char *argv[] = {"XPENDING", stream, group, id, id, "1"};
         if (redisAppendCommandArgv(c->ctx, 6, argv, NULL) != REDIS_OK) {
             rd_conn_close(c); /* a half-written pipeline: the context is unusable */
@@ -47,7 +40,7 @@ static int read_deliveries(rd_conn *c, const char *stream, const char *group, rd
         redisReply *r = reply;
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
             r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 4)
-            cl->deliveries[i] = (uint32_t)r->element[0]->element[3]->integer;
+            out[i] = (uint32_t)r->element[0]->element[3]->integer;
         else if (r->type == REDIS_REPLY_ERROR && rc == 0)
             rc = fail(err, err_size, c, stream, r->str);
         freeReplyObject(r);
@@ -80,7 +73,12 @@ int rd_claim_idle(rd_conn *c, const char *stream, const char *group, const char 
     out->entries = r->element[1];
     out->deleted = r->element[2];
     snprintf(out->next, sizeof out->next, "%s", r->element[0]->str);
-    if (read_deliveries(c, stream, group, out, err, err_size) != 0) {
+    if (out->entries->elements &&
+        (!(out->deliveries = calloc(out->entries->elements, sizeof *out->deliveries)) ||
+         rd_pending_deliveries(c, stream, group, out->entries, out->deliveries, err,
+                               err_size) != 0)) {
+        if (!out->deliveries)
+            fail(err, err_size, c, stream, "out of memory");
         rd_claimed_free(out);
         return -1;
     }

@@ -33,4 +33,16 @@ int rd_claim_idle(rd_conn *c, const char *stream, const char *group, const char 
 
 void rd_claimed_free(rd_claimed *cl);
 
+/**
+ * The delivery count of each entry of `entries` ([id, fields] each, as
+ * XREADGROUP and XAUTOCLAIM give them) into out[], by one `XPENDING stream
+ * group id id 1` per entry, pipelined (a range could stop short at other
+ * pending entries in between); 0 where none is listed (acknowledged
+ * meanwhile): unknown. @returns 0, or -1 with a sentence (a connection
+ * error closes the connection).
+ */
+int rd_pending_deliveries(rd_conn *c, const char *stream, const char *group,
+                          const redisReply *entries, uint32_t *out, char *err,
+                          size_t err_size);
+
 #endif

@@ -44,6 +44,7 @@ struct rd_writer {
     uint64_t next_seq, done_seq;
     bool closing, stopping;
     int connected;           /* under mu: 1 up, 0 down, -1 not tried yet */
+    int link;                /* its state in cfg.health (RD_LINK_*) */
     rd_conn conn;            /* the thread's */
 };
 
@@ -240,6 +241,10 @@ static void set_connected(rd_writer *w, int up, const char *why)
     int was = w->connected;
     w->connected = up;
     pthread_mutex_unlock(&w->mu);
+    if (w->cfg.health) {
+        rd_health_link(w->cfg.health, &w->link, up, why); /* only this thread writes it */
+        return;
+    }
     if (was == up)
         return;
     w->host->event(w->hb, up ? EB_EVENT_CONNECTED : EB_EVENT_DISCONNECTED, NULL, NULL,
@@ -394,6 +399,8 @@ static void *writer_main(void *arg)
     pthread_mutex_unlock(&w->mu);
     report_all(w, rest, EB_ERR_PURGED);
     rd_conn_close(&w->conn);
+    if (w->cfg.health)
+        rd_health_link_gone(w->cfg.health, &w->link);
     return NULL;
 }
 
@@ -406,6 +413,7 @@ rd_writer *rd_writer_start(const eb_host *host, eb_host_bus *hb, const rd_writer
     w->hb = hb;
     w->cfg = *cfg;
     w->connected = -1; /* the first attempt's outcome raises an event */
+    w->link = RD_LINK_UNKNOWN;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "eventbus/transport.h"
+#include "health.h"
 
 typedef struct rd_writer rd_writer;
 
@@ -27,6 +28,7 @@ typedef struct rd_writer_config {
     int64_t delivery_timeout_ms; /* queued longer than this: EB_ERR_TIMEOUT */
     int backoff_min_ms, backoff_max_ms;
     const char *maxlen;      /* MAXLEN ~ for every XADD; NULL or "0": none */
+    rd_health *health;       /* the bus's, or NULL: the writer raises its own events */
 } rd_writer_config;
 
 /** Starts the thread (connecting happens there). NULL when out of memory. */
