@@ -17,8 +17,9 @@
 #   env              print the export lines of the running server
 #   down [-9]        stop the server but keep its data and port (SIGTERM,
 #                    or SIGKILL with -9): for server-restart tests
-#   up               start it again after `down`: same port, same data (the
-#                    AOF is replayed); waits until it answers PING
+#   up [--empty]     start it again after `down`: same port, same data (the
+#                    AOF is replayed), or with --empty none of it (a server
+#                    that lost everything); waits until it answers PING
 #   freeze SECONDS   SIGSTOP the server for SECONDS, then SIGCONT (also when
 #                    this script is interrupted or killed by SIGTERM): it
 #                    keeps its connections but answers nothing. Holds the
@@ -281,6 +282,11 @@ cmd_up() {
   fi
   load_state || eb_die "nothing to bring up in $run_dir (use start)"
   [[ -d $data_dir ]] || eb_die "no data in $data_dir (use start)"
+  if [[ ${1:-} == --empty ]]; then
+    find "$data_dir" -mindepth 1 -delete
+  elif [[ -n ${1:-} ]]; then
+    eb_die "up: unknown option '$1' (--empty or nothing)"
+  fi
   # A killed server's socket can outlive its PID for a moment.
   local deadline=$((SECONDS + 10))
   until eb_port_free "$port"; do
@@ -335,7 +341,7 @@ case ${1:-} in
   status) cmd_status ;;
   env) cmd_env ;;
   down) cmd_down "${2:-}" ;;
-  up) cmd_up ;;
+  up) cmd_up "${2:-}" ;;
   freeze) cmd_freeze "${2:-}" ;;
   cli) shift; cmd_cli "$@" ;;
   *)

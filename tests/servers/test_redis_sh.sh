@@ -125,6 +125,15 @@ freeze_pid=
 expect_eq "XLEN after freeze" "$(cli XLEN s)" 2
 pass "freeze 2: PING times out during the freeze and answers after it"
 
+# ---------------------------------------------------------------- up --empty
+"$ctl" down 2>/dev/null || fail "down exited $?"
+"$ctl" up --empty >/dev/null 2>&1 || fail "up --empty exited $?"
+expect_eq "EXISTS after up --empty" "$(cli EXISTS s)" 0
+expect_eq "ACL user after up --empty" \
+  "$(redis-cli -h 127.0.0.1 -p "$EB_REDIS_PORT" --user eb-test --pass "$EB_REDIS_TEST_PASSWORD" \
+       --no-auth-warning ping)" PONG
+pass "up --empty brings the server back with no data"
+
 # ---------------------------------------------------------------- stop
 pid=$(<"$run_dir/redis.pid")
 "$ctl" stop 2>/dev/null || fail "stop exited $?"
@@ -132,7 +141,7 @@ rc=0
 "$ctl" status >/dev/null || rc=$?
 expect_eq "status exit code after stop" "$rc" 3
 for proc in /proc/[0-9]*; do
-  cmdline=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null) || continue
+  cmdline=$({ tr '\0' ' ' <"$proc/cmdline"; } 2>/dev/null) || continue
   [[ $cmdline != *redis-server*"$run_dir"* ]] || fail "${proc#/proc/} still runs: $cmdline"
 done
 [[ ! -e $run_dir/data ]] || fail "stop left $run_dir/data"
