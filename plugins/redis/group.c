@@ -33,6 +33,10 @@ int rd_group_ensure(rd_group *g, char *err, size_t err_size)
         snprintf(err, err_size, "redis %s: XGROUP CREATE %s %s: %s", g->conn->url->display,
                  g->stream, g->group, r->str);
         rc = -1;
+    } else {
+        if (g->made && r->type != REDIS_REPLY_ERROR)
+            g->recreated++;
+        g->made = true;
     }
     freeReplyObject(r);
     return rc;
@@ -85,7 +89,6 @@ int rd_group_read(rd_group *g, size_t count, int block_ms, redisReply **reply,
              * from the start of what there is now (what was pending here
              * is gone with the group). */
             freeReplyObject(r);
-            g->recreated++;
             rd_group_rewind(g);
             if (rd_group_ensure(g, err, err_size) != 0)
                 return -1;

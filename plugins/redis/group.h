@@ -20,15 +20,17 @@ typedef struct rd_group {
     const char *stream, *group, *consumer;
     const char *start_id;    /* where a group made here starts: "0" or "$" */
     char cursor[64];         /* the last own pending id read, or ">" for new */
-    uint64_t recreated;      /* times NOGROUP made it make the group again */
+    bool made;               /* an ensure succeeded once */
+    uint64_t recreated;      /* times the group was made again after that */
 } rd_group;
 
 /** Sets g up (nothing is sent) and starts at the own pending entries. */
 void rd_group_init(rd_group *g, rd_conn *conn, const char *stream, const char *group,
                    const char *consumer, const char *start_id);
 
-/** XGROUP CREATE ... MKSTREAM (an existing group is fine). 0, or -1 with a
- *  sentence. */
+/** XGROUP CREATE ... MKSTREAM (an existing group is fine). Making it
+ *  again after it once existed (deleted, or a server that came back
+ *  empty) counts in `recreated`. 0, or -1 with a sentence. */
 int rd_group_ensure(rd_group *g, char *err, size_t err_size);
 
 /** After a reconnect: read own pending entries again first. */
