@@ -11,7 +11,8 @@
 #   tsan   thread, without criterion (it cannot run under TSan): label tsan,
 #          with a redis-server for the redis conformance cases
 #   plain  no sanitizer: labels valgrind and bench (smoke size), with a
-#          broker too for valgrind's few Kafka cycles and the Kafka bench
+#          broker and a redis-server too for valgrind's few Kafka and Redis
+#          cycles and the server benches
 # Every phase runs even when an earlier one failed, so one run shows every
 # failure; the exit status is non-zero if any phase failed. The last line
 # is "N passed, N failed", summed over the phases.
@@ -211,7 +212,7 @@ for phase in "${phases[@]}"; do
     tsan)
       run_phase tsan redis -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
     plain)
-      run_phase plain kafka -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench' ;;
+      run_phase plain kafka,redis -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench' ;;
     *)
       echo "test.sh: unknown phase '$phase' (asan, tsan or plain)"
       summaries+=("$phase: unknown phase")

@@ -8,13 +8,16 @@
  *
  * Its divisions, in order:
  *   - bad input at open: a wrong password (never shown), the ACL user,
- *     a missing server, rediss://, the claim idle time, BLOCK against the
- *     command timeout, the keyed group mode, a misspelt key;
+ *     a missing server, a server that never answers, rediss://, the claim
+ *     idle time, BLOCK against the command timeout, the keyed group mode,
+ *     a misspelt key;
  *   - interop both ways with the entry layout of plugins/redis/fields.h:
  *     entries written by XADD are consumed byte-exact; messages published
  *     read back with XRANGE field by field;
  *   - stats and health; a second bus under the same redis.consumer takes
- *     over what the first left unacknowledged;
+ *     over what the first left unacknowledged at close, and a member
+ *     restarted without leaving (a crash) reads its own pending entries
+ *     at once, not after the claim idle time;
  *   - lifecycle: open, subscribe, publish, handle, close, destroy, twenty
  *     times, threads back every time;
  *   - an anonymous member: later messages only, no group left behind.
@@ -118,7 +121,6 @@ static void open_fails(const setting *s, size_t n, int want, char *err, size_t e
                  eb_err_name(want), err);
     cr_assert_null(bus);
     cr_assert_neq(err[0], '\0', "no sentence");
-    fprintf(stderr, "OPEN ERROR: %s\n", err);
 }
 
 static eb_sub *subscribe_ready(eb_bus *bus, const char *topic, const char *group, eb_handler h,
@@ -435,6 +437,43 @@ Test(redis_transport, a_missing_server_fails_open_in_time_naming_the_url)
     cr_expect_eq(proc_thread_count_settled(threads), threads, "a failed open left threads");
 }
 
+/** A server that accepts connections (the kernel does, from the backlog)
+ *  and never answers: a socket listening on 127.0.0.1 that nobody reads.
+ *  @returns its descriptor; *port its port. */
+static int silent_server(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+Test(redis_transport, a_server_that_never_answers_fails_open_within_the_connect_timeout)
+{
+    int port;
+    int fd = silent_server(&port);
+    char silent[128];
+    snprintf(silent, sizeof silent, "redis://127.0.0.1:%d", port);
+    const setting s[] = {{"redis.url", silent}, {"redis.connect.timeout.ms", "500"}};
+    int threads = proc_thread_count();
+    char err[1024] = "";
+    int64_t start = test_now_ms();
+    open_fails(s, 2, EB_ERR_TRANSPORT, err, sizeof err);
+    int64_t took = test_now_ms() - start;
+    close(fd);
+    cr_expect_lt(took, 500 + 1500, "open took %lld ms with a 500 ms connect timeout",
+                 (long long)took);
+    cr_expect(strstr(err, silent), "the error does not name %s: %s", silent, err);
+    cr_expect(strstr(err, "PING"), "the error does not say the PING went unanswered: %s", err);
+    cr_expect_eq(proc_thread_count_settled(threads), threads, "a failed open left threads");
+}
+
 Test(redis_transport, rediss_is_refused_naming_what_is_supported)
 {
     const setting s[] = {{"redis.url", "rediss://user:tls-secret-99@127.0.0.1:6380"}};
@@ -532,7 +571,7 @@ Test(redis_transport, entries_added_with_xadd_are_consumed_byte_exact)
     const char *stream = new_stream("interop-in");
     static const char bin_key[] = {'b', 0, (char)0xff};
     static const char bin_value[] = {0, (char)0xfe};
-    char ids[6][64];
+    char ids[7][64];
     /* The documented layout: k, h:NAME..., p. */
     const bytes keyed[] = {TEXT("k"), TEXT("key-1"), TEXT("h:a"), TEXT("1"), TEXT("h:b"),
                            TEXT("two"), TEXT("h:a"), TEXT("3"), TEXT("h:empty"), TEXT(""),
@@ -552,12 +591,18 @@ Test(redis_transport, entries_added_with_xadd_are_consumed_byte_exact)
     const bytes mixed[] = {TEXT("sensor"), TEXT("7"), TEXT("p"), TEXT("foreign payload"),
                            TEXT("unit"), TEXT("C")};
     xadd(stream, mixed, 6, ids[5], 64);
+    /* Field names no header can have: empty (header "_"), and one with a
+     * NUL (read up to it). */
+    static const char nul_name[] = {'a', 0, 'b'};
+    const bytes odd_names[] = {TEXT(""), TEXT("x"), {nul_name, 3}, TEXT("y"), TEXT("p"),
+                               TEXT("odd names")};
+    xadd(stream, odd_names, 6, ids[6], 64);
 
     eb_bus *bus = open_bus(NULL, 0);
     received r;
     received_init(&r);
     eb_sub *sub = subscribe_ready(bus, stream, "g", keep, &r); /* a new group: from the start */
-    wait_received(&r, 6, 10000);
+    wait_received(&r, 7, 10000);
 
     const eb_msg *m = find_payload(&r, "keyed", 5);
     expect_key(m, "key-1", 5, "keyed");
@@ -598,8 +643,14 @@ Test(redis_transport, entries_added_with_xadd_are_consumed_byte_exact)
     expect_headers(m, mixed_headers, 2, "foreign mixed");
     expect_id(m, ids[5], "foreign mixed");
 
+    m = find_payload(&r, "odd names", 9);
+    expect_key(m, NULL, 0, "odd names");
+    const header_spec odd_headers[] = {{"_", TEXT("x")}, {"a", TEXT("y")}};
+    expect_headers(m, odd_headers, 2, "odd names");
+    expect_id(m, ids[6], "odd names");
+
     cr_expect_eq(eb_bus_close(bus, 5000), 0);
-    cr_expect_eq(received_count(&r), 6, "received more entries than were added");
+    cr_expect_eq(received_count(&r), 7, "received more entries than were added");
     cr_expect_eq(pending_count(stream, "g"), 0, "entries left unacknowledged");
     eb_sub_destroy(sub);
     eb_bus_destroy(bus);
@@ -897,6 +948,9 @@ Test(redis_transport, the_same_consumer_name_takes_over_what_a_closed_bus_left_u
     const eb_msg *m = find_payload(&r, "second", 6);
     cr_expect_gt(eb_msg_attempt(m), 1, "attempt %u of a redelivered message",
                  eb_msg_attempt(m));
+    /* One name, one consumer of the group: the second bus is the first's
+     * consumer again, not a new one that claimed the entry. */
+    cr_expect_eq(xinfo_count("CONSUMERS", stream, "g"), 1);
     pending_wait pw = {stream, "g"};
     cr_expect(test_wait_for(nothing_pending, &pw, 5000), "'second' was not acknowledged");
     cr_expect_eq(received_count(&r), 1, "'first' (acknowledged) was delivered again");
@@ -906,6 +960,44 @@ Test(redis_transport, the_same_consumer_name_takes_over_what_a_closed_bus_left_u
     received_free(&r);
     pthread_cond_destroy(&g.cv);
     pthread_mutex_destroy(&g.mu);
+}
+
+Test(redis_transport, a_member_restarted_without_leaving_reads_its_own_pending_entries_first)
+{
+    /* What a member that crashed under the name leaves: entries read and
+     * never acknowledged, idle far below redis.claim.idle.ms, so no
+     * claim takes them; only the own pending read does. */
+    const char *stream = new_stream("restart");
+    char consumer[64], ids[3][64];
+    snprintf(consumer, sizeof consumer, "crashed-%d", (int)getpid());
+    rt_pending_entries(&conn, stream, "g", consumer, 3, ids);
+    const setting s[] = {{"redis.consumer", consumer}};
+    eb_bus *bus = open_bus(s, 1);
+    received r;
+    received_init(&r);
+    eb_sub *sub = subscribe_ready(bus, stream, "g", keep, &r);
+    wait_received(&r, 3, 5000); /* the claim idle time is 30 s */
+    for (int i = 0; i < 3; i++) {
+        char payload[4];
+        snprintf(payload, sizeof payload, "%d", i);
+        const eb_msg *m = find_payload(&r, payload, 1);
+        char want[200];
+        snprintf(want, sizeof want, "0@%s", ids[i]);
+        cr_expect_str_eq(eb_msg_id(m), want);
+        cr_expect_eq(eb_msg_attempt(m), 2, "entry %d: attempt %u, delivered once before", i,
+                     eb_msg_attempt(m));
+    }
+    char *json = NULL;
+    cr_assert_eq(eb_bus_stats(bus, &json), 0);
+    cr_expect_eq(sub_stat(json, stream, "claimed"), 0, "taken by a claim, not read: %s", json);
+    eb_free(json);
+    pending_wait pw = {stream, "g"};
+    cr_expect(test_wait_for(nothing_pending, &pw, 5000), "the entries were not acknowledged");
+    cr_expect_eq(eb_bus_close(bus, 5000), 0);
+    cr_expect_eq(received_count(&r), 3);
+    eb_sub_destroy(sub);
+    eb_bus_destroy(bus);
+    received_free(&r);
 }
 
 /* ========================================================= lifecycle */

@@ -1,0 +1,709 @@
+/*
+ * redis_bench.c — the Redis transport against a plain hiredis loop doing
+ * the same work, in one run, against one redis-server: 100-byte messages,
+ * 1,000 keys, fresh streams and groups.
+ *
+ *   publish    raw: one connection, XADD (fields k, p: the transport's
+ *              layout) pipelined in batches of 1,000, every reply read;
+ *              eventbus: eb_publish with delivery callbacks counted, then
+ *              eb_flush
+ *   consume    raw: XREADGROUP COUNT 1000 on one connection and one
+ *              XACK of each batch's ids; eventbus: a group subscription
+ *              dispatching to 4 workers with a no-op handler; both read a
+ *              backlog (written by a raw publisher first), timed from the
+ *              first message to the last
+ *   end-to-end one process publishing while it consumes a fresh stream, at
+ *              full speed and paced at 50% of eventbus's peak: msgs/s and
+ *              latency (p50, p99) of every message (its publish time
+ *              travels in the payload), publish -> handler start (raw: a
+ *              publisher thread with pipelines of up to 100, and a
+ *              consumer thread: XREADGROUP BLOCK + XACK)
+ *
+ * Group mode `shared` (the transport's only mode so far). Every run is a
+ * forked child, so threads and peak RSS (wait4) are that run's own. Each
+ * round runs raw and eventbus of every kind, raw first in even rounds and
+ * eventbus first in odd ones; medians are reported with the
+ * eventbus/baseline ratios and the issue's goals.
+ *
+ * Usage: redis_bench [--smoke] [--messages N] [--rounds R] [--url URL] [--rate R]
+ * --rate R: only end-to-end, raw and eventbus, paced at R msgs/s (latency
+ * where a full-speed run cannot show it).
+ * The server comes from --url or $EB_REDIS_URL; without one it exits 77
+ * (skipped).
+ */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+#include "eventbus/eventbus.h"
+
+enum { PAYLOAD = 100, KEYS = 1000, WORKERS = 4, BATCH = 1000, MAX_ROUNDS = 9 };
+
+static const char *server_url;
+static char host[256] = "127.0.0.1";
+static int port = 6379;
+static int64_t deadline_s = 300;
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "redis_bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static char keys[KEYS][8];
+static int key_len[KEYS];
+
+static void make_keys(void)
+{
+    for (int i = 0; i < KEYS; i++)
+        key_len[i] = snprintf(keys[i], sizeof keys[i], "k%03d", i);
+}
+
+/** The publish time in the payload's first 8 bytes. */
+static void stamp(unsigned char *payload)
+{
+    int64_t t = now_ns();
+    memcpy(payload, &t, sizeof t);
+}
+
+static void record_latency(histogram *h, const void *payload, size_t len)
+{
+    int64_t t;
+    if (len < sizeof t)
+        return;
+    memcpy(&t, payload, sizeof t);
+    hist_add(h, (uint64_t)(now_ns() - t));
+}
+
+/** Sleeps until message i is due at `rate` msgs/s (0: full speed). */
+static void pace(int64_t start, long i, double rate)
+{
+    if (rate <= 0)
+        return;
+    int64_t due = start + (int64_t)((double)i * 1e9 / rate);
+    int64_t wait = due - now_ns();
+    if (wait > 0)
+        sleep_us((long)(wait / 1000));
+}
+
+/* ------------------------------------------------------------- raw loop */
+
+static redisContext *raw_connect(void)
+{
+    struct timeval tv = {10, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err)
+        die("connect %s: %s", server_url, c ? c->errstr : "out of memory");
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static redisReply *raw_command(redisContext *c, int argc, const char **argv, const size_t *lens)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (!r)
+        die("%s: %s", argv[0], c->errstr);
+    if (r->type == REDIS_REPLY_ERROR)
+        die("%s: %s", argv[0], r->str);
+    return r;
+}
+
+/** XADD n messages, pipelined `depth` at a time; paced at `rate` (0: full
+ *  speed), a pipeline then holds the messages due by now, so none waits
+ *  for others to fill it. */
+static void raw_xadd_all(redisContext *c, const char *stream, long n, int depth, double rate)
+{
+    unsigned char payload[PAYLOAD] = {0};
+    int64_t start = now_ns();
+    for (long i = 0; i < n;) {
+        long k = n - i < depth ? n - i : depth;
+        if (rate > 0) {
+            pace(start, i, rate); /* the next message is due */
+            long due = (long)((double)(now_ns() - start) * rate / 1e9) + 1 - i;
+            k = due < 1 ? 1 : due < k ? due : k;
+        }
+        for (long j = 0; j < k; j++) {
+            stamp(payload);
+            int key = (int)((i + j) % KEYS);
+            const char *argv[] = {"XADD", stream, "*", "k", keys[key], "p", (char *)payload};
+            size_t lens[] = {4, strlen(stream), 1, 1, (size_t)key_len[key], 1, PAYLOAD};
+            if (redisAppendCommandArgv(c, 7, argv, lens) != REDIS_OK)
+                die("XADD: out of memory");
+        }
+        for (long j = 0; j < k; j++) {
+            void *reply;
+            if (redisGetReply(c, &reply) != REDIS_OK)
+                die("XADD: %s", c->errstr);
+            if (((redisReply *)reply)->type != REDIS_REPLY_STRING)
+                die("XADD refused");
+            freeReplyObject(reply);
+        }
+        i += k;
+    }
+}
+
+static void raw_group_create(redisContext *c, const char *stream, const char *group)
+{
+    const char *argv[] = {"XGROUP", "CREATE", stream, group, "0", "MKSTREAM"};
+    freeReplyObject(raw_command(c, 6, argv, NULL));
+}
+
+/** XREADGROUP batches and one XACK per batch until n were read. */
+static void raw_consume(redisContext *c, const char *stream, const char *group, long n,
+                        histogram *h, int64_t *first_ns)
+{
+    const char *ids[BATCH + 3];
+    for (long got = 0; got < n;) {
+        const char *argv[] = {"XREADGROUP", "GROUP", group, "bench", "COUNT", "1000",
+                              "BLOCK", "100", "STREAMS", stream, ">"};
+        redisReply *r = raw_command(c, 11, argv, NULL);
+        if (r->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            continue;
+        }
+        redisReply *entries = r->element[0]->element[1];
+        if (entries->elements && *first_ns == 0)
+            *first_ns = now_ns();
+        ids[0] = "XACK";
+        ids[1] = stream;
+        ids[2] = group;
+        for (size_t i = 0; i < entries->elements; i++) {
+            redisReply *e = entries->element[i];
+            ids[3 + i] = e->element[0]->str;
+            if (h) {
+                redisReply *f = e->element[1];
+                for (size_t j = 0; j + 1 < f->elements; j += 2)
+                    if (f->element[j]->len == 1 && f->element[j]->str[0] == 'p')
+                        record_latency(h, f->element[j + 1]->str, f->element[j + 1]->len);
+            }
+        }
+        if (entries->elements)
+            freeReplyObject(raw_command(c, (int)(3 + entries->elements), ids, NULL));
+        got += (long)entries->elements;
+        freeReplyObject(r);
+    }
+}
+
+static void raw_delete(const char *stream)
+{
+    redisContext *c = raw_connect();
+    const char *argv[] = {"DEL", stream};
+    freeReplyObject(raw_command(c, 2, argv, NULL));
+    redisFree(c);
+}
+
+/* ------------------------------------------------------------- eventbus */
+
+typedef struct run_state {
+    striped_counter handled;
+    atomic_llong first_ns;
+    histogram hist;
+    bool timed;
+} run_state;
+
+static eb_result noop_handler(const eb_msg *msg, void *opaque)
+{
+    run_state *rs = opaque;
+    if (atomic_load_explicit(&rs->first_ns, memory_order_relaxed) == 0) {
+        long long zero = 0;
+        atomic_compare_exchange_strong(&rs->first_ns, &zero, now_ns());
+    }
+    if (rs->timed) {
+        size_t len;
+        const void *payload = eb_msg_payload(msg, &len);
+        record_latency(&rs->hist, payload, len);
+    }
+    counter_add_one(&rs->handled);
+    return EB_ACK;
+}
+
+typedef struct delivered {
+    atomic_long ok, failed;
+} delivered;
+
+static void on_delivered(int status, const char *id, void *opaque)
+{
+    (void)id;
+    delivered *d = opaque;
+    atomic_fetch_add_explicit(status == 0 ? &d->ok : &d->failed, 1, memory_order_relaxed);
+}
+
+static eb_bus *open_bus(void)
+{
+    eb_config *cfg = eb_config_new();
+    char err[512] = "", workers[16];
+    snprintf(workers, sizeof workers, "%d", WORKERS);
+    int rc = eb_config_set(cfg, "transport", "redis", err, sizeof err);
+    if (rc == 0)
+        rc = eb_config_set(cfg, "redis.url", server_url, err, sizeof err);
+    if (rc == 0)
+        rc = eb_config_set(cfg, "dispatch.workers", workers, err, sizeof err);
+#ifdef EB_BENCH_PLUGIN_DIR
+    if (rc == 0 && !getenv("EVENTBUS_PLUGIN_PATH"))
+        rc = eb_config_set(cfg, "plugin.path", EB_BENCH_PLUGIN_DIR, err, sizeof err);
+#endif
+    eb_bus *bus = NULL;
+    if (rc == 0)
+        rc = eb_bus_open(cfg, &bus, err, sizeof err);
+    eb_config_destroy(cfg);
+    if (rc != 0)
+        die("open: %s: %s", eb_strerror(rc), err);
+    return bus;
+}
+
+static void eb_publish_all(eb_bus *bus, const char *topic, long n, double rate, delivered *d)
+{
+    unsigned char payload[PAYLOAD] = {0};
+    int64_t start = now_ns();
+    for (long i = 0; i < n; i++) {
+        pace(start, i, rate);
+        stamp(payload);
+        eb_outgoing m = {.topic = topic, .key = keys[i % KEYS],
+                         .key_len = (size_t)key_len[i % KEYS], .payload = payload,
+                         .payload_len = PAYLOAD};
+        int rc;
+        while ((rc = eb_publish(bus, &m, on_delivered, d)) == EB_ERR_FULL)
+            ;
+        if (rc != 0)
+            die("publish: %s", eb_strerror(rc));
+    }
+}
+
+static void eb_flush_checked(eb_bus *bus, delivered *d, long n)
+{
+    int rc = eb_flush(bus, (int)deadline_s * 1000);
+    if (rc != 0)
+        die("flush: %s", eb_strerror(rc));
+    if (atomic_load(&d->ok) != n)
+        die("publish: %ld of %ld delivered, %ld failed", atomic_load(&d->ok), n,
+            atomic_load(&d->failed));
+}
+
+static eb_sub *subscribe(eb_bus *bus, const char *topic, const char *group, run_state *rs)
+{
+    eb_sub *sub;
+    char err[512] = "";
+    int rc = eb_subscribe(bus, topic, group, noop_handler, rs, NULL, &sub, err, sizeof err);
+    if (rc != 0)
+        die("subscribe: %s: %s", eb_strerror(rc), err);
+    if ((rc = eb_sub_wait_ready(sub, 30000)) != 0)
+        die("subscribe: not ready: %s", eb_strerror(rc));
+    return sub;
+}
+
+static void wait_handled(run_state *rs, long n)
+{
+    int64_t give_up = now_ns() + deadline_s * 1000000000LL;
+    while (counter_total(&rs->handled) < n) {
+        if (now_ns() > give_up)
+            die("only %ld of %ld handled in %lld s", counter_total(&rs->handled), n,
+                (long long)deadline_s);
+        sleep_us(1000); /* polling a counter with a deadline; 1 ms in runs of seconds */
+    }
+}
+
+static double close_bus(eb_bus *bus)
+{
+    int64_t start = now_ns();
+    int rc = eb_bus_close(bus, 10000);
+    if (rc != 0)
+        die("close: %s", eb_strerror(rc));
+    double ms = (double)(now_ns() - start) / 1e6;
+    eb_bus_destroy(bus);
+    return ms;
+}
+
+/* ------------------------------------------------------------------ runs */
+
+typedef struct job {
+    char stream[128], group[160];
+    long n;
+    double rate; /* end-to-end: msgs/s, 0 = full speed */
+} job;
+
+typedef struct row {
+    double msgs_per_s, p50_us, p99_us, close_ms, rss_mib;
+    int threads;
+} row;
+
+static row run_raw_publish(const job *j)
+{
+    redisContext *c = raw_connect();
+    int64_t t0 = now_ns();
+    raw_xadd_all(c, j->stream, j->n, BATCH, 0);
+    int64_t t1 = now_ns();
+    row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - t0), .threads = proc_thread_count()};
+    t0 = now_ns();
+    redisFree(c);
+    r.close_ms = (double)(now_ns() - t0) / 1e6;
+    return r;
+}
+
+static row run_eb_publish(const job *j)
+{
+    eb_bus *bus = open_bus();
+    delivered d = {0};
+    int64_t t0 = now_ns();
+    eb_publish_all(bus, j->stream, j->n, 0, &d);
+    eb_flush_checked(bus, &d, j->n);
+    int64_t t1 = now_ns();
+    row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - t0), .threads = proc_thread_count()};
+    r.close_ms = close_bus(bus);
+    return r;
+}
+
+static row run_raw_consume(const job *j)
+{
+    redisContext *c = raw_connect();
+    raw_group_create(c, j->stream, j->group);
+    int64_t first = 0;
+    raw_consume(c, j->stream, j->group, j->n, NULL, &first);
+    int64_t t1 = now_ns();
+    row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - first),
+             .threads = proc_thread_count()};
+    int64_t t0 = now_ns();
+    redisFree(c);
+    r.close_ms = (double)(now_ns() - t0) / 1e6;
+    return r;
+}
+
+static row run_eb_subscribe(const job *j)
+{
+    run_state *rs = calloc(1, sizeof *rs);
+    eb_bus *bus = open_bus();
+    subscribe(bus, j->stream, j->group, rs);
+    wait_handled(rs, j->n);
+    int64_t t1 = now_ns();
+    row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - atomic_load(&rs->first_ns)),
+             .threads = proc_thread_count()};
+    r.close_ms = close_bus(bus);
+    free(rs);
+    return r;
+}
+
+typedef struct raw_e2e_consumer {
+    const job *j;
+    histogram *h;
+    int64_t first;
+} raw_e2e_consumer;
+
+static void *raw_e2e_consumer_main(void *arg)
+{
+    raw_e2e_consumer *rc = arg;
+    redisContext *c = raw_connect();
+    raw_consume(c, rc->j->stream, rc->j->group, rc->j->n, rc->h, &rc->first);
+    redisFree(c);
+    return NULL;
+}
+
+static void set_latency(row *r, histogram *h)
+{
+    r->p50_us = hist_quantile_us(h, 0.50);
+    r->p99_us = hist_quantile_us(h, 0.99);
+}
+
+static row run_raw_e2e(const job *j)
+{
+    histogram *h = calloc(1, sizeof *h);
+    redisContext *c = raw_connect();
+    raw_group_create(c, j->stream, j->group);
+    raw_e2e_consumer rc = {.j = j, .h = h};
+    pthread_t consumer;
+    pthread_create(&consumer, NULL, raw_e2e_consumer_main, &rc);
+    int64_t t0 = now_ns();
+    raw_xadd_all(c, j->stream, j->n, 100, j->rate);
+    int threads = proc_thread_count();
+    pthread_join(consumer, NULL);
+    int64_t t1 = now_ns();
+    row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - t0), .threads = threads};
+    set_latency(&r, h);
+    redisFree(c);
+    free(h);
+    return r;
+}
+
+static row run_eb_e2e(const job *j)
+{
+    run_state *rs = calloc(1, sizeof *rs);
+    rs->timed = true;
+    eb_bus *bus = open_bus();
+    subscribe(bus, j->stream, j->group, rs);
+    delivered d = {0};
+    int64_t t0 = now_ns();
+    eb_publish_all(bus, j->stream, j->n, j->rate, &d);
+    wait_handled(rs, j->n);
+    int64_t t1 = now_ns();
+    eb_flush_checked(bus, &d, j->n);
+    row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - t0), .threads = proc_thread_count()};
+    set_latency(&r, &rs->hist);
+    r.close_ms = close_bus(bus);
+    free(rs);
+    return r;
+}
+
+/** Runs `fn` in a child process: its threads and peak RSS are the run's
+ *  own. The parent never starts a thread, so fork is safe. */
+static row in_child(row (*fn)(const job *), const job *j)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        die("pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        row r = fn(j);
+        ssize_t w = write(fds[1], &r, sizeof r);
+        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fds[1]);
+    row r;
+    ssize_t got = read(fds[0], &r, sizeof r);
+    close(fds[0]);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0 || got != (ssize_t)sizeof r)
+        die("run on %s failed", j->stream);
+    r.rss_mib = (double)ru.ru_maxrss / 1024;
+    return r;
+}
+
+/* -------------------------------------------------------------- report */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double s[MAX_ROUNDS];
+    memcpy(s, v, (size_t)n * sizeof *v);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return s[n / 2];
+}
+
+typedef struct series {
+    double rate[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], close_ms[MAX_ROUNDS],
+        rss[MAX_ROUNDS], threads[MAX_ROUNDS];
+    int n;
+} series;
+
+static void add_row(series *s, row r)
+{
+    s->rate[s->n] = r.msgs_per_s;
+    s->p50[s->n] = r.p50_us;
+    s->p99[s->n] = r.p99_us;
+    s->close_ms[s->n] = r.close_ms;
+    s->rss[s->n] = r.rss_mib;
+    s->threads[s->n] = r.threads;
+    s->n++;
+}
+
+static double rate_of(const series *s) { return median(s->rate, s->n); }
+
+static void print_series(const char *name, const series *s, bool latency, const series *raw)
+{
+    double rate = rate_of(s);
+    printf("%-34s %10.0f %7.1f", name, rate, rate * PAYLOAD / 1e6);
+    if (latency)
+        printf(" %9.0f %9.0f", median(s->p50, s->n), median(s->p99, s->n));
+    else
+        printf(" %9s %9s", "-", "-");
+    printf(" %7.0f %7.1f %8.1f", median(s->threads, s->n), median(s->rss, s->n),
+           median(s->close_ms, s->n));
+    if (raw)
+        printf("   %.2fx", rate / rate_of(raw));
+    printf("\n");
+}
+
+typedef struct pair {
+    const char *name;
+    row (*fn)(const job *);
+    const job *j;
+    series *out;
+} pair;
+
+static void run_pair(int round, const pair *raw, const pair *eb)
+{
+    const pair *order[2] = {raw, eb};
+    if (round % 2) {
+        order[0] = eb;
+        order[1] = raw;
+    }
+    for (int i = 0; i < 2; i++) {
+        row x = in_child(order[i]->fn, order[i]->j);
+        add_row(order[i]->out, x);
+        fprintf(stderr, "redis_bench: round %d %-26s %10.0f msgs/s  p50 %8.0f us  p99 %8.0f us\n",
+                round + 1, order[i]->name, x.msgs_per_s, x.p50_us, x.p99_us);
+    }
+}
+
+static void name_job(job *j, const char *run_id, int round, const char *kind, long n,
+                     double rate)
+{
+    *j = (job){.n = n, .rate = rate};
+    snprintf(j->stream, sizeof j->stream, "%s-r%d-%s", run_id, round, kind);
+    snprintf(j->group, sizeof j->group, "%s-group", j->stream);
+}
+
+static bool parse_url(const char *url)
+{
+    const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
+    if (!p || strchr(p, '@'))
+        return false; /* the bench keeps to plain local servers */
+    const char *colon = strchr(p, ':');
+    size_t host_len = colon ? (size_t)(colon - p) : strcspn(p, "/");
+    if (host_len == 0 || host_len >= sizeof host)
+        return false;
+    memcpy(host, p, host_len);
+    host[host_len] = '\0';
+    port = colon ? atoi(colon + 1) : 6379;
+    return port > 0;
+}
+
+int main(int argc, char **argv)
+{
+    long n = 1000000;
+    int rounds = 3;
+    double only_rate = 0;
+    server_url = getenv("EB_REDIS_URL");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--smoke") == 0)
+            n = 20000, rounds = 1, deadline_s = 120;
+        else if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
+            n = atol(argv[++i]);
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+            server_url = argv[++i];
+        else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc && (only_rate = atof(argv[++i])) > 0)
+            ;
+        else {
+            fprintf(stderr,
+                    "usage: %s [--smoke] [--messages N] [--rounds R] [--url URL] [--rate R]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (rounds < 1 || rounds > MAX_ROUNDS || n < 1000) {
+        fprintf(stderr, "redis_bench: rounds must be 1..%d and messages >= 1000\n", MAX_ROUNDS);
+        return 2;
+    }
+    if (!server_url || !*server_url) {
+        printf("skip: no server: set EB_REDIS_URL or pass --url (tests/servers/redis.sh "
+               "start)\n");
+        return 77;
+    }
+    if (!parse_url(server_url)) {
+        fprintf(stderr, "redis_bench: --url redis://host:port expected, not %s\n", server_url);
+        return 2;
+    }
+    make_keys();
+    char run_id[32];
+    snprintf(run_id, sizeof run_id, "rbench-%d-%lld", (int)getpid(),
+             (long long)(time(NULL) % 100000));
+    printf("redis_bench: %ld messages of %d bytes, %d keys, group mode shared, %d workers, "
+           "%d round(s), medians; server %s\n",
+           n, PAYLOAD, KEYS, WORKERS, rounds, server_url);
+    fflush(stdout);
+
+    series raw_pub = {0}, eb_pub = {0}, raw_cons = {0}, eb_cons = {0}, raw_e2e = {0},
+           eb_e2e = {0}, raw_half = {0}, eb_half = {0};
+    if (only_rate > 0) {
+        for (int r = 0; r < rounds; r++) {
+            job raw, eb;
+            name_job(&raw, run_id, r, "raw-rate", n, only_rate);
+            name_job(&eb, run_id, r, "eb-rate", n, only_rate);
+            run_pair(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_half},
+                     &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_half});
+            raw_delete(raw.stream);
+            raw_delete(eb.stream);
+        }
+        printf("%-34s %10s %7s %9s %9s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
+               "p99 us", "threads", "RSS MiB", "close ms", "eventbus/raw");
+        print_series("raw end-to-end", &raw_half, true, NULL);
+        print_series("eventbus end-to-end", &eb_half, true, &raw_half);
+        return 0;
+    }
+    for (int r = 0; r < rounds; r++) {
+        job raw, eb;
+        name_job(&raw, run_id, r, "raw", n, 0);
+        name_job(&eb, run_id, r, "eb", n, 0);
+        run_pair(r, &(pair){"raw XADD pipeline", run_raw_publish, &raw, &raw_pub},
+                 &(pair){"eventbus publish", run_eb_publish, &eb, &eb_pub});
+        raw_delete(eb.stream);
+        /* Both consumers read the raw publisher's backlog, each its group. */
+        eb = raw;
+        snprintf(raw.group, sizeof raw.group, "%s-raw-group", raw.stream);
+        snprintf(eb.group, sizeof eb.group, "%s-eb-group", raw.stream);
+        run_pair(r, &(pair){"raw XREADGROUP+XACK", run_raw_consume, &raw, &raw_cons},
+                 &(pair){"eventbus subscribe", run_eb_subscribe, &eb, &eb_cons});
+        raw_delete(raw.stream);
+        name_job(&raw, run_id, r, "raw-e2e", n, 0);
+        name_job(&eb, run_id, r, "eb-e2e", n, 0);
+        run_pair(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_e2e},
+                 &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_e2e});
+        raw_delete(raw.stream);
+        raw_delete(eb.stream);
+    }
+    double half_rate = rate_of(&eb_e2e) / 2;
+    for (int r = 0; r < rounds; r++) {
+        job raw, eb;
+        name_job(&raw, run_id, r, "raw-half", n / 2, half_rate);
+        name_job(&eb, run_id, r, "eb-half", n / 2, half_rate);
+        run_pair(r, &(pair){"raw end-to-end @50%", run_raw_e2e, &raw, &raw_half},
+                 &(pair){"eventbus end-to-end @50%", run_eb_e2e, &eb, &eb_half});
+        raw_delete(raw.stream);
+        raw_delete(eb.stream);
+    }
+
+    char half_raw[64], half_eb[64];
+    snprintf(half_raw, sizeof half_raw, "raw end-to-end @%.0f/s", half_rate);
+    snprintf(half_eb, sizeof half_eb, "eventbus end-to-end @%.0f/s", half_rate);
+    printf("%-34s %10s %7s %9s %9s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
+           "p99 us", "threads", "RSS MiB", "close ms", "eventbus/raw");
+    print_series("raw XADD pipeline", &raw_pub, false, NULL);
+    print_series("eventbus publish", &eb_pub, false, &raw_pub);
+    print_series("raw XREADGROUP+XACK (COUNT 1000)", &raw_cons, false, NULL);
+    print_series("eventbus subscribe (4 workers)", &eb_cons, false, &raw_cons);
+    print_series("raw end-to-end", &raw_e2e, true, NULL);
+    print_series("eventbus end-to-end", &eb_e2e, true, &raw_e2e);
+    print_series(half_raw, &raw_half, true, NULL);
+    print_series(half_eb, &eb_half, true, &raw_half);
+    double pub_ratio = rate_of(&eb_pub) / rate_of(&raw_pub);
+    double sub_ratio = rate_of(&eb_cons) / rate_of(&raw_cons);
+    printf("goals: publish >= 0.80x the pipelined XADD loop: %.2fx %s; handling >= 0.60x the "
+           "XREADGROUP+XACK loop: %.2fx %s\n",
+           pub_ratio, pub_ratio >= 0.8 ? "met" : "MISSED", sub_ratio,
+           sub_ratio >= 0.6 ? "met" : "MISSED");
+    printf("threads and RSS are each run's own (a forked child); close: eb_bus_close, or "
+           "redisFree; latency: publish -> handler start of every message\n");
+    return 0;
+}
