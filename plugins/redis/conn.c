@@ -3,6 +3,7 @@
  */
 #include "conn.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -20,13 +21,15 @@ static void say(char *err, size_t err_size, const rd_conn *c, const char *what,
 }
 
 /** Why the context failed, in words (hiredis leaves errstr empty on some
- *  timeouts). */
-static const char *why_ctx(const redisContext *ctx)
+ *  timeouts), naming the timeout in force: the connect timeout while
+ *  logging in, the command timeout after. */
+static const char *why_ctx(const rd_conn *c, const redisContext *ctx)
 {
-    if (ctx->err == REDIS_ERR_IO && ctx->errstr[0] == '\0')
-        return "no answer in time (the command timeout)";
-    if (strstr(ctx->errstr, "Resource temporarily unavailable"))
-        return "no answer in time (the command timeout)";
+    bool timed_out = (ctx->err == REDIS_ERR_IO && ctx->errstr[0] == '\0') ||
+                     strstr(ctx->errstr, "Resource temporarily unavailable");
+    if (timed_out)
+        return c->logged_in ? "no answer within redis.command.timeout.ms"
+                            : "no answer within redis.connect.timeout.ms";
     return ctx->errstr[0] ? ctx->errstr : "connection error";
 }
 
@@ -39,7 +42,7 @@ redisReply *rd_conn_command(rd_conn *c, int argc, const char **argv, const size_
     }
     redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
     if (!r) {
-        say(err, err_size, c, argv[0], why_ctx(c->ctx));
+        say(err, err_size, c, argv[0], why_ctx(c, c->ctx));
         rd_conn_close(c); /* hiredis 0.14: a context that failed is dead */
     }
     return r;
@@ -77,7 +80,7 @@ int rd_conn_open(rd_conn *c, const rd_url *url, rd_timeouts timeouts, char *err,
         return -1;
     }
     if (ctx->err) {
-        say(err, err_size, c, "connect", why_ctx(ctx));
+        say(err, err_size, c, "connect", why_ctx(c, ctx));
         redisFree(ctx);
         return -1;
     }
@@ -86,7 +89,7 @@ int rd_conn_open(rd_conn *c, const rd_url *url, rd_timeouts timeouts, char *err,
      * within the command timeout. */
     if (redisSetTimeout(ctx, connect_tv) != REDIS_OK ||
         (!url->unix_path[0] && redisEnableKeepAlive(ctx) != REDIS_OK)) {
-        say(err, err_size, c, "connect", why_ctx(ctx));
+        say(err, err_size, c, "connect", why_ctx(c, ctx));
         rd_conn_close(c);
         return -1;
     }
@@ -109,10 +112,11 @@ int rd_conn_open(rd_conn *c, const rd_url *url, rd_timeouts timeouts, char *err,
     if (expect_ok(c, 1, ping, "PING", err, err_size) != 0)
         return -1;
     if (redisSetTimeout(ctx, tv_of(timeouts.command_ms)) != REDIS_OK) {
-        say(err, err_size, c, "connect", why_ctx(ctx));
+        say(err, err_size, c, "connect", why_ctx(c, ctx));
         rd_conn_close(c);
         return -1;
     }
+    c->logged_in = true;
     return 0;
 }
 

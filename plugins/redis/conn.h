@@ -13,6 +13,7 @@
 #define EB_REDIS_CONN_H
 
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "url.h"
@@ -26,6 +27,7 @@ typedef struct rd_conn {
     redisContext *ctx;       /* NULL: not connected */
     const rd_url *url;
     rd_timeouts timeouts;
+    bool logged_in;          /* the command timeout is in force */
 } rd_conn;
 
 /**

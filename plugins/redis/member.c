@@ -614,7 +614,9 @@ static int reader_step(rd_sub *s, char *err, size_t err_size)
     size_t room = s->inflight_max - s->held.count;
     if (room > (size_t)s->set->count)
         room = (size_t)s->set->count;
-    bool claim = s->group && now_ns(s) >= s->next_claim_ns;
+    /* Claims wait until the own pending entries were read (after a
+     * restart under the same name they are this member's to finish). */
+    bool claim = s->group && now_ns(s) >= s->next_claim_ns && strcmp(s->grp.cursor, ">") == 0;
     bool block = !claim && (!s->group || strcmp(s->grp.cursor, ">") == 0);
     s->reader_blocking = block;
     /* Entries read while pending may be acknowledged meanwhile: no XACK

@@ -85,7 +85,7 @@ static int parse_unix(const char *text, const char *path, rd_url *u, char *err,
     const char *query = strchr(path, '?');
     size_t len = query ? (size_t)(query - path) : strlen(path);
     if (len >= sizeof u->unix_path)
-        return fail(err, err_size, "redis.url: the socket path is longer than %zu bytes",
+        return fail(err, err_size, "the socket path is longer than %zu bytes",
                     sizeof u->unix_path - 1);
     memcpy(u->unix_path, path, len);
     u->unix_path[len] = '\0';
@@ -109,7 +109,7 @@ int rd_url_parse(const char *text, rd_url *out, char *err, size_t err_size)
         return fail(err, err_size, "redis.url is longer than %d bytes", RD_URL_MAX - 1);
     if (strncmp(text, "rediss://", 9) == 0)
         return fail(err, err_size,
-                    "redis.url: rediss:// (TLS) is not supported: hiredis 0.14 has no TLS (%s)",
+                    "rediss:// (TLS) is not supported: hiredis 0.14 has no TLS (%s)",
                     SUPPORTED);
     if (strncmp(text, "unix://", 7) == 0) {
         if (parse_unix(text, text + 7, &u, err, err_size) != 0)
@@ -121,7 +121,7 @@ int rd_url_parse(const char *text, rd_url *out, char *err, size_t err_size)
         const char *colon = strstr(text, "://"); /* the rest may hold a password */
         if (!colon || colon - text > 32)
             return fail(err, err_size, "redis.url has no scheme (%s)", SUPPORTED);
-        return fail(err, err_size, "redis.url: scheme '%.*s' is not supported (%s)",
+        return fail(err, err_size, "scheme '%.*s' is not supported (%s)",
                     (int)(colon - text), text, SUPPORTED);
     }
     const char *p = text + 8;
@@ -138,16 +138,16 @@ int rd_url_parse(const char *text, rd_url *out, char *err, size_t err_size)
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *user_end = colon ? colon : at;
         if (!decode(p, (size_t)(user_end - p), u.user, sizeof u.user))
-            return fail(err, err_size, "redis.url: the user name is malformed or too long (%s)",
+            return fail(err, err_size, "the user name is malformed or too long (%s)",
                         SUPPORTED);
         if (colon) {
             if (!decode(colon + 1, (size_t)(at - colon - 1), u.password, sizeof u.password))
                 return fail(err, err_size,
-                            "redis.url: the password is malformed or too long (%s)", SUPPORTED);
+                            "the password is malformed or too long (%s)", SUPPORTED);
             u.has_password = true;
         } else if (u.user[0]) {
             return fail(err, err_size,
-                        "redis.url: a user without a password ('user@host'); write "
+                        "a user without a password ('user@host'); write "
                         "'user:password@host' (%s)",
                         SUPPORTED);
         }
@@ -156,26 +156,26 @@ int rd_url_parse(const char *text, rd_url *out, char *err, size_t err_size)
     const char *host_end = authority_end;
     const char *port_colon = NULL;
     if (*p == '[')
-        return fail(err, err_size, "redis.url: IPv6 literal hosts are not supported (%s)",
+        return fail(err, err_size, "IPv6 literal hosts are not supported (%s)",
                     SUPPORTED);
     port_colon = memchr(p, ':', (size_t)(authority_end - p));
     if (port_colon) {
         host_end = port_colon;
         if (!parse_int(port_colon + 1, (size_t)(authority_end - port_colon - 1), 1, 65535,
                        &u.port))
-            return fail(err, err_size, "redis.url: the port is not a number from 1 to 65535 (%s)",
+            return fail(err, err_size, "the port is not a number from 1 to 65535 (%s)",
                         SUPPORTED);
     }
     size_t host_len = (size_t)(host_end - p);
     if (host_len == 0)
-        return fail(err, err_size, "redis.url: no host (%s)", SUPPORTED);
+        return fail(err, err_size, "no host (%s)", SUPPORTED);
     if (host_len >= sizeof u.host)
-        return fail(err, err_size, "redis.url: the host name is too long");
+        return fail(err, err_size, "the host name is too long");
     memcpy(u.host, p, host_len);
     u.host[host_len] = '\0';
     if (slash && slash[1] != '\0' &&
         !parse_int(slash + 1, strlen(slash + 1), 0, 1000000, &u.db))
-        return fail(err, err_size, "redis.url: the database '%s' is not a number (%s)", slash + 1,
+        return fail(err, err_size, "the database '%s' is not a number (%s)", slash + 1,
                     SUPPORTED);
     if (u.has_password)
         snprintf(u.display, sizeof u.display, "redis://%s:***@%s:%d/%d", u.user, u.host, u.port,

@@ -479,7 +479,9 @@ Test(redis_transport, rediss_is_refused_naming_what_is_supported)
     const setting s[] = {{"redis.url", "rediss://user:tls-secret-99@127.0.0.1:6380"}};
     char err[1024] = "";
     open_fails(s, 1, EB_ERR_CONFIG, err, sizeof err);
-    cr_expect(strstr(err, "redis.url"), "the error does not name the key: %s", err);
+    const char *key = strstr(err, "redis.url");
+    cr_expect(key, "the error does not name the key: %s", err);
+    cr_expect(!key || !strstr(key + 1, "redis.url"), "the key is named twice: %s", err);
     cr_expect(strstr(err, "rediss://"), "the error does not name rediss://: %s", err);
     cr_expect(strstr(err, "not supported"), "the error does not say 'not supported': %s", err);
     cr_expect(strstr(err, "supported: redis://"), "the error does not name what is: %s", err);
