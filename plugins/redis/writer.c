@@ -43,6 +43,7 @@ struct rd_writer {
     size_t queued;
     uint64_t next_seq, done_seq;
     bool closing, stopping;
+    bool idle;               /* the thread waits for work: publish signals */
     int connected;           /* under mu: 1 up, 0 down, -1 not tried yet */
     int link;                /* its state in cfg.health (RD_LINK_*) */
     rd_conn conn;            /* the thread's */
@@ -175,7 +176,8 @@ int rd_writer_publish(rd_writer *w, const char *stream, const eb_outgoing *m,
             w->head = r;
         w->tail = r;
         w->queued++;
-        pthread_cond_signal(&w->cv);
+        if (w->idle) /* a busy thread takes it with its next batch */
+            pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
     if (rc != 0)
@@ -373,8 +375,11 @@ static void *writer_main(void *arg)
     int backoff_ms = w->cfg.backoff_min_ms;
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->head && !w->stopping)
+        while (!w->head && !w->stopping) {
+            w->idle = true;
             pthread_cond_wait(&w->cv, &w->mu);
+        }
+        w->idle = false;
         bool stopping = w->stopping;
         pthread_mutex_unlock(&w->mu);
         if (stopping)
