@@ -1086,3 +1086,66 @@ Test(redis_transport, an_anonymous_member_gets_later_messages_and_leaves_no_grou
     eb_bus_destroy(bus);
     received_free(&r);
 }
+
+/* ===================================================== poison entries */
+
+static atomic_int poison_calls;
+static atomic_uint poison_attempt;
+
+static eb_result always_retry(const eb_msg *msg, void *opaque)
+{
+    (void)opaque;
+    atomic_fetch_add(&poison_calls, 1);
+    atomic_store(&poison_attempt, eb_msg_attempt(msg));
+    return EB_RETRY;
+}
+
+static bool stream_has_one(void *arg)
+{
+    const char *argv[] = {"XLEN", arg};
+    redisReply *r = rt_run(&conn, 2, argv);
+    bool one = r->integer == 1;
+    freeReplyObject(r);
+    return one;
+}
+
+/*
+ * A poison entry whose earlier handlers all died: read five times by a
+ * consumer that crashed each time (XREADGROUP of its own pending entry
+ * counts a delivery), then left idle. The member that claims it goes on
+ * counting from there (XPENDING's delivery count), so with
+ * retry.max.attempts = 3 its first failure dead-letters it instead of
+ * starting over at attempt 1 after every crash.
+ */
+Test(redis_transport, a_poison_entry_dead_letters_across_crashes)
+{
+    const char *topic = new_stream("poison");
+    char *dlq = streams[n_streams++];
+    snprintf(dlq, sizeof streams[0], "%s.dlq", topic);
+    char id[64];
+    xadd(topic, (bytes[]){{"p", 1}, {"poison", 6}}, 2, id, sizeof id);
+    const char *create[] = {"XGROUP", "CREATE", topic, "g", "0"};
+    rt_do(&conn, 5, create);
+    const char *first[] = {"XREADGROUP", "GROUP", "g", "ghost", "STREAMS", topic, ">"};
+    rt_do(&conn, 7, first);
+    const char *again[] = {"XREADGROUP", "GROUP", "g", "ghost", "STREAMS", topic, "0"};
+    for (int i = 0; i < 4; i++)
+        rt_do(&conn, 7, again);
+    const char *idle[] = {"XCLAIM", topic, "g", "ghost", "0", id, "IDLE", "86400000", "JUSTID"};
+    rt_do(&conn, 9, idle);
+
+    const setting s[] = {{"retry.max.attempts", "3"}, {"redis.claim.idle.ms", "3000"}};
+    eb_bus *bus = open_bus(s, 2);
+    eb_sub *sub = subscribe_ready(bus, topic, "g", always_retry, NULL);
+    cr_assert(test_wait_for(stream_has_one, dlq, 10000), "nothing reached %s", dlq);
+    cr_expect_eq(atomic_load(&poison_calls), 1, "the handler ran %d times",
+                 atomic_load(&poison_calls));
+    cr_expect_geq(atomic_load(&poison_attempt), 5, "attempt %u: the crashes were not counted",
+                  atomic_load(&poison_attempt));
+    pending_wait w = {topic, "g"};
+    cr_expect(test_wait_for(nothing_pending, &w, 5000), "the poison entry stayed pending");
+    cr_assert_eq(eb_unsubscribe(sub), 0);
+    eb_sub_destroy(sub);
+    cr_assert_eq(eb_bus_close(bus, 5000), 0);
+    eb_bus_destroy(bus);
+}
