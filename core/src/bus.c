@@ -148,7 +148,12 @@ static int open_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t si
     if ((rc = eb__timers_new(eb__outcome_timer_fired, bus, &bus->timers)) != 0 ||
         (rc = eb__dispatch_new(bus, &bus->dispatch)) != 0)
         return rc;
-    return bus->tp->open(&eb__host, (eb_host_bus *)bus, &bus->state, errstr, size);
+    rc = bus->tp->open(&eb__host, (eb_host_bus *)bus, &bus->state, errstr, size);
+    if (rc == 0)
+        bus->features = EB_TRANSPORT_HAS(bus->tp, bus_features)
+                            ? bus->tp->bus_features(bus->state)
+                            : bus->tp->features;
+    return rc;
 }
 
 int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr, size_t errstr_size)
@@ -281,7 +286,7 @@ void eb_bus_destroy(eb_bus *bus)
 
 /* ------------------------------------------------------------- queries */
 
-uint64_t eb_bus_features(const eb_bus *bus) { return bus ? bus->tp->features : 0; }
+uint64_t eb_bus_features(const eb_bus *bus) { return bus ? bus->features : 0; }
 
 const char *eb_bus_transport(const eb_bus *bus) { return bus ? bus->tp->name : ""; }
 

@@ -118,6 +118,7 @@ struct eb_bus {
     eb_plugin *plugin;
     const eb_transport *tp;
     void *state;           /* the transport's */
+    uint64_t features;     /* this bus's (the transport's bus_features, ABI 1.2) */
     eb_event_cb event_cb;
     void *event_opaque;
 

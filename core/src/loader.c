@@ -83,6 +83,9 @@ static_assert(offsetof(eb_transport, begin_close) == TRANSPORT_1_0_SIZE,
               "ABI 1.1 slot begin_close moved");
 static_assert(offsetof(eb_transport, unsubscribe_until) == TRANSPORT_1_0_SIZE + SLOT_SIZE,
               "ABI 1.1 slot unsubscribe_until moved");
+/* ABI 1.2 appends bus_features. */
+static_assert(offsetof(eb_transport, bus_features) == TRANSPORT_1_0_SIZE + 2 * SLOT_SIZE,
+              "ABI 1.2 slot bus_features moved");
 
 /* -------------------------------------------------------------- errors */
 

@@ -85,6 +85,11 @@ static int fixture_stats(void *state, char *buf, size_t size)
     return EB_ERR_UNSUPPORTED;
 }
 
+static uint64_t fixture_features(void *state)
+{
+    return 0;
+}
+
 static const eb_transport fixture = {
     .abi_major = FIXTURE_ABI_MAJOR,
     .abi_minor = FIXTURE_ABI_MINOR,
@@ -106,6 +111,7 @@ static const eb_transport fixture = {
     .health = fixture_health,
     .stats = fixture_stats,
     .begin_close = fixture_nothing,
+    .bus_features = fixture_features,
 };
 
 EB_TRANSPORT_EXPORT const eb_transport *eb_transport_entry(void)

@@ -8,8 +8,13 @@
  * once a bus loaded this file. The failures are synchronous, as memory's
  * own errors are; process-wide, as a test runs one case per process.
  * tests/unit/test_dead_letters.c drives it.
+ *
+ * Its one key, `memfault.without.key.order = true`, takes EB_FEATURE_KEY_ORDER
+ * out of that bus's features (the ABI 1.2 bus_features slot), as a
+ * transport whose guarantees depend on its config does.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,8 +74,55 @@ static int memfault_publish(void *state, const eb_outgoing *msg, int64_t timeout
 static int memfault_config_check(const eb_host *host, const char *key, const char *value,
                                  char *errstr, size_t errstr_size)
 {
-    snprintf(errstr, errstr_size, "the memfault test transport takes no keys");
+    if (strcmp(key, "memfault.without.key.order") == 0 &&
+        (strcmp(value, "true") == 0 || strcmp(value, "false") == 0))
+        return 0;
+    snprintf(errstr, errstr_size,
+             "the memfault test transport takes one key: memfault.without.key.order "
+             "(true or false)");
     return EB_ERR_CONFIG;
+}
+
+/* The buses opened without key order (their transport states), a few at
+ * most: a test plugin. */
+enum { MAX_BUSES = 16 };
+static void *unordered[MAX_BUSES];
+
+static int memfault_open(const eb_host *host, eb_host_bus *hb, void **state, char *errstr,
+                         size_t errstr_size)
+{
+    int rc = memory->open(host, hb, state, errstr, errstr_size);
+    const char *v = host->config_get(hb, "memfault.without.key.order");
+    if (rc == 0 && v && strcmp(v, "true") == 0) {
+        pthread_mutex_lock(&fault_mu);
+        for (int i = 0; i < MAX_BUSES; i++)
+            if (!unordered[i]) {
+                unordered[i] = *state;
+                break;
+            }
+        pthread_mutex_unlock(&fault_mu);
+    }
+    return rc;
+}
+
+static void memfault_close(void *state)
+{
+    pthread_mutex_lock(&fault_mu);
+    for (int i = 0; i < MAX_BUSES; i++)
+        if (unordered[i] == state)
+            unordered[i] = NULL;
+    pthread_mutex_unlock(&fault_mu);
+    memory->close(state);
+}
+
+static uint64_t memfault_bus_features(void *state)
+{
+    bool without = false;
+    pthread_mutex_lock(&fault_mu);
+    for (int i = 0; i < MAX_BUSES; i++)
+        without |= unordered[i] == state;
+    pthread_mutex_unlock(&fault_mu);
+    return without ? memory->features & ~(uint64_t)EB_FEATURE_KEY_ORDER : memory->features;
 }
 
 static void memfault_build(void)
@@ -80,6 +132,9 @@ static void memfault_build(void)
     memfault.name = "memfault";
     memfault.config_check = memfault_config_check;
     memfault.publish = memfault_publish;
+    memfault.open = memfault_open;
+    memfault.close = memfault_close;
+    memfault.bus_features = memfault_bus_features;
 }
 
 EB_TRANSPORT_EXPORT const eb_transport *eb_transport_entry(void)

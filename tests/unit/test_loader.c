@@ -291,6 +291,19 @@ Test(loader, an_abi_1_0_descriptor_loads_and_has_no_1_1_slot)
     eb__plugin_unload(p);
 }
 
+Test(loader, an_abi_1_1_descriptor_loads_and_has_no_1_2_slot)
+{
+    eb_plugin *p = NULL;
+    cr_assert_eq(eb__plugin_load("abi11", EB_TEST_PLUGIN_DIR, &p, errstr,
+                                 sizeof errstr), 0, "%s", errstr);
+    const eb_transport *t = eb__plugin_transport(p);
+    cr_assert_eq(t->struct_size, offsetof(eb_transport, bus_features));
+    cr_assert(EB_TRANSPORT_HAS(t, begin_close));
+    cr_assert_not(EB_TRANSPORT_HAS(t, bus_features),
+                  "a slot past the descriptor's struct_size counted as provided");
+    eb__plugin_unload(p);
+}
+
 Test(loader, an_abi_1_1_slot_counts_when_the_descriptor_has_it)
 {
     eb_plugin *p = NULL;

@@ -250,7 +250,8 @@ enum eb_feature {
     EB_FEATURE_DELIVERY_COUNT = 1u << 7, /**< server counts deliveries */
 };
 
-/** @returns the transport's EB_FEATURE_* flags; 0 for NULL. */
+/** @returns the EB_FEATURE_* flags of this bus's transport, as its config
+ *  made them (Redis: `KEY_ORDER` in group mode `keyed` only); 0 for NULL. */
 EB_API uint64_t eb_bus_features(const eb_bus *bus);
 
 /** @returns the transport's name ("memory", "kafka", ...); "" for NULL. */

@@ -11,8 +11,10 @@
  *
  * Growth rules (SQLite's sqlite3_vfs): abi_major changes only when a frozen
  * layout changes; new slots are only appended, each version's slots marked
- * below; the host checks struct_size before calling a slot newer than 1.0,
- * and treats a NULL optional slot as "not provided".
+ * below (1.1: begin_close, unsubscribe_until; 1.2: bus_features); the host
+ * checks struct_size before calling a slot newer than 1.0, and treats a
+ * NULL optional slot as "not provided". Plugins built for an older minor
+ * load unchanged.
  *
  * Threads: the core calls open/close/flush/subscribe/unsubscribe/
  * sub_destroy/begin_close from application threads (serialised per bus);
@@ -35,7 +37,7 @@ extern "C" {
 #endif
 
 #define EB_TRANSPORT_ABI_MAJOR 1
-#define EB_TRANSPORT_ABI_MINOR 1
+#define EB_TRANSPORT_ABI_MINOR 2
 
 /** The least time eb_bus_close() gives a transport's unsubscribe_until()
  *  (commit what finished, leave the group) once the handlers finished,
@@ -299,6 +301,19 @@ typedef struct eb_transport {
      */
     int (*unsubscribe_until)(void *sub_state, int64_t deadline_ns);
     /* --- end of ABI 1.1 --- */
+
+    /* --- ABI 1.2 slots: optional, like those of 1.1 --- */
+
+    /**
+     * The feature flags of this bus, for a transport whose guarantees
+     * depend on its config (Redis's group mode): the descriptor's
+     * `features` then say what every config gives. Called once, right
+     * after open() returned 0, on the thread that opened the bus;
+     * eb_bus_features() answers with it from then on. Without this slot
+     * a bus has the descriptor's features.
+     */
+    uint64_t (*bus_features)(void *state);
+    /* --- end of ABI 1.2 --- */
 } eb_transport;
 
 #ifdef __cplusplus
