@@ -4,12 +4,13 @@
  * names and the key hash (partitions.c), the topic's meta record with its
  * protocol version and partition count, leases taken, renewed, released
  * and expired by token (lease.c), member announcements and the assignment
- * they give (members.c).
+ * they give (members.c), and reads fenced by the lease (fenced.c).
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "eventbus/eventbus.h"
+#include "fenced.h"
 #include "lease.h"
 #include "members.h"
 #include "partitions.h"
@@ -192,4 +193,65 @@ Test(redis_keyed_parts, members_announce_expire_and_split_the_partitions)
     live = announce(key, A, 60000);
     cr_expect_eq(live->elements, 1, "B did not leave");
     freeReplyObject(live);
+}
+
+static int fenced(rd_fenced_mode mode, const char *lease, const char *token,
+                  const char *consumer, const char *cursor, rd_fenced *out, char *err,
+                  size_t err_size)
+{
+    return rd_fenced_read(&conn, mode, name, lease, token, "g", consumer, cursor, 100, out, err,
+                          err_size);
+}
+
+Test(redis_keyed_parts, reads_go_through_only_while_the_lease_is_ours)
+{
+    char lease[256], err[1024];
+    rd_lease_key(lease, sizeof lease, name, "g", 0);
+    char ids[3][64];
+    rt_pending_entries(&conn, name, "g", "earlier-owner", 3, ids); /* left by a dead member */
+    const char *more[] = {"XADD", name, "*", "p", "new"};
+    redisReply *added = rt_run(&conn, 5, more);
+    char new_id[64];
+    snprintf(new_id, sizeof new_id, "%s", added->str);
+    freeReplyObject(added);
+
+    rd_fenced f;
+    cr_expect_eq(fenced(RD_FENCED_NEW, lease, A, "a", NULL, &f, err, sizeof err), RD_NOT_OWNER,
+                 "read without a lease");
+    unsigned char ours[1];
+    const char *keys[] = {lease};
+    lease_op(RD_LEASE_TAKE, keys, 1, B, 60000, ours);
+    cr_expect_eq(fenced(RD_FENCED_CLAIM, lease, A, "a", "0-0", &f, err, sizeof err),
+                 RD_NOT_OWNER, "read under another member's lease");
+    lease_op(RD_LEASE_RELEASE, keys, 1, B, 0, ours);
+    lease_op(RD_LEASE_TAKE, keys, 1, A, 60000, ours);
+
+    /* The new owner first claims what the earlier owner left, in id order. */
+    cr_assert_eq(fenced(RD_FENCED_CLAIM, lease, A, "a", "0-0", &f, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(f.entries->elements, 3);
+    for (int i = 0; i < 3; i++)
+        cr_expect_str_eq(f.entries->element[i]->element[0]->str, ids[i]);
+    cr_expect_str_eq(f.next, "0-0");
+    rd_fenced_free(&f);
+    /* Then its own pending ones (the claimed three), then the new one. */
+    cr_assert_eq(fenced(RD_FENCED_PENDING, lease, A, "a", "0", &f, err, sizeof err), 0, "%s",
+                 err);
+    cr_expect_eq(f.entries->elements, 3);
+    rd_fenced_free(&f);
+    cr_assert_eq(fenced(RD_FENCED_NEW, lease, A, "a", NULL, &f, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(f.entries->elements, 1);
+    cr_expect_str_eq(f.entries->element[0]->element[0]->str, new_id);
+    cr_expect_str_eq(f.last, new_id, "the stream's last id for a blocking wait");
+    rd_fenced_free(&f);
+    cr_assert_eq(fenced(RD_FENCED_NEW, lease, A, "a", NULL, &f, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(f.entries->elements, 0, "nothing new");
+    rd_fenced_free(&f);
+
+    const char *del[] = {"XGROUP", "DESTROY", name, "g"};
+    rt_do(&conn, 4, del);
+    cr_expect_eq(fenced(RD_FENCED_NEW, lease, A, "a", NULL, &f, err, sizeof err), -1);
+    cr_expect(strstr(err, "NOGROUP"), "%s", err);
+    cr_expect_not_null(conn.ctx, "an error reply closed the connection");
+    rt_delete(&conn, name);
 }
