@@ -43,13 +43,13 @@ void rd_health_link(rd_health *h, int *link, int up, const char *why)
 
 void rd_health_link_gone(rd_health *h, int *link)
 {
+    /* No event: a connection closed for good (close, unsubscribe) says
+     * nothing about the server. */
     pthread_mutex_lock(&h->mu);
-    bool back = *link == RD_LINK_DOWN && --h->down == 0;
+    if (*link == RD_LINK_DOWN)
+        h->down--;
     *link = RD_LINK_UNKNOWN;
     pthread_mutex_unlock(&h->mu);
-    if (back)
-        h->host->event(h->hb, EB_EVENT_CONNECTED, NULL, NULL, 0,
-                       "no redis connection is down any more");
 }
 
 void rd_health_report(rd_health *h, eb_health *out)

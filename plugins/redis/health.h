@@ -31,7 +31,8 @@ void rd_health_destroy(rd_health *h);
  *  here, under the health lock); `why` is logged on a change. */
 void rd_health_link(rd_health *h, int *link, int up, const char *why);
 
-/** A link that goes away (its connection closed for good) counts as up. */
+/** A link that goes away (its connection closed for good) no longer
+ *  counts; no event is raised. */
 void rd_health_link_gone(rd_health *h, int *link);
 
 /** Fills `out`: OK, or DOWN with the latest error. */
