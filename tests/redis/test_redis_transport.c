@@ -1149,3 +1149,78 @@ Test(redis_transport, a_poison_entry_dead_letters_across_crashes)
     cr_assert_eq(eb_bus_close(bus, 5000), 0);
     eb_bus_destroy(bus);
 }
+
+/* ============================================================ trimming */
+
+static long long xlen(const char *stream)
+{
+    const char *argv[] = {"XLEN", stream};
+    redisReply *r = rt_run(&conn, 2, argv);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/*
+ * redis.stream.maxlen trims with every XADD (MAXLEN ~: whole nodes of
+ * stream-node-max-entries, 100 by default, so the stream keeps at most
+ * about maxlen + 100 entries); without it nothing is trimmed.
+ */
+Test(redis_transport, maxlen_trims_the_stream_and_its_absence_does_not)
+{
+    const char *trimmed = new_stream("trimmed"), *kept = new_stream("kept");
+    const setting s[] = {{"redis.stream.maxlen", "10"}};
+    eb_bus *a = open_bus(s, 1), *b = open_bus(NULL, 0);
+    for (int i = 0; i < 1000; i++) {
+        publish_text(a, trimmed, NULL, "x");
+        publish_text(b, kept, NULL, "x");
+    }
+    cr_assert_eq(eb_flush(a, 10000), 0);
+    cr_assert_eq(eb_flush(b, 10000), 0);
+    cr_expect_leq(xlen(trimmed), 10 + 100, "not trimmed: %lld entries", xlen(trimmed));
+    cr_expect_eq(xlen(kept), 1000, "trimmed without redis.stream.maxlen");
+    cr_assert_eq(eb_bus_close(a, 5000), 0);
+    cr_assert_eq(eb_bus_close(b, 5000), 0);
+    eb_bus_destroy(a);
+    eb_bus_destroy(b);
+}
+
+/*
+ * An entry trimmed away while it was pending (its member died): the
+ * member that reads its own pending entries again finds no fields, counts
+ * it lost and acknowledges it, so it does not stay pending for ever; the
+ * others are handled.
+ */
+typedef struct lost_wait {
+    eb_bus *bus;
+} lost_wait;
+
+static bool one_lost(void *arg)
+{
+    return bus_stat(((lost_wait *)arg)->bus, "lost") == 1;
+}
+
+Test(redis_transport, a_pending_entry_deleted_from_the_stream_is_counted_lost)
+{
+    const char *topic = new_stream("deleted");
+    char ids[3][64];
+    rt_pending_entries(&conn, topic, "g", "stable", 3, ids);
+    const char *del[] = {"XDEL", topic, ids[1]};
+    rt_do(&conn, 3, del);
+    const setting s[] = {{"redis.consumer", "stable"}};
+    eb_bus *bus = open_bus(s, 1);
+    received r;
+    received_init(&r);
+    eb_sub *sub = subscribe_ready(bus, topic, "g", keep, &r);
+    wait_received(&r, 2, 5000);
+    lost_wait w = {bus};
+    cr_expect(test_wait_for(one_lost, &w, 5000), "lost = %lld", bus_stat(bus, "lost"));
+    pending_wait pw = {topic, "g"};
+    cr_expect(test_wait_for(nothing_pending, &pw, 5000), "%lld still pending",
+              pending_count(topic, "g"));
+    cr_assert_eq(eb_unsubscribe(sub), 0);
+    eb_sub_destroy(sub);
+    cr_assert_eq(eb_bus_close(bus, 5000), 0);
+    eb_bus_destroy(bus);
+    received_free(&r);
+}
