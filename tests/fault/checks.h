@@ -8,11 +8,15 @@
  *                 phase was ACKed or dead-lettered while members were live;
  *   3 order       per member incarnation, topic and key, between revokes:
  *                 no two handlers at once, a retry before anything later,
- *                 offsets rising without a gap;
+ *                 nothing handled twice; and where the transport promises
+ *                 per-key order (KEY_ORDER; Redis's KEY_ORDER_SINGLE_MEMBER
+ *                 in runs with one member at a time) positions rising
+ *                 without a gap;
  *   5 close       each close within max(deadline, end of the longest
- *                 handler running at the deadline) + slack; each
- *                 unsubscribe within the revoke timeout (Kafka: + 1 s for
- *                 the commit on revoke) + slack.
+ *                 handler running at the deadline) + slack (Redis: + the
+ *                 500 ms its leave gets); each unsubscribe within the
+ *                 revoke timeout + 500 ms for the leave + slack (Redis:
+ *                 one command and one connect past the leave's deadline).
  * Checks 4 (progress.c) and 6 (run.c) are made while and after the run.
  */
 #ifndef FAULT_CHECKS_H

@@ -83,15 +83,15 @@ static int parse_line(child_member *c, recorder *r, char *line)
 {
     call_record k = {.incarnation = c->incarnation};
     long number, message;
-    long long offset, start, end, ns;
-    int result, topic, is_close, deadline, rc, before, after, check, used = 0;
+    long long lane, major, minor, start, end, ns;
+    int result, topic, is_close, deadline, rc, before, after, check, stream_id, used = 0;
     unsigned attempt;
     if (strcmp(line, "ready") == 0)
         return 1;
-    if (sscanf(line, "S %ld %d %d %ld %d %lld %u %lld", &number, &k.topic, &k.key, &message,
-               &k.partition, &offset, &attempt, &ns) == 8) {
+    if (sscanf(line, "S %ld %d %d %ld %lld %lld %lld %d %u %lld", &number, &k.topic, &k.key,
+               &message, &lane, &major, &minor, &stream_id, &attempt, &ns) == 10) {
         k.message = message;
-        k.offset = offset;
+        k.pos = (fault_pos){(int32_t)lane, major, minor, stream_id != 0};
         k.attempt = attempt;
         k.start_ns = ns;
         remember_call(c, number, (long)recorder_call_start(r, &k));
@@ -213,8 +213,9 @@ static long pipe_call_start(void *ctx, const call_record *c)
 {
     (void)ctx;
     long number = atomic_fetch_add(&next_call, 1);
-    say("S %ld %d %d %ld %d %lld %u %lld", number, c->topic, c->key, c->message, c->partition,
-        (long long)c->offset, c->attempt, (long long)c->start_ns);
+    say("S %ld %d %d %ld %lld %lld %lld %d %u %lld", number, c->topic, c->key, c->message,
+        (long long)c->pos.lane, (long long)c->pos.major, (long long)c->pos.minor,
+        c->pos.stream_id, c->attempt, (long long)c->start_ns);
     return number;
 }
 

@@ -1,6 +1,6 @@
 /*
- * child.h — members in child processes (real Kafka only, where the broker
- * outlives them): the parent starts the driver's own executable with
+ * child.h — members in child processes (real Kafka and Redis, where the
+ * server outlives them): the parent starts the driver's own executable with
  * --child, reads what the child reports through a pipe into the recorder,
  * and either closes the child's stdin (leave as planned) or kills it with
  * SIGKILL. The child runs an ordinary member whose sink writes one line
@@ -8,7 +8,8 @@
  *
  * Lines, times in CLOCK_MONOTONIC ns (the same clock in every process):
  *   ready
- *   S <call> <topic> <key> <message> <partition> <offset> <attempt> <ns>
+ *   S <call> <topic> <key> <message> <lane> <major> <minor> <stream id?> <attempt> <ns>
+ *     (the message's position, position.h)
  *   E <call> <result> <ns>
  *   R <topic>
  *   L <is_close> <deadline_ms> <start_ns> <end_ns> <rc>

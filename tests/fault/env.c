@@ -20,6 +20,21 @@ static const char *const kafka_settings[][2] = {
     {"kafka.topic.replication", "1"},
 };
 
+/* Redis (scenario.h has the numbers: the stall limit and check 5 count on
+ * them): a member's entries are claimed 3 s after it stopped refreshing
+ * them, and a command or a connect to a healthy local server never takes
+ * long. */
+static const struct {
+    const char *key;
+    long value;
+} redis_settings[] = {
+    {"redis.claim.idle.ms", REDIS_CLAIM_IDLE_MS},
+    {"redis.command.timeout.ms", REDIS_COMMAND_TIMEOUT_MS},
+    {"redis.connect.timeout.ms", REDIS_CONNECT_TIMEOUT_MS},
+    {"redis.block.ms", REDIS_BLOCK_MS},
+    {"redis.backoff.max.ms", 500},
+};
+
 int env_open(fault_env *e, const scenario *s, const char *run_id, char *why, size_t why_size)
 {
     snprintf(e->group, sizeof e->group, "fault-%s-g", run_id);
@@ -42,6 +57,18 @@ int env_open(fault_env *e, const scenario *s, const char *run_id, char *why, siz
             return 1;
         }
         snprintf(e->bootstrap, sizeof e->bootstrap, "%s", bootstrap);
+        return 0;
+    }
+    case FAULT_REDIS: {
+        const char *url = getenv("EB_REDIS_URL");
+        if (!url || !*url) {
+            snprintf(why, why_size, "EB_REDIS_URL is not set "
+                     "(eval \"$(bash tests/servers/redis.sh start)\")");
+            return 1;
+        }
+        snprintf(e->redis_url, sizeof e->redis_url, "%s", url);
+        if (s->one_member_at_a_time)
+            snprintf(e->consumer, sizeof e->consumer, "fault-%s-c", run_id);
         return 0;
     }
     }
@@ -78,6 +105,16 @@ static bool set_int(eb_config *cfg, const char *key, long value)
     return set(cfg, key, text);
 }
 
+/** redis.url, not printed when refused: it may hold a password. */
+static bool set_url(eb_config *cfg, const char *url)
+{
+    char err[512];
+    if (eb_config_set(cfg, "redis.url", url, err, sizeof err) == 0)
+        return true;
+    fprintf(stderr, "fault: redis.url (EB_REDIS_URL) refused: %s\n", err);
+    return false;
+}
+
 static bool set_transport(eb_config *cfg, const fault_env *e, const scenario *s)
 {
     if (e->transport == FAULT_MEMORY) {
@@ -85,6 +122,13 @@ static bool set_transport(eb_config *cfg, const fault_env *e, const scenario *s)
                   set_int(cfg, "memory.partitions", s->partitions);
         if (ok && s->retention_messages > 0)
             ok = set_int(cfg, "memory.retention.messages", s->retention_messages);
+        return ok;
+    }
+    if (e->transport == FAULT_REDIS) {
+        bool ok = set(cfg, "transport", "redis") && set_url(cfg, e->redis_url) &&
+                  set(cfg, "redis.group.mode", "shared");
+        for (size_t i = 0; ok && i < sizeof redis_settings / sizeof redis_settings[0]; i++)
+            ok = set_int(cfg, redis_settings[i].key, redis_settings[i].value);
         return ok;
     }
     bool ok = set(cfg, "transport", "kafka") &&
@@ -118,4 +162,9 @@ eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, in
         return NULL;
     }
     return cfg;
+}
+
+bool env_member_settings(const fault_env *e, eb_config *cfg)
+{
+    return !e->consumer[0] || set(cfg, "redis.consumer", e->consumer);
 }

@@ -1,9 +1,10 @@
 /*
  * env.h — where a run happens: the transport (memory broker name, the
- * mock cluster this process hosts, or the real broker's address), the
- * names of the run's topics and groups, and the settings every bus of the
- * run is opened with (the scenario's tiny limits on top of test-sized
- * Kafka group timeouts).
+ * mock cluster this process hosts, the real broker's or redis-server's
+ * address), the names of the run's topics, groups and (Redis, one member
+ * at a time) consumer, and the settings every bus of the run is opened
+ * with (the scenario's tiny limits on top of test-sized Kafka group
+ * timeouts or Redis claim and command timeouts).
  */
 #ifndef FAULT_ENV_H
 #define FAULT_ENV_H
@@ -20,6 +21,9 @@ typedef struct fault_env {
     fault_transport transport;
     bool verbose;
     char bootstrap[512];     /* kafka, kafka-mock */
+    char redis_url[512];     /* redis */
+    char consumer[128];      /* redis, one member at a time: every member's
+                              * consumer name; "" otherwise (unique names) */
     char memory_name[64];    /* memory */
     kafka_mock *mock;        /* kafka-mock: the cluster this process hosts */
     char group[96];          /* the group under test */
@@ -31,7 +35,8 @@ typedef struct fault_env {
 /**
  * Names the run's topics and groups after `run_id` and readies the
  * transport: nothing for memory, a mock cluster with the topics for
- * kafka-mock, the address of EB_KAFKA_BOOTSTRAP for kafka.
+ * kafka-mock, the address of EB_KAFKA_BOOTSTRAP for kafka, the URL of
+ * EB_REDIS_URL for redis.
  * @returns 0; 1 when the transport is not available here (no broker
  * address: the run is skipped); -1 on an error. Both with a sentence in
  * `why`.
@@ -51,11 +56,17 @@ eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, in
                           int workers_idle_ms, eb_event_cb cb,
                           void *opaque);
 
+/** A member of the scenario (not the verifying one): its consumer name
+ *  when the run has one for all (e->consumer). @returns false (having
+ *  printed why) if refused. */
+bool env_member_settings(const fault_env *e, eb_config *cfg);
+
 /* The mock cluster (kafka_env.c; kafka_env_none.c where librdkafka is not
  * linked, as in the TSan build). */
 int kafka_mock_start(fault_env *e, const scenario *s, char *why, size_t why_size);
 void kafka_mock_stop(fault_env *e);
-/** Whether this build can run the kafka modes. */
+/** Whether this build can run the kafka modes (redis needs only its
+ *  plugin). */
 bool kafka_modes_built(void);
 
 #endif

@@ -3,10 +3,11 @@
  * (one, a count, or as many as fit a time budget) against one transport,
  * prints each failure with its seed and a final summary.
  *
- * usage: fault [--transport memory|kafka-mock|kafka] [--seed N] [--first-seed N]
+ * usage: fault [--transport memory|kafka-mock|kafka|redis] [--seed N] [--first-seed N]
  *              [--runs N] [--budget-seconds S] [--allow-hol-blocking]
  *              [--no-allow-slow-kafka-leave] [--verbose]
- * Exit 0: every run passed (or the transport was not available: "skip").
+ * Exit 0: every run passed (or the transport was not available: "skip";
+ * kafka without EB_KAFKA_BOOTSTRAP, redis without EB_REDIS_URL).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,7 +35,8 @@ typedef struct options {
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: fault [--transport memory|kafka-mock|kafka] [--seed N | --first-seed N]\n"
+            "usage: fault [--transport memory|kafka-mock|kafka|redis]\n"
+            "             [--seed N | --first-seed N]\n"
             "             [--runs N] [--budget-seconds S] [--allow-hol-blocking]\n"
             "             [--no-allow-slow-kafka-leave] [--verbose]\n"
             "  --seed N          replays the scenario of seed N (one run unless --runs)\n"
@@ -84,7 +86,7 @@ static int parse(int argc, char **argv, options *o)
         else if (strcmp(a, "--budget-seconds") == 0 && v && parse_number(v, &n) && n > 0)
             o->budget_s = (long)n, i++;
         else if (strcmp(a, "--allow-hol-blocking") == 0)
-            o->run.allow_hol = false;
+            o->run.allow_hol = true;
         else if (strcmp(a, "--no-allow-hol-blocking") == 0)
             o->run.allow_hol = false;
         else if (strcmp(a, "--allow-slow-kafka-leave") == 0)
@@ -112,7 +114,7 @@ static void *nothing(void *arg) { return arg; }
 
 /** Starts and joins one thread: ThreadSanitizer starts a background thread
  *  of its own with a process's first thread, which would otherwise count
- *  as left behind by the first run (check 6). */
+ *  as left behind by the first run, or by a child member (check 6). */
 static void settle_sanitizer_threads(void)
 {
     pthread_t t;
@@ -122,6 +124,7 @@ static void settle_sanitizer_threads(void)
 
 int main(int argc, char **argv)
 {
+    settle_sanitizer_threads(); /* a child member counts its threads too */
     if (argc > 1 && strcmp(argv[1], "--child") == 0)
         return child_main(argc, argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -136,12 +139,11 @@ int main(int argc, char **argv)
     }
     self[len] = '\0';
     o.run.self_path = self;
-    if (o.run.transport != FAULT_MEMORY && !kafka_modes_built()) {
+    if (fault_transport_is_kafka(o.run.transport) && !kafka_modes_built()) {
         printf("skip: this build has no Kafka (the TSan build never links librdkafka)\n");
         return 0;
     }
 
-    settle_sanitizer_threads();
     int64_t start = fault_now_ns(), longest = 0;
     long runs = 0, failed = 0, skipped = 0, notes = 0;
     uint64_t failed_seeds[16];

@@ -1,9 +1,10 @@
 /*
  * progress.c — the stall watchdog of check 4 (see progress.h). Outstanding
- * means confirmed and not yet ACKed or dead-lettered; a partition where a
- * handler runs is excused (its lane may legitimately wait behind it: a key
- * waits for its head, a full lane pauses), as is everything while a join
- * or leave is in progress or no member is live. So is everything while a
+ * means confirmed and not yet ACKed or dead-lettered; a partition (a lane:
+ * for Redis the topic's one stream) where a handler runs is excused (its
+ * lane may legitimately wait behind it: a key waits for its head, a full
+ * lane pauses), as is everything while a join or leave is in progress or
+ * no member is live. So is everything while a
  * member has every worker inside a handler (a fixed pool that blocked
  * handlers fill runs nothing else, and the driver does not know which
  * partitions it holds); a stall beyond that is
@@ -38,8 +39,7 @@ typedef struct look {
     int64_t last_activity_ns;
     int64_t longest_running_ns;     /* age of the oldest running handler */
     long example[FAULT_MAX_TOPICS]; /* one outstanding message per topic */
-    int32_t example_partition[FAULT_MAX_TOPICS];
-    int64_t example_offset[FAULT_MAX_TOPICS];
+    fault_pos example_pos[FAULT_MAX_TOPICS];
 } look;
 
 static void take_look(progress_monitor *pm, look *lk, int64_t now)
@@ -57,8 +57,8 @@ static void take_look(progress_monitor *pm, look *lk, int64_t now)
                 continue;
             if (c->incarnation >= 0 && c->incarnation < FAULT_MAX_INCARNATIONS)
                 running[c->incarnation]++;
-            if (c->partition >= 0 && c->partition < MAX_PARTITIONS)
-                excused[c->topic][c->partition] = true;
+            if (c->pos.lane >= 0 && c->pos.lane < MAX_PARTITIONS)
+                excused[c->topic][c->pos.lane] = true;
             if (now - c->start_ns > lk->longest_running_ns)
                 lk->longest_running_ns = now - c->start_ns;
         }
@@ -76,12 +76,11 @@ static void take_look(progress_monitor *pm, look *lk, int64_t now)
         for (long i = 0; i < r->n_published; i++) {
             const msg_state *m = &r->msgs[i];
             if (m->publish != PUB_CONFIRMED || msg_finished(m) ||
-                (m->partition < MAX_PARTITIONS && excused[m->topic][m->partition]))
+                (m->pos.lane < MAX_PARTITIONS && excused[m->topic][m->pos.lane]))
                 continue;
             if (lk->pending[m->topic]++ == 0) {
                 lk->example[m->topic] = i;
-                lk->example_partition[m->topic] = m->partition;
-                lk->example_offset[m->topic] = m->offset;
+                lk->example_pos[m->topic] = m->pos;
             }
             lk->any_pending = true;
         }
@@ -101,11 +100,12 @@ static bool beyond_losses(progress_monitor *pm, const look *lk, char *what, size
         if (lk->pending[t] <= lost)
             continue;
         stalled = true;
+        char pos[FAULT_POS_TEXT];
         at += (size_t)snprintf(what + at, at < size ? size - at : 0,
                                "%stopic %d: %ld outstanding (%ld lost to retention), e.g. "
-                               "message %ld at %d@%lld",
+                               "message %ld at %s",
                                at ? "; " : "", t, lk->pending[t], lost, lk->example[t],
-                               lk->example_partition[t], (long long)lk->example_offset[t]);
+                               fault_pos_text(lk->example_pos[t], pos, sizeof pos));
     }
     return stalled;
 }

@@ -160,7 +160,7 @@ long recorder_next_message(recorder *r, int topic, int key)
     pthread_mutex_lock(&r->mu);
     long i = r->n_published < r->n_messages ? r->n_published++ : -1;
     if (i >= 0) {
-        r->msgs[i] = (msg_state){.topic = topic, .key = key, .partition = -1, .offset = -1};
+        r->msgs[i] = (msg_state){.topic = topic, .key = key, .pos = fault_pos_unknown()};
     }
     pthread_mutex_unlock(&r->mu);
     return i;
@@ -176,19 +176,20 @@ void recorder_accepted(recorder *r, long message)
 
 void recorder_delivery(recorder *r, long message, int status, const char *id)
 {
-    int32_t partition = -1;
-    long long offset = -1;
-    bool parsed = status == 0 && id && sscanf(id, "%d@%lld", &partition, &offset) == 2;
+    fault_pos pos;
+    bool parsed = status == 0 && fault_pos_parse(id, &pos);
     pthread_mutex_lock(&r->mu);
     msg_state *m = &r->msgs[message];
     if (m->publish != PUB_ACCEPTED && m->publish != PUB_NONE)
         recorder_fail_locked(r, CHECK_HANDLED, "message %ld: a second delivery callback "
                              "(status %s)", message, eb_err_name(status));
+    if (status == 0 && !parsed) /* it would drop out of every check */
+        recorder_fail_locked(r, CHECK_SETUP, "message %ld: stored with an id the driver "
+                             "cannot read: '%s'", message, id ? id : "(null)");
     count_message(r, m, -1);
     if (status == 0 && parsed) {
         m->publish = PUB_CONFIRMED;
-        m->partition = partition;
-        m->offset = offset;
+        m->pos = pos;
     } else {
         m->publish = status == EB_ERR_UNCERTAIN ? PUB_UNCERTAIN : PUB_FAILED;
     }

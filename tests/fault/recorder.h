@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "position.h"
 #include "scenario.h"
 
 /** The checks of the driver, as the failure lines name them. */
@@ -38,7 +39,7 @@ const char *fault_check_name(fault_check c);
 typedef enum publish_state {
     PUB_NONE,      /* not published (yet), or refused by eb_publish */
     PUB_ACCEPTED,  /* eb_publish returned 0, no delivery callback yet */
-    PUB_CONFIRMED, /* stored: partition and offset known */
+    PUB_CONFIRMED, /* stored: its position known */
     PUB_UNCERTAIN, /* EB_ERR_UNCERTAIN: may be stored */
     PUB_FAILED     /* not stored */
 } publish_state;
@@ -47,8 +48,7 @@ typedef struct msg_state {
     int topic;
     int key;               /* -1: no key */
     publish_state publish;
-    int32_t partition;     /* when confirmed */
-    int64_t offset;
+    fault_pos pos;         /* when confirmed */
     uint32_t calls;        /* handler calls by the scenario's members */
     uint32_t acks;         /* ... that returned EB_ACK */
     uint32_t dead_letters; /* copies the dead-letter collector received */
@@ -59,8 +59,7 @@ typedef struct call_record {
     int incarnation;
     int topic, key;
     long message;
-    int32_t partition;
-    int64_t offset;
+    fault_pos pos;         /* from the message's id */
     uint32_t attempt;
     eb_result result;
     bool finished;
@@ -94,6 +93,7 @@ typedef struct recorder {
     pthread_mutex_t mu;
     pthread_cond_t cv;     /* CLOCK_MONOTONIC: every change broadcasts */
     const scenario *s;
+    uint64_t features;     /* the transport's EB_FEATURE_* (run.c sets it) */
     uint64_t seq;
 
     long n_messages;       /* capacity: churn + tail */

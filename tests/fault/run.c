@@ -2,7 +2,8 @@
  * run.c — one run (see run.h). Divisions, in order:
  *   sinks        members in this process report straight to the recorder
  *   schedule     waits on the run's clock (join/leave times, the tail)
- *   members      a thread per planned member: in process, or a child
+ *   members      a thread per planned member: in process, or a child;
+ *                one after another when the scenario has one at a time
  *   observer     the publisher and the dead-letter collector
  *   hooks        what the progress check asks of the run
  *   phases       churn, settle, tail, verify, checks
@@ -35,6 +36,7 @@ typedef struct member_slot {
     child_member child;
     pthread_t thread;
     bool started;
+    bool gone;             /* left, or killed and reaped (under run.mu) */
 } member_slot;
 
 typedef struct publish_slot {
@@ -54,7 +56,7 @@ struct run {
     fault_rng publish_rng;
     int64_t churn_start_ns;
 
-    pthread_mutex_t mu;    /* tail_go */
+    pthread_mutex_t mu;    /* tail_go, slots[].gone */
     pthread_cond_t cv;
     bool tail_go;
 
@@ -127,6 +129,32 @@ static bool tail_started(run *rn)
     return go;
 }
 
+/** One member at a time (Redis): waits until the member before this one
+ *  has gone, so that no two members of the group ever run at once (they
+ *  share one consumer name). @returns when the member is to leave: as
+ *  planned, moved by as much as its join was held up. */
+static int64_t wait_for_turn(run *rn, int index)
+{
+    const member_plan *p = &rn->s.members[index];
+    int64_t leave_ns = rn->churn_start_ns + ms_to_ns(p->leave_ms);
+    if (!rn->s.one_member_at_a_time || index == 0)
+        return leave_ns;
+    pthread_mutex_lock(&rn->mu);
+    while (!rn->slots[index - 1].gone)
+        pthread_cond_wait(&rn->cv, &rn->mu);
+    pthread_mutex_unlock(&rn->mu);
+    int64_t late = fault_now_ns() - (rn->churn_start_ns + ms_to_ns(p->join_ms));
+    return late > 0 ? leave_ns + late : leave_ns;
+}
+
+static void member_gone(run *rn, member_slot *ms)
+{
+    pthread_mutex_lock(&rn->mu);
+    ms->gone = true;
+    pthread_cond_broadcast(&rn->cv);
+    pthread_mutex_unlock(&rn->mu);
+}
+
 static void set_bus(run *rn, int slot, eb_bus *bus)
 {
     pthread_mutex_lock(&rn->buses_mu);
@@ -152,6 +180,7 @@ static void *member_thread(void *arg)
     run *rn = ms->rn;
     const member_plan *p = &rn->s.members[ms->index];
     wait_until(rn, rn->churn_start_ns + ms_to_ns(p->join_ms), false);
+    int64_t leave_ns = wait_for_turn(rn, ms->index);
     member_init(rn, ms, ms->index, p);
     recorder_transition(rn->r, 1);
     bool joined = member_join(&ms->m) == 0;
@@ -159,7 +188,7 @@ static void *member_thread(void *arg)
     recorder_transition(rn->r, -1);
     if (joined)
         recorder_live(rn->r, 1);
-    wait_until(rn, rn->churn_start_ns + ms_to_ns(p->leave_ms), p->leave_ms < 0);
+    wait_until(rn, leave_ns, p->leave_ms < 0);
     if (joined)
         recorder_live(rn->r, -1);
     recorder_transition(rn->r, 1);
@@ -167,10 +196,12 @@ static void *member_thread(void *arg)
     set_bus(rn, ms->index, NULL);
     member_destroy(&ms->m);
     recorder_transition(rn->r, -1);
+    member_gone(rn, ms);
     return NULL;
 }
 
-/** A member in a child process (real Kafka), from its start to its end. */
+/** A member in a child process (real Kafka, Redis), from its start to its
+ *  end. */
 static void *child_thread(void *arg)
 {
     member_slot *ms = arg;
@@ -178,10 +209,12 @@ static void *child_thread(void *arg)
     recorder *r = rn->r;
     const member_plan *p = &rn->s.members[ms->index];
     wait_until(rn, rn->churn_start_ns + ms_to_ns(p->join_ms), false);
+    int64_t leave_ns = wait_for_turn(rn, ms->index);
     ms->incarnation = recorder_incarnation_new(r, ms->index, true);
     if (child_spawn(&ms->child, rn->o->self_path, &rn->s, &rn->env, ms->index,
                     rn->run_id) != 0) {
         recorder_fail(r, CHECK_SETUP, "member %d: cannot start a child process", ms->index);
+        member_gone(rn, ms);
         return NULL;
     }
     child_member *c = &ms->child;
@@ -194,7 +227,7 @@ static void *child_thread(void *arg)
         recorder_live(r, 1);
     bool alive = true;
     if (p->leave_ms >= 0)
-        alive = child_pump(c, r, rn->churn_start_ns + ms_to_ns(p->leave_ms), false) >= 0;
+        alive = child_pump(c, r, leave_ns, false) >= 0;
     while (alive && p->leave_ms < 0 && !tail_started(rn))
         alive = child_pump(c, r, fault_now_ns() + ms_to_ns(100), false) >= 0;
     if (joined)
@@ -208,6 +241,7 @@ static void *child_thread(void *arg)
     int64_t bound = p->close_deadline_ms + rn->s.n_topics * rn->s.revoke_timeout_ms + 30000;
     child_finish(c, r, fault_now_ns() + ms_to_ns(bound), kill_it);
     recorder_transition(r, -1);
+    member_gone(rn, ms);
     return NULL;
 }
 
@@ -220,8 +254,10 @@ static void start_members(run *rn)
         bool child = rn->s.members[i].in_child;
         ms->started = pthread_create(&ms->thread, NULL, child ? child_thread : member_thread,
                                      ms) == 0;
-        if (!ms->started)
+        if (!ms->started) {
             recorder_fail(rn->r, CHECK_SETUP, "cannot start member %d's thread", i);
+            member_gone(rn, ms);
+        }
     }
 }
 
@@ -350,6 +386,8 @@ static int observer_open(run *rn)
                       cfg ? err : "settings refused");
         return -1;
     }
+    /* What check 3 may ask of the members (one transport, one config). */
+    rn->r->features = eb_bus_features(rn->observer);
     for (int t = 0; t < rn->s.n_topics; t++) {
         rc = eb_subscribe(rn->observer, rn->env.dlq_topics[t], rn->env.dlq_group,
                           collect_dead_letter, rn, NULL, &rn->dlq_subs[t], err, sizeof err);

@@ -17,8 +17,28 @@
 typedef enum fault_transport {
     FAULT_MEMORY,
     FAULT_KAFKA_MOCK,
-    FAULT_KAFKA
+    FAULT_KAFKA,
+    FAULT_REDIS        /* a real redis-server, group mode `shared` */
 } fault_transport;
+
+static inline bool fault_transport_is_kafka(fault_transport t)
+{
+    return t == FAULT_KAFKA_MOCK || t == FAULT_KAFKA;
+}
+
+/* The Redis settings of every bus of a redis run (env.c sets them; the
+ * stall limit and check 5 count on them): the least claim idle time the
+ * transport takes, so that a member's entries are claimed 3 s after it
+ * died, and test-sized timeouts (BLOCK well below the command timeout).
+ * The transport looks for entries to claim once a second
+ * (plugins/redis/member.c, CLAIM_EVERY_MS). */
+enum {
+    REDIS_CLAIM_IDLE_MS = 3000,
+    REDIS_CLAIM_EVERY_MS = 1000,
+    REDIS_COMMAND_TIMEOUT_MS = 1000,
+    REDIS_CONNECT_TIMEOUT_MS = 500,
+    REDIS_BLOCK_MS = 200
+};
 
 enum { FAULT_MAX_TOPICS = 3, FAULT_MAX_MEMBERS = 8, FAULT_MAX_KEYS = 48 };
 
@@ -37,7 +57,7 @@ typedef struct member_plan {
     int workers;           /* dispatch.workers (0: elastic) */
     int workers_max;       /* dispatch.workers.max, when elastic */
     int workers_idle_ms;   /* dispatch.workers.idle.ms, when elastic */
-    bool in_child;         /* a child process (real Kafka only) */
+    bool in_child;         /* a child process (real Kafka and Redis) */
 } member_plan;
 
 /** The simulated work of one handler call, before it returns. */
@@ -59,7 +79,7 @@ typedef struct scenario {
     uint64_t seed;
     fault_transport transport;
     /* limits */
-    int partitions;
+    int partitions;          /* memory, Kafka; Redis: 1 (a stream per topic) */
     int queue_max;
     int lane_max_inflight;
     int revoke_timeout_ms;
@@ -84,6 +104,11 @@ typedef struct scenario {
     int tail_wait_ms;        /* from the tail burst to the closes */
     int n_members;
     member_plan members[FAULT_MAX_MEMBERS];
+    /* Redis: the members join one after another, each once the one before
+     * it has left or was killed, all under one consumer name (a process
+     * that restarts): the case where KEY_ORDER_SINGLE_MEMBER promises
+     * per-key order (checks.c). */
+    bool one_member_at_a_time;
 } scenario;
 
 /** Draws the scenario of `seed` for `transport`. */
@@ -99,7 +124,8 @@ handler_plan scenario_handler_plan(const scenario *s, long message, uint32_t att
 int scenario_stall_limit_ms(const scenario *s);
 
 const char *fault_transport_name(fault_transport t);
-/** Parses "memory", "kafka-mock" or "kafka". @returns false otherwise. */
+/** Parses "memory", "kafka-mock", "kafka" or "redis". @returns false
+ *  otherwise. */
 bool fault_transport_parse(const char *name, fault_transport *out);
 
 #endif
