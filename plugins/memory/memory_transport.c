@@ -8,22 +8,17 @@
  * is open. Closing the last one frees the broker and its messages: the one
  * way this transport loses confirmed messages.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "int_keys.h"
 #include "memory.h"
 
 #define MEMORY_VERSION "0.1.0"
 
-typedef struct int_key {
-    const char *name;
-    long long min, max, def;
-} int_key;
-
-static const int_key int_keys[] = {
+static const eb_int_key int_keys[] = {
     {"memory.partitions", 1, 1024, 4},
     {"memory.retention.messages", 1, 1000000000LL, 100000},
     {"memory.retention.bytes", 1024, 1LL << 40, 64LL << 20},
@@ -32,37 +27,18 @@ static const char *const known_keys[] = {
     "memory.name", "memory.partitions", "memory.retention.messages",
     "memory.retention.bytes", NULL};
 
-static const int_key *find_int_key(const char *key)
+static const eb_int_key *find_int_key(const char *key)
 {
-    for (size_t i = 0; i < sizeof int_keys / sizeof *int_keys; i++)
-        if (strcmp(int_keys[i].name, key) == 0)
-            return &int_keys[i];
-    return NULL;
-}
-
-static int parse_int(const int_key *k, const char *value, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno || end == value || *end || v < k->min || v > k->max)
-        return EB_ERR_CONFIG;
-    *out = v;
-    return 0;
+    return eb_int_key_find(int_keys, sizeof int_keys / sizeof *int_keys, key);
 }
 
 static int memory_config_check(const eb_host *host, const char *key, const char *value,
                                char *errstr, size_t errstr_size)
 {
-    const int_key *k = find_int_key(key);
+    const eb_int_key *k = find_int_key(key);
     long long v;
-    if (k && parse_int(k, value, &v) != 0) {
-        snprintf(errstr, errstr_size, "bad number '%s' (expected an integer from %lld to %lld)",
-                 value, k->min, k->max);
-        return EB_ERR_CONFIG;
-    }
     if (k)
-        return 0;
+        return eb_int_key_parse(k, value, &v, errstr, errstr_size);
     if (strcmp(key, "memory.name") == 0) {
         if (value[0])
             return 0;
@@ -79,12 +55,7 @@ static int memory_config_check(const eb_host *host, const char *key, const char 
 
 static long long setting(const eb_host *host, eb_host_bus *hb, const char *key)
 {
-    const int_key *k = find_int_key(key);
-    const char *value = host->config_get(hb, key);
-    long long v = k->def;
-    if (value)
-        parse_int(k, value, &v); /* checked at open by config_check */
-    return v;
+    return eb_int_key_setting(find_int_key(key), host, hb);
 }
 
 static int memory_open(const eb_host *host, eb_host_bus *hb, void **state,

@@ -4,7 +4,6 @@
  * below the command timeout, backoff bounds in order). The defaults here
  * are the README's.
  */
-#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "int_keys.h"
 #include "redis.h"
 
-typedef struct int_key {
-    const char *name;
-    long long min, max, def;
-} int_key;
-
-static const int_key int_keys[] = {
+static const eb_int_key int_keys[] = {
     {"redis.connect.timeout.ms", 10, 600000, 2000},
     {"redis.command.timeout.ms", 100, 600000, 5000},
     {"redis.block.ms", 1, 600000, 1000},
@@ -41,32 +36,18 @@ static const char *const known_keys[] = {
 
 #define DEFAULT_URL "redis://127.0.0.1:6379"
 
-static const int_key *find_int_key(const char *key)
+static const eb_int_key *find_int_key(const char *key)
 {
-    for (size_t i = 0; i < sizeof int_keys / sizeof *int_keys; i++)
-        if (strcmp(int_keys[i].name, key) == 0)
-            return &int_keys[i];
-    return NULL;
-}
-
-static int parse_int(const int_key *k, const char *value, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno || end == value || *end || v < k->min || v > k->max)
-        return EB_ERR_CONFIG;
-    *out = v;
-    return 0;
+    return eb_int_key_find(int_keys, sizeof int_keys / sizeof *int_keys, key);
 }
 
 int rd_settings_check_key(const eb_host *host, const char *key, const char *value,
                           char *errstr, size_t errstr_size)
 {
-    const int_key *k = find_int_key(key);
+    const eb_int_key *k = find_int_key(key);
     long long v;
     if (k) {
-        if (parse_int(k, value, &v) == 0)
+        if (eb_int_key_parse(k, value, &v, errstr, errstr_size) == 0)
             return 0;
         if (strcmp(key, "redis.claim.idle.ms") == 0)
             snprintf(errstr, errstr_size,
@@ -74,10 +55,6 @@ int rd_settings_check_key(const eb_host *host, const char *key, const char *valu
                      "refreshed every third of it, so less than %d ms would let another "
                      "member claim an entry whose handler runs)",
                      value, k->min, k->max, RD_CLAIM_IDLE_MIN_MS);
-        else
-            snprintf(errstr, errstr_size,
-                     "bad number '%s' (expected an integer from %lld to %lld)", value, k->min,
-                     k->max);
         return EB_ERR_CONFIG;
     }
     if (strcmp(key, "redis.url") == 0) {
@@ -112,12 +89,7 @@ int rd_settings_check_key(const eb_host *host, const char *key, const char *valu
 
 static long long int_setting(const eb_host *host, eb_host_bus *hb, const char *key)
 {
-    const int_key *k = find_int_key(key);
-    const char *value = host->config_get(hb, key);
-    long long v = k->def;
-    if (value)
-        parse_int(k, value, &v); /* checked at open by config_check */
-    return v;
+    return eb_int_key_setting(find_int_key(key), host, hb);
 }
 
 /** A consumer name no other member uses: host, process, a per-process
