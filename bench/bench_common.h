@@ -1,15 +1,21 @@
 /*
  * bench_common.h — what every benchmark measures with: the monotonic clock,
  * a lock-free latency histogram (16 sub-buckets per power of two, relaxed
- * atomic counts), a striped counter, and the thread count of the process.
+ * atomic counts), a striped counter, the thread count of the process,
+ * medians, and running one measurement in a forked child.
  */
 #ifndef EB_BENCH_COMMON_H
 #define EB_BENCH_COMMON_H
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proc_threads.h"
 
@@ -94,5 +100,54 @@ static inline long counter_total(striped_counter *c)
     return n;
 }
 
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/** The median of v[0..n), 1 <= n <= 64. */
+static inline double bench_median(const double *v, int n)
+{
+    double s[64];
+    memcpy(s, v, (size_t)n * sizeof *v);
+    qsort(s, (size_t)n, sizeof *s, bench_cmp_double);
+    return s[n / 2];
+}
+
+/**
+ * Runs fn(job, out) in a forked child and copies its `out_size` bytes of
+ * result back into `out`: the child's threads and peak RSS are the run's
+ * own, and nothing (a client library's state, the plugin) carries over to
+ * the next run. The parent must not have started threads (fork).
+ * @returns the child's peak RSS in MiB, or -1 when it failed.
+ */
+static inline double bench_in_child(void (*fn)(const void *job, void *out), const void *job,
+                                    void *out, size_t out_size)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(fds[0]);
+        fn(job, out);
+        ssize_t w = write(fds[1], out, out_size);
+        _exit(w == (ssize_t)out_size ? 0 : 1);
+    }
+    close(fds[1]);
+    ssize_t got = read(fds[0], out, out_size);
+    close(fds[0]);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0 || got != (ssize_t)out_size)
+        return -1;
+    return (double)ru.ru_maxrss / 1024;
+}
 
 #endif

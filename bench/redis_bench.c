@@ -462,52 +462,25 @@ static row run_eb_e2e(const job *j)
     return r;
 }
 
-/** Runs `fn` in a child process: its threads and peak RSS are the run's
- *  own. The parent never starts a thread, so fork is safe. */
+/* A run of fn in a forked child (bench_in_child), its peak RSS recorded. */
+static row (*child_fn)(const job *);
+
+static void run_in_child(const void *j, void *out) { *(row *)out = child_fn(j); }
+
 static row in_child(row (*fn)(const job *), const job *j)
 {
-    int fds[2];
-    if (pipe(fds) != 0)
-        die("pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        row r = fn(j);
-        ssize_t w = write(fds[1], &r, sizeof r);
-        _exit(w == (ssize_t)sizeof r ? 0 : 1);
-    }
-    close(fds[1]);
+    child_fn = fn;
     row r;
-    ssize_t got = read(fds[0], &r, sizeof r);
-    close(fds[0]);
-    int status;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0 || got != (ssize_t)sizeof r)
+    double rss = bench_in_child(run_in_child, j, &r, sizeof r);
+    if (rss < 0)
         die("run on %s failed", j->stream);
-    r.rss_mib = (double)ru.ru_maxrss / 1024;
+    r.rss_mib = rss;
     return r;
 }
 
 /* -------------------------------------------------------------- report */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, (size_t)n * sizeof *v);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return s[n / 2];
-}
+static double median(const double *v, int n) { return bench_median(v, n); }
 
 typedef struct series {
     double rate[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], close_ms[MAX_ROUNDS],
