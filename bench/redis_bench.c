@@ -45,68 +45,15 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#define BENCH_NAME "redis_bench"
+#include "bench_bus.h"
 #include "eventbus/eventbus.h"
 
-enum { PAYLOAD = 100, KEYS = 1000, WORKERS = 4, BATCH = 1000, MAX_ROUNDS = 9 };
+enum { WORKERS = 4, BATCH = 1000, MAX_ROUNDS = 9 };
 
 static const char *server_url;
 static char host[256] = "127.0.0.1";
 static int port = 6379;
-static int64_t deadline_s = 300;
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "redis_bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-static char keys[KEYS][8];
-static int key_len[KEYS];
-
-static void make_keys(void)
-{
-    for (int i = 0; i < KEYS; i++)
-        key_len[i] = snprintf(keys[i], sizeof keys[i], "k%03d", i);
-}
-
-/** The publish time in the payload's first 8 bytes. */
-static void stamp(unsigned char *payload)
-{
-    int64_t t = now_ns();
-    memcpy(payload, &t, sizeof t);
-}
-
-static void record_latency(histogram *h, const void *payload, size_t len)
-{
-    int64_t t;
-    if (len < sizeof t)
-        return;
-    memcpy(&t, payload, sizeof t);
-    hist_add(h, (uint64_t)(now_ns() - t));
-}
-
-/** Sleeps until message i is due at `rate` msgs/s (0: full speed). */
-static void pace(int64_t start, long i, double rate)
-{
-    if (rate <= 0)
-        return;
-    int64_t due = start + (int64_t)((double)i * 1e9 / rate);
-    int64_t wait = due - now_ns();
-    if (wait > 0)
-        sleep_us((long)(wait / 1000));
-}
-
 /* ------------------------------------------------------------- raw loop */
 
 static redisContext *raw_connect(void)
@@ -144,7 +91,7 @@ static void raw_xadd_all(redisContext *c, const char *stream, long n, int depth,
             k = due < 1 ? 1 : due < k ? due : k;
         }
         for (long j = 0; j < k; j++) {
-            stamp(payload);
+            stamp(payload, i + j, 1);
             int key = (int)((i + j) % KEYS);
             const char *argv[] = {"XADD", stream, "*", "k", keys[key], "p", (char *)payload};
             size_t lens[] = {4, strlen(stream), 1, 1, (size_t)key_len[key], 1, PAYLOAD};
@@ -215,40 +162,6 @@ static void raw_delete(const char *stream)
 
 /* ------------------------------------------------------------- eventbus */
 
-typedef struct run_state {
-    striped_counter handled;
-    atomic_llong first_ns;
-    histogram hist;
-    bool timed;
-} run_state;
-
-static eb_result noop_handler(const eb_msg *msg, void *opaque)
-{
-    run_state *rs = opaque;
-    if (atomic_load_explicit(&rs->first_ns, memory_order_relaxed) == 0) {
-        long long zero = 0;
-        atomic_compare_exchange_strong(&rs->first_ns, &zero, now_ns());
-    }
-    if (rs->timed) {
-        size_t len;
-        const void *payload = eb_msg_payload(msg, &len);
-        record_latency(&rs->hist, payload, len);
-    }
-    counter_add_one(&rs->handled);
-    return EB_ACK;
-}
-
-typedef struct delivered {
-    atomic_long ok, failed;
-} delivered;
-
-static void on_delivered(int status, const char *id, void *opaque)
-{
-    (void)id;
-    delivered *d = opaque;
-    atomic_fetch_add_explicit(status == 0 ? &d->ok : &d->failed, 1, memory_order_relaxed);
-}
-
 static eb_bus *open_bus(void)
 {
     eb_config *cfg = eb_config_new();
@@ -270,68 +183,6 @@ static eb_bus *open_bus(void)
     if (rc != 0)
         die("open: %s: %s", eb_strerror(rc), err);
     return bus;
-}
-
-static void eb_publish_all(eb_bus *bus, const char *topic, long n, double rate, delivered *d)
-{
-    unsigned char payload[PAYLOAD] = {0};
-    int64_t start = now_ns();
-    for (long i = 0; i < n; i++) {
-        pace(start, i, rate);
-        stamp(payload);
-        eb_outgoing m = {.topic = topic, .key = keys[i % KEYS],
-                         .key_len = (size_t)key_len[i % KEYS], .payload = payload,
-                         .payload_len = PAYLOAD};
-        int rc;
-        while ((rc = eb_publish(bus, &m, on_delivered, d)) == EB_ERR_FULL)
-            ;
-        if (rc != 0)
-            die("publish: %s", eb_strerror(rc));
-    }
-}
-
-static void eb_flush_checked(eb_bus *bus, delivered *d, long n)
-{
-    int rc = eb_flush(bus, (int)deadline_s * 1000);
-    if (rc != 0)
-        die("flush: %s", eb_strerror(rc));
-    if (atomic_load(&d->ok) != n)
-        die("publish: %ld of %ld delivered, %ld failed", atomic_load(&d->ok), n,
-            atomic_load(&d->failed));
-}
-
-static eb_sub *subscribe(eb_bus *bus, const char *topic, const char *group, run_state *rs)
-{
-    eb_sub *sub;
-    char err[512] = "";
-    int rc = eb_subscribe(bus, topic, group, noop_handler, rs, NULL, &sub, err, sizeof err);
-    if (rc != 0)
-        die("subscribe: %s: %s", eb_strerror(rc), err);
-    if ((rc = eb_sub_wait_ready(sub, 30000)) != 0)
-        die("subscribe: not ready: %s", eb_strerror(rc));
-    return sub;
-}
-
-static void wait_handled(run_state *rs, long n)
-{
-    int64_t give_up = now_ns() + deadline_s * 1000000000LL;
-    while (counter_total(&rs->handled) < n) {
-        if (now_ns() > give_up)
-            die("only %ld of %ld handled in %lld s", counter_total(&rs->handled), n,
-                (long long)deadline_s);
-        sleep_us(1000); /* polling a counter with a deadline; 1 ms in runs of seconds */
-    }
-}
-
-static double close_bus(eb_bus *bus)
-{
-    int64_t start = now_ns();
-    int rc = eb_bus_close(bus, 10000);
-    if (rc != 0)
-        die("close: %s", eb_strerror(rc));
-    double ms = (double)(now_ns() - start) / 1e6;
-    eb_bus_destroy(bus);
-    return ms;
 }
 
 /* ------------------------------------------------------------------ runs */
@@ -365,7 +216,7 @@ static row run_eb_publish(const job *j)
     eb_bus *bus = open_bus();
     delivered d = {0};
     int64_t t0 = now_ns();
-    eb_publish_all(bus, j->stream, j->n, 0, &d);
+    eb_publish_all(bus, j->stream, j->n, 1, 0, &d);
     eb_flush_checked(bus, &d, j->n);
     int64_t t1 = now_ns();
     row r = {.msgs_per_s = (double)j->n * 1e9 / (double)(t1 - t0), .threads = proc_thread_count()};
@@ -451,7 +302,7 @@ static row run_eb_e2e(const job *j)
     subscribe(bus, j->stream, j->group, rs);
     delivered d = {0};
     int64_t t0 = now_ns();
-    eb_publish_all(bus, j->stream, j->n, j->rate, &d);
+    eb_publish_all(bus, j->stream, j->n, 1, j->rate, &d);
     wait_handled(rs, j->n);
     int64_t t1 = now_ns();
     eb_flush_checked(bus, &d, j->n);

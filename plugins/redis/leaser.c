@@ -127,6 +127,9 @@ static int apply(rd_leaser *l, rd_lease_op op, const unsigned char *which, unsig
             index[n] = p;
             keys[n++] = l->lease_keys[p];
         }
+    memset(ours, 0, l->cfg.partitions);
+    if (n == 0)
+        return 0;
     unsigned char answers[RD_PARTITIONS_MAX];
     if (rd_lease_apply(&l->conn, op, keys, n, l->token, l->cfg.lease_ms, answers, err,
                        sizeof err) != 0) {
@@ -136,7 +139,6 @@ static int apply(rd_leaser *l, rd_lease_op op, const unsigned char *which, unsig
             l->host->log(l->hb, EB_LOG_WARN, "%s", err);
         return -1;
     }
-    memset(ours, 0, l->cfg.partitions);
     for (size_t i = 0; i < n; i++)
         ours[index[i]] = answers[i];
     return 0;
