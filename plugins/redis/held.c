@@ -39,6 +39,9 @@ int rd_held_add(rd_held *h, rd_held_node *node)
         return -1; /* a table that cannot grow still takes nodes, chained longer */
     node->hash = hash_id(node->id);
     rd_held_node **head = &h->buckets[node->hash & (h->n_buckets - 1)];
+    for (rd_held_node *other = *head; other; other = other->next)
+        if (other->hash == node->hash && strcmp(other->id, node->id) == 0)
+            return 1;
     node->next = *head;
     *head = node;
     h->count++;

@@ -29,8 +29,9 @@ typedef struct rd_held {
     size_t count;
 } rd_held;
 
-/** Adds a node (its id must not be held). @returns 0, or -1 when out of
- *  memory (nothing changed). */
+/** Adds a node unless its id is held already (one hash for both).
+ *  @returns 0 added; 1 held already (nothing changed); -1 out of memory
+ *  (nothing changed). */
 int rd_held_add(rd_held *h, rd_held_node *node);
 
 /** Removes `node` if it is held. @returns whether it was. */

@@ -364,8 +364,7 @@ static void deliver_entries(rd_sub *s, redisReply *reply, const redisReply *entr
     pthread_mutex_lock(&s->mu);
     for (size_t j = 0; j < k; j++) {
         rd_msg *m = s->scratch[j];
-        if (rd_held_find(&s->held, m->node.id) ||
-            (pending && (id_list_has(&s->acks, m->node.id) ||
+        if ((pending && (id_list_has(&s->acks, m->node.id) ||
                          id_list_has(&s->acking, m->node.id))) ||
             rd_held_add(&s->held, &m->node) != 0) {
             free(m->headers); /* ours already (a reread or a claim of our own) */
