@@ -435,7 +435,16 @@ static int claim_page(rd_sub *s, size_t room, char *err, size_t err_size)
         s->next_claim_ns = now_ns(s) + (int64_t)CLAIM_EVERY_MS * 1000000;
         return 0;
     }
-    atomic_fetch_add(&s->lost_entries, cl.deleted->elements);
+    /* A deleted id a reread already counted (its XACK not yet done) is
+     * reported again here: count it once. */
+    size_t newly_lost = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < cl.deleted->elements; i++) {
+        const char *id = cl.deleted->element[i]->str;
+        newly_lost += id && !id_list_has(&s->acks, id) && !id_list_has(&s->acking, id);
+    }
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->lost_entries, newly_lost);
     atomic_fetch_add(&s->claimed, cl.entries->elements);
     if (strcmp(cl.next, "0-0") == 0)
         s->next_claim_ns = now_ns(s) + (int64_t)CLAIM_EVERY_MS * 1000000;
