@@ -30,7 +30,7 @@ struct rd_leaser {
     pthread_cond_t cv;        /* CLOCK_MONOTONIC: releases, stop */
     /* under mu */
     unsigned char *held, *lost, *unwanted, *release;
-    bool stopping, wake;
+    bool stopping, wake, settled;
     uint64_t taken, lost_count, released;
     /* the thread's */
     rd_conn conn;
@@ -229,6 +229,15 @@ give_back: /* the releases were not done: the next turn does them */
     return changed;
 }
 
+/** Under mu: does the member hold exactly the partitions it should? */
+static bool holds_its_share(const rd_leaser *l)
+{
+    for (unsigned p = 0; p < l->cfg.partitions; p++)
+        if (!l->held[p] != !l->wanted[p])
+            return false;
+    return true;
+}
+
 /** Waits until deadline_ns (monotonic), a release request or stop. */
 static void nap(rd_leaser *l, int64_t deadline_ns)
 {
@@ -251,6 +260,8 @@ static void *leaser_main(void *arg)
     rd_leaser *l = arg;
     pthread_setname_np(pthread_self(), "eb-redis-lease");
     int64_t renew_ns = l->cfg.lease_ms / 3 * 1000000;
+    if (l->cfg.turn_ms > 0 && l->cfg.turn_ms * 1000000 < renew_ns)
+        renew_ns = l->cfg.turn_ms * 1000000;
     int backoff = l->cfg.backoff_min_ms;
     for (;;) {
         pthread_mutex_lock(&l->mu);
@@ -264,6 +275,8 @@ static void *leaser_main(void *arg)
             changed = turn(l, &failed);
         pthread_mutex_lock(&l->mu);
         changed |= expire_leases(l);
+        if (!failed && !l->settled && holds_its_share(l))
+            changed = l->settled = true;
         pthread_mutex_unlock(&l->mu);
         if (changed)
             notify(l);
@@ -366,6 +379,7 @@ void rd_leaser_view(rd_leaser *l, rd_lease_view *v)
     memcpy(v->held, l->held, n);
     memcpy(v->lost, l->lost, n);
     memcpy(v->unwanted, l->unwanted, n);
+    v->settled = l->settled;
     memset(l->lost, 0, n);
     pthread_mutex_unlock(&l->mu);
 }

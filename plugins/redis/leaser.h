@@ -2,7 +2,7 @@
  * leaser.h — the keyed group mode's ownership of partitions for one
  * subscription: a thread with a connection of its own (never behind a
  * revoke or a read) that, every renewal interval R = L / 3 (L the lease
- * time):
+ * time, or sooner: turn_ms):
  *   - announces the member (members.c) and computes the partitions it
  *     should own from the live members;
  *   - renews the leases it holds (one script for all), and takes the free
@@ -43,6 +43,8 @@ typedef struct rd_leaser_config {
     int64_t lease_ms;          /* L */
     int64_t revoke_ms;         /* how long giving a partition up may take */
     int64_t margin_ms;         /* a renewal's time on the wire (the command timeout) */
+    int64_t turn_ms;           /* turns come every min(L / 3, turn_ms) (0: L / 3), so
+                                  joins and leaves are seen sooner than renewals need */
     void (*changed)(void *ctx); /* from the leaser's thread, holding no lock */
     void *ctx;
     rd_health *health;         /* NULL: none */
@@ -55,6 +57,8 @@ typedef struct rd_lease_view {
                                   at once, as lost; cleared by the view */
     unsigned char *unwanted;   /* ours, but another member should own it: give it up,
                                   then rd_leaser_release */
+    bool settled;              /* once a turn ended with the member holding exactly
+                                  the partitions it should (sticky) */
 } rd_lease_view;
 
 /** Starts the thread (connecting happens there). NULL when out of memory. */

@@ -1,35 +1,31 @@
 /*
- * member.c — one subscription of the Redis transport in shared group mode:
- * the group's consumer `redis.consumer` on the topic's stream, read by two
- * threads with a connection each.
+ * member.c — one subscription of the Redis transport (see member.h), read
+ * by two threads with a connection each.
  *
- *  - The reader (eb-redis-read) reads: this consumer's own pending entries
- *    first (at start and after every reconnect), then new ones with a
- *    bounded BLOCK, and every second a page of entries any consumer left
- *    idle longer than redis.claim.idle.ms (XAUTOCLAIM). It hands them to
- *    the core as lane 0, keeps what the core refuses until resume(), and
- *    never holds more than dispatch.lane.max.inflight entries.
+ *  - The reader (eb-redis-read), in shared mode, reads the topic's stream
+ *    as lane 0: this consumer's own pending entries first (at start and
+ *    after every reconnect), then new ones with a bounded BLOCK, and every
+ *    second a page of entries any consumer left idle longer than
+ *    redis.claim.idle.ms (XAUTOCLAIM). In keyed mode it runs keyed.c's
+ *    step instead. It keeps what the core refuses until resume(), and
+ *    never holds more than dispatch.lane.max.inflight entries of a lane.
  *  - The keeper (eb-redis-keep) acknowledges finished ids in batches
- *    (XACK), refreshes the idle time of every entry held every third of
- *    the claim idle time (only those still pending under this consumer:
- *    refresh.c), reads the group's lag, prunes dead consumers, and ends the
- *    reader's blocked read (CLIENT UNBLOCK) when it must stop or rewind.
+ *    (XACK per lane), in shared mode refreshes the idle time of every
+ *    entry held every third of the claim idle time (only those still
+ *    pending under this consumer: refresh.c), reads the groups' lag,
+ *    prunes dead consumers, and ends the reader's blocked read (CLIENT
+ *    UNBLOCK) when it must stop, rewind or look at news.
  *
- * An entry claimed away by another member while held here (this member's
- * refreshes did not reach the server in time) revokes the lane with the
- * lost flag: the held set is emptied, the lane's generation goes up, and
- * the reader reads the own pending entries again.
+ * Shared mode: an entry claimed away by another member while held here
+ * (this member's refreshes did not reach the server in time) revokes the
+ * lane with the lost flag: what it held is forgotten, the lane's
+ * generation goes up, and the reader reads the own pending entries again.
  *
- * An anonymous member (NULL group) reads with plain XREAD from the last
- * entry at subscribe time; it acknowledges nothing and leaves nothing.
- *
- * Locking: s->mu guards everything marked so; ack/release/resume take it
- * briefly and never call Redis. The reader calls the core (deliver,
- * revoke, ready) holding no lock.
+ * An anonymous member (NULL group) reads every lane with plain XREAD from
+ * the last entry at subscribe time (or the first, for EARLIEST); it
+ * acknowledges nothing and leaves nothing.
  */
 #include <sched.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,31 +34,18 @@
 #include "claim.h"
 #include "consumers.h"
 #include "fields.h"
-#include "group.h"
-#include "held.h"
 #include "json_out.h"
-#include "redis.h"
+#include "lease.h"
+#include "member.h"
 #include "refresh.h"
 
 enum {
-    ERR_SIZE = RD_URL_MAX + 512,
-    ID_MAX = 48,             /* "0@" + a stream id (at most 41) + NUL */
+    ERR_SIZE = RD_URL_MAX + RD_NAME_MAX + 512,
     CLAIM_EVERY_MS = 1000,   /* a claim page at most this often once caught up */
     TICK_MS = 1000,          /* the keeper's lag reading */
     ACKS_PER_XACK = 1000,
     UNBLOCK_TRIES = 100,
 };
-
-typedef struct rd_batch rd_batch;
-
-/** A message handed to the core; the ones of one read share a batch. */
-typedef struct rd_msg {
-    eb_msg base;
-    rd_held_node node;       /* node.id points at id + 2 */
-    rd_batch *batch;
-    eb_header *headers;      /* malloc'd by rd_entry_read */
-    char id[ID_MAX];         /* "0@<stream id>" */
-} rd_msg;
 
 struct rd_batch {
     atomic_size_t live;      /* messages not yet returned */
@@ -70,66 +53,9 @@ struct rd_batch {
     rd_msg msgs[];
 };
 
-/** Stream ids, NUL-separated in one buffer. */
-typedef struct id_list {
-    char *buf;
-    size_t len, cap, n;
-} id_list;
-
-struct rd_sub {
-    rd_sub *next;            /* the bus's list, under rb->mu */
-    rd_bus *rb;
-    const rd_settings *set;
-    const eb_host *host;
-    eb_host_sub *hs;
-    char *topic, *group, *stream;
-    uint32_t inflight_max;
-    eb_start_position start;
-    pthread_t reader, keeper;
-
-    pthread_mutex_t mu;
-    pthread_cond_t reader_cv; /* room, resume, stop */
-    pthread_cond_t keeper_cv; /* acks, unblock requests, stop */
-    /* under mu */
-    rd_held held;
-    uint64_t generation;     /* of lane 0 */
-    id_list acks;            /* finished, for the keeper's next XACK */
-    id_list acking;          /* in the keeper's XACK now (it reads it unlocked) */
-    bool rereading;          /* the reader reads pending entries: XACKs wait */
-    bool reader_stop, keeper_stop;
-    bool resume_requested;
-    bool lost;               /* the keeper found held entries claimed away */
-    bool reader_waiting;     /* on reader_cv for room */
-    bool reader_blocking;    /* in a blocking read */
-    bool unblock_wanted;
-    long long reader_client_id;
-    int64_t leave_deadline_ns;
-    int leave_rc;
-
-    /* the reader's */
-    rd_conn rconn;
-    rd_group grp;
-    int reader_link;
-    bool ready_sent, group_made, paused;
-    rd_msg **refused;        /* deliver() refused these, in order */
-    size_t n_refused, refused_at;
-    rd_msg **scratch;        /* one read's messages */
-    char claim_cursor[64];
-    int64_t next_claim_ns;
-    char anon_last[64];      /* XREAD position of an anonymous member */
-
-    /* the keeper's */
-    rd_conn kconn;
-    rd_group kgrp;
-    int keeper_link;
-
-    /* stats */
-    _Atomic uint64_t delivered, acked, claimed, claimed_away, lost_entries, recreated,
-        reconnects, ack_failures;
-    _Atomic long long lag, pending;
-};
-
 /* --------------------------------------------------------------- helpers */
+
+int64_t rd_member_now_ns(const rd_sub *s) { return s->host->now_ns(); }
 
 static int64_t now_ns(const rd_sub *s) { return s->host->now_ns(); }
 
@@ -138,14 +64,18 @@ static struct timespec abs_time(int64_t ns)
     return (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
 }
 
-/** Under mu: waits on cv until woken or deadline_ns. */
-static void wait_until(rd_sub *s, pthread_cond_t *cv, int64_t deadline_ns)
+void rd_member_wait(rd_sub *s, pthread_cond_t *cv, int64_t deadline_ns)
 {
     struct timespec ts = abs_time(deadline_ns);
     pthread_cond_timedwait(cv, &s->mu, &ts);
 }
 
-static bool id_list_push(id_list *l, const char *id)
+static void wait_until(rd_sub *s, pthread_cond_t *cv, int64_t deadline_ns)
+{
+    rd_member_wait(s, cv, deadline_ns);
+}
+
+static bool id_list_push(rd_id_list *l, const char *id)
 {
     size_t n = strlen(id) + 1;
     if (l->len + n > l->cap) {
@@ -164,7 +94,7 @@ static bool id_list_push(id_list *l, const char *id)
     return true;
 }
 
-static bool id_list_has(const id_list *l, const char *id)
+static bool id_list_has(const rd_id_list *l, const char *id)
 {
     for (size_t at = 0; at < l->len; at += strlen(l->buf + at) + 1)
         if (strcmp(l->buf + at, id) == 0)
@@ -173,10 +103,10 @@ static bool id_list_has(const id_list *l, const char *id)
 }
 
 /** Moves every id of `from` to the end of `to` (from is left empty). */
-static void id_list_move(id_list *to, id_list *from)
+static void id_list_move(rd_id_list *to, rd_id_list *from)
 {
     if (to->n == 0) {
-        id_list t = *to;
+        rd_id_list t = *to;
         *to = *from;
         *from = t;
     } else {
@@ -205,6 +135,28 @@ static void set_link(rd_sub *s, int *link, int up, const char *why)
     rd_health_link(&s->rb->health, link, up, why);
 }
 
+/** Under mu: forgets m if it is held. @returns whether it was; wakes a
+ *  reader waiting for room in its lane. */
+static bool unhold(rd_sub *s, rd_msg *m)
+{
+    if (!rd_held_remove(&s->held, &m->node))
+        return false;
+    rd_lane *ln = &s->lanes[m->base.lane];
+    if (ln->held-- == s->inflight_max && s->reader_blocking && s->n_lanes > 1) {
+        s->unblock_wanted = true; /* the BLOCK is on the other lanes: read this one */
+        pthread_cond_signal(&s->keeper_cv);
+    }
+    if (s->reader_waiting)
+        pthread_cond_signal(&s->reader_cv);
+    return true;
+}
+
+static bool has_revoke_until(const eb_host *h)
+{
+    return h->struct_size >= offsetof(eb_host, revoke_until) + sizeof h->revoke_until &&
+           h->revoke_until;
+}
+
 /* ------------------------------------------------------ the core's calls */
 
 void rd_sub_ack(rd_sub *s, eb_msg *const *msgs, size_t n)
@@ -213,16 +165,14 @@ void rd_sub_ack(rd_sub *s, eb_msg *const *msgs, size_t n)
     size_t acked = 0;
     for (size_t i = 0; i < n; i++) {
         rd_msg *m = (rd_msg *)msgs[i];
-        if (!rd_held_remove(&s->held, &m->node))
+        if (!unhold(s, m))
             continue; /* from before a lost revoke: its entry is read again */
         acked++;
-        if (s->group && !id_list_push(&s->acks, m->node.id))
+        if (s->group && !id_list_push(&s->lanes[m->base.lane].acks, m->sid))
             atomic_fetch_add(&s->ack_failures, 1); /* redelivered later: never lost */
     }
     if (acked && s->group)
         pthread_cond_signal(&s->keeper_cv);
-    if (acked && s->reader_waiting)
-        pthread_cond_signal(&s->reader_cv);
     pthread_mutex_unlock(&s->mu);
     atomic_fetch_add(&s->acked, acked);
     free_msgs(msgs, n);
@@ -231,12 +181,11 @@ void rd_sub_ack(rd_sub *s, eb_msg *const *msgs, size_t n)
 void rd_sub_release(rd_sub *s, eb_msg *const *msgs, size_t n)
 {
     /* The entries stay pending under this consumer: read again after a
-     * rewind, handed over at leave, or claimed after the idle time. */
+     * rewind, handed over at leave, claimed after the idle time, or (keyed
+     * mode) claimed by the partition's next owner. */
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < n; i++)
-        rd_held_remove(&s->held, &((rd_msg *)msgs[i])->node);
-    if (s->reader_waiting)
-        pthread_cond_signal(&s->reader_cv);
+        unhold(s, (rd_msg *)msgs[i]);
     pthread_mutex_unlock(&s->mu);
     free_msgs(msgs, n);
 }
@@ -270,19 +219,22 @@ static void deliver(rd_sub *s, rd_msg **msgs, size_t n)
         s->paused = true;
 }
 
-/** Resumed: hands over the refused messages still of this generation. */
+/** Resumed: hands over the refused messages still of their lane's
+ *  generation (a revoke drops its lane's; this is the safety net). */
 static void deliver_refused(rd_sub *s)
 {
-    pthread_mutex_lock(&s->mu);
-    uint64_t gen = s->generation;
-    pthread_mutex_unlock(&s->mu);
     size_t keep = s->refused_at;
+    pthread_mutex_lock(&s->mu);
     for (size_t i = s->refused_at; i < s->n_refused; i++) {
-        if (s->refused[i]->base.lane_generation == gen)
-            s->refused[keep++] = s->refused[i];
-        else
-            free_msgs((eb_msg **)&s->refused[i], 1);
+        rd_msg *m = s->refused[i];
+        if (m->base.lane_generation == s->lanes[m->base.lane].generation) {
+            s->refused[keep++] = m;
+        } else {
+            unhold(s, m);
+            free_msgs((eb_msg **)&m, 1);
+        }
     }
+    pthread_mutex_unlock(&s->mu);
     s->n_refused = keep;
     if (s->refused_at < s->n_refused)
         deliver(s, s->refused + s->refused_at, s->n_refused - s->refused_at);
@@ -290,35 +242,46 @@ static void deliver_refused(rd_sub *s)
         s->refused_at = s->n_refused = 0;
 }
 
-/** Drops every refused message (unheld: their entries stay pending). */
-static void drop_refused(rd_sub *s)
+/** Drops the refused messages of `lane` (every lane: UINT32_MAX),
+ *  unheld: their entries stay pending. */
+static void drop_refused(rd_sub *s, uint32_t lane)
 {
+    size_t keep = s->refused_at;
     pthread_mutex_lock(&s->mu);
-    for (size_t i = s->refused_at; i < s->n_refused; i++)
-        rd_held_remove(&s->held, &s->refused[i]->node);
+    for (size_t i = s->refused_at; i < s->n_refused; i++) {
+        rd_msg *m = s->refused[i];
+        if (lane == UINT32_MAX || m->base.lane == lane) {
+            unhold(s, m);
+            free_msgs((eb_msg **)&m, 1);
+        } else {
+            s->refused[keep++] = m;
+        }
+    }
     pthread_mutex_unlock(&s->mu);
-    for (size_t i = s->refused_at; i < s->n_refused; i++)
-        free_msgs((eb_msg **)&s->refused[i], 1);
-    s->refused_at = s->n_refused = 0;
-    s->paused = false;
+    s->n_refused = keep;
+    if (s->refused_at == s->n_refused) {
+        s->refused_at = s->n_refused = 0;
+        s->paused = false;
+    }
 }
 
 static int64_t id_millis(const char *id) { return strtoll(id, NULL, 10); }
 
-/**
- * Hands the entries of one read to the core (taking `reply`): each one
- * not held already, with its delivery count (counts[i], or `count` for
- * all). A pending id whose entry was deleted (trimmed) is acknowledged
- * and counted lost: nobody can handle it.
- *
- * `pending`: the entries were pending already (a reread of the own ones,
- * a claim), so some may have been handled and acknowledged since the
- * server replied, their XACK not sent or not answered yet: those are
- * skipped too (a linear search, on these rare reads only).
- */
-static void deliver_entries(rd_sub *s, redisReply *reply, const redisReply *entries,
-                            const uint32_t *counts, uint32_t count, bool pending)
+void rd_member_deliver_entries(rd_sub *s, unsigned lane, redisReply *reply,
+                               const redisReply *entries, const uint32_t *counts,
+                               uint32_t count, bool pending)
 {
+    /*
+     * Each entry not held already, with its delivery count (counts[i], or
+     * `count` for all). A pending id whose entry was deleted (trimmed) is
+     * acknowledged and counted lost: nobody can handle it.
+     *
+     * `pending`: the entries were pending already (a reread of the own
+     * ones, a claim), so some may have been handled and acknowledged since
+     * the server replied, their XACK not sent or not answered yet: those
+     * are skipped too (a linear search, on these rare reads only).
+     */
+    rd_lane *ln = &s->lanes[lane];
     size_t n = entries->elements;
     rd_batch *b = n ? malloc(sizeof *b + n * sizeof(rd_msg)) : NULL;
     if (!b) { /* nothing read, or out of memory: the entries are read again */
@@ -327,7 +290,7 @@ static void deliver_entries(rd_sub *s, redisReply *reply, const redisReply *entr
     }
     char err[256];
     size_t k = 0;
-    id_list gone = {0};
+    rd_id_list gone = {0};
     for (size_t i = 0; i < n; i++) {
         rd_entry e;
         int rc = rd_entry_read(entries->element[i], &e, err, sizeof err);
@@ -335,16 +298,17 @@ static void deliver_entries(rd_sub *s, redisReply *reply, const redisReply *entr
             id_list_push(&gone, entries->element[i]->element[0]->str);
             continue;
         }
-        if (rc != 0 || strlen(e.id) + 3 > ID_MAX) {
+        rd_msg *m = &b->msgs[k];
+        int len = rc == 0 ? snprintf(m->id, sizeof m->id, "%u@%s", lane, e.id) : 0;
+        if (rc != 0 || len < 0 || (size_t)len >= sizeof m->id) {
             s->host->log(s->rb->hb, EB_LOG_WARN, "redis: stream %s: an entry skipped: %s",
-                         s->stream, rc ? err : "id too long");
+                         ln->stream, rc ? err : "id too long");
             if (rc == 0)
                 rd_entry_free(&e);
             continue;
         }
-        rd_msg *m = &b->msgs[k];
-        snprintf(m->id, sizeof m->id, "0@%s", e.id);
-        m->node = (rd_held_node){.id = m->id + 2};
+        m->sid = strchr(m->id, '@') + 1;
+        m->node = (rd_held_node){.id = m->id};
         m->batch = b;
         m->headers = e.headers;
         m->base = (eb_msg){.topic = s->topic,
@@ -357,25 +321,25 @@ static void deliver_entries(rd_sub *s, redisReply *reply, const redisReply *entr
                            .id = m->id,
                            .timestamp_ms = id_millis(e.id),
                            .delivery_count = counts ? counts[i] : count,
-                           .lane = 0};
+                           .lane = lane};
         s->scratch[k++] = m;
     }
     size_t kept = 0;
     pthread_mutex_lock(&s->mu);
     for (size_t j = 0; j < k; j++) {
         rd_msg *m = s->scratch[j];
-        if ((pending && (id_list_has(&s->acks, m->node.id) ||
-                         id_list_has(&s->acking, m->node.id))) ||
+        if ((pending && (id_list_has(&ln->acks, m->sid) || id_list_has(&ln->acking, m->sid))) ||
             rd_held_add(&s->held, &m->node) != 0) {
             free(m->headers); /* ours already (a reread or a claim of our own) */
             continue;
         }
-        m->base.lane_generation = s->generation;
+        ln->held++;
+        m->base.lane_generation = ln->generation;
         s->scratch[kept++] = m;
     }
     if (gone.n) {
         atomic_fetch_add(&s->lost_entries, gone.n);
-        id_list_move(&s->acks, &gone);
+        id_list_move(&ln->acks, &gone);
         pthread_cond_signal(&s->keeper_cv);
     }
     pthread_mutex_unlock(&s->mu);
@@ -391,42 +355,106 @@ static void deliver_entries(rd_sub *s, redisReply *reply, const redisReply *entr
     deliver(s, s->scratch, kept);
 }
 
+void rd_member_count_deleted(rd_sub *s, unsigned lane, const redisReply *deleted)
+{
+    /* A deleted id a reread already counted (its XACK not yet done) is
+     * reported again by a claim: count it once. */
+    size_t newly_lost = 0;
+    rd_lane *ln = &s->lanes[lane];
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; deleted && i < deleted->elements; i++) {
+        const char *id = deleted->element[i]->str;
+        newly_lost += id && !id_list_has(&ln->acks, id) && !id_list_has(&ln->acking, id);
+    }
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->lost_entries, newly_lost);
+}
+
+typedef struct unheld {
+    rd_sub *s;
+    unsigned lane;
+    rd_held_node **nodes;
+    size_t n;
+} unheld;
+
+static int collect_lane(rd_held_node *node, void *ctx)
+{
+    unheld *u = ctx;
+    rd_msg *m = (rd_msg *)((char *)node - offsetof(rd_msg, node));
+    if (m->base.lane == u->lane)
+        u->nodes[u->n++] = node;
+    return 0;
+}
+
+void rd_member_revoke(rd_sub *s, unsigned lane, unsigned flags, int64_t deadline_ns)
+{
+    pthread_mutex_lock(&s->mu);
+    eb_lane_ref ref = {lane, s->lanes[lane].generation};
+    pthread_mutex_unlock(&s->mu);
+    drop_refused(s, lane);
+    if (has_revoke_until(s->host))
+        s->host->revoke_until(s->hs, &ref, 1, deadline_ns, flags);
+    else
+        s->host->revoke(s->hs, &ref, 1);
+    pthread_mutex_lock(&s->mu);
+    rd_lane *ln = &s->lanes[lane];
+    ln->generation++;
+    if (ln->held) { /* lost: the core waited for nothing; acks of these are discarded */
+        unheld u = {s, lane, malloc(ln->held * sizeof *u.nodes), 0};
+        if (u.nodes) {
+            rd_held_each(&s->held, collect_lane, &u);
+            for (size_t i = 0; i < u.n; i++)
+                rd_held_remove(&s->held, u.nodes[i]);
+            ln->held -= u.n;
+        } else if (s->n_lanes == 1) { /* out of memory: one lane is everything */
+            rd_held_reset(&s->held);
+            ln->held = 0;
+        }
+        free(u.nodes);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---------------------------------------------------------------- reads */
 
-/** XREADGROUP: own pending entries (with their delivery counts), or new
- *  ones. @returns 0, or -1 with a sentence (the connection is dropped). */
+/** Shared mode, XREADGROUP: own pending entries (with their delivery
+ *  counts), or new ones. @returns 0, or -1 with a sentence (the
+ *  connection is dropped). */
 static int read_group(rd_sub *s, size_t room, bool block, char *err, size_t err_size)
 {
-    bool pending = strcmp(s->grp.cursor, ">") != 0;
+    rd_lane *ln = &s->lanes[0];
+    bool pending = strcmp(ln->grp.cursor, ">") != 0;
     redisReply *reply;
     const redisReply *entries;
-    if (rd_group_read(&s->grp, room, block ? s->set->block_ms : 0, &reply, &entries, err,
+    if (rd_group_read(&ln->grp, room, block ? s->set->block_ms : 0, &reply, &entries, err,
                       err_size) != 0)
         return -1;
-    atomic_store(&s->recreated, s->grp.recreated);
+    atomic_store(&s->recreated, ln->grp.recreated);
     uint32_t *counts = NULL;
     if (pending && entries->elements) {
         counts = calloc(entries->elements, sizeof *counts);
-        if (!counts || rd_pending_deliveries(&s->rconn, s->stream, s->group, entries, counts,
+        if (!counts || rd_pending_deliveries(&s->rconn, ln->stream, s->group, entries, counts,
                                              err, err_size) != 0) {
             if (!counts)
                 snprintf(err, err_size, "redis: out of memory");
             free(counts);
             freeReplyObject(reply);
-            rd_group_rewind(&s->grp);
+            rd_group_rewind(&ln->grp);
             return -1;
         }
     }
-    deliver_entries(s, reply, entries, counts, 1, pending);
+    rd_member_deliver_entries(s, 0, reply, entries, counts, 1, pending);
     free(counts);
     return 0;
 }
 
-/** One XAUTOCLAIM page of entries idle past the claim idle time. */
+/** Shared mode: one XAUTOCLAIM page of entries idle past the claim idle
+ *  time. */
 static int claim_page(rd_sub *s, size_t room, char *err, size_t err_size)
 {
+    rd_lane *ln = &s->lanes[0];
     rd_claimed cl;
-    if (rd_claim_idle(&s->rconn, s->stream, s->group, s->rb->settings.consumer,
+    if (rd_claim_idle(&s->rconn, ln->stream, s->group, s->rb->settings.consumer,
                       s->set->claim_idle_ms, s->claim_cursor, room, &cl, err, err_size) != 0) {
         if (!s->rconn.ctx || !strstr(err, "NOGROUP"))
             return -1;
@@ -435,16 +463,7 @@ static int claim_page(rd_sub *s, size_t room, char *err, size_t err_size)
         s->next_claim_ns = now_ns(s) + (int64_t)CLAIM_EVERY_MS * 1000000;
         return 0;
     }
-    /* A deleted id a reread already counted (its XACK not yet done) is
-     * reported again here: count it once. */
-    size_t newly_lost = 0;
-    pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < cl.deleted->elements; i++) {
-        const char *id = cl.deleted->element[i]->str;
-        newly_lost += id && !id_list_has(&s->acks, id) && !id_list_has(&s->acking, id);
-    }
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_add(&s->lost_entries, newly_lost);
+    rd_member_count_deleted(s, 0, cl.deleted);
     atomic_fetch_add(&s->claimed, cl.entries->elements);
     if (strcmp(cl.next, "0-0") == 0)
         s->next_claim_ns = now_ns(s) + (int64_t)CLAIM_EVERY_MS * 1000000;
@@ -455,30 +474,96 @@ static int claim_page(rd_sub *s, size_t room, char *err, size_t err_size)
     cl.reply = NULL;
     cl.deliveries = NULL;
     rd_claimed_free(&cl);
-    deliver_entries(s, reply, entries, counts, 0, true);
+    rd_member_deliver_entries(s, 0, reply, entries, counts, 0, true);
     free(counts);
     return 0;
 }
 
-/** XREAD of an anonymous member from its last position. */
-static int read_anon(rd_sub *s, size_t room, char *err, size_t err_size)
+/** The lane of a stream named in a reply, or -1. */
+static int lane_of_stream(const rd_sub *s, const char *stream)
 {
-    char count[24], block[24];
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        if (strcmp(s->lanes[i].stream, stream) == 0)
+            return (int)i;
+    return -1;
+}
+
+/** One plain XREAD BLOCK (COUNT 1) of the lanes marked in `which` from
+ *  their `last` ids: the lanes with new entries become RD_LANE_NEW (what
+ *  is new is then read by the lane's own read). @returns 0, or -1 with a
+ *  sentence (the connection is closed). */
+static int wait_new(rd_sub *s, const unsigned char *which, char *err, size_t err_size)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        n += which[i] != 0;
+    if (n == 0)
+        return 0;
+    const char **argv = malloc((6 + 2 * n) * sizeof *argv);
+    if (!argv) {
+        snprintf(err, err_size, "redis: out of memory");
+        return -1;
+    }
+    char block_s[24];
+    snprintf(block_s, sizeof block_s, "%d", s->set->block_ms);
+    int argc = 0;
+    argv[argc++] = "XREAD";
+    argv[argc++] = "COUNT";
+    argv[argc++] = "1";
+    argv[argc++] = "BLOCK";
+    argv[argc++] = block_s;
+    argv[argc++] = "STREAMS";
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        if (which[i])
+            argv[argc++] = s->lanes[i].stream;
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        if (which[i])
+            argv[argc++] = s->lanes[i].last;
+    redisReply *r = rd_conn_command(&s->rconn, argc, argv, NULL, err, err_size);
+    free(argv);
+    if (!r)
+        return -1;
+    bool shape = r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && shape && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        shape = e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+                e->element[0]->type == REDIS_REPLY_STRING;
+    }
+    if (!shape) {
+        snprintf(err, err_size, "redis %s: XREAD: %s", s->set->url.display,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "a reply in an unexpected shape");
+        freeReplyObject(r);
+        rd_conn_close(&s->rconn);
+        return -1;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        int lane = lane_of_stream(s, r->element[i]->element[0]->str);
+        if (lane >= 0)
+            s->lanes[lane].phase = RD_LANE_NEW;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/** An anonymous member's read of one lane's new entries (no BLOCK). */
+static int read_anon_lane(rd_sub *s, unsigned lane, size_t room, char *err, size_t err_size)
+{
+    rd_lane *ln = &s->lanes[lane];
+    char count[24];
     snprintf(count, sizeof count, "%zu", room);
-    snprintf(block, sizeof block, "%d", s->set->block_ms);
-    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", s->stream,
-                          s->anon_last};
-    redisReply *r = rd_conn_command(&s->rconn, 8, argv, NULL, err, err_size);
+    const char *argv[] = {"XREAD", "COUNT", count, "STREAMS", ln->stream, ln->last};
+    redisReply *r = rd_conn_command(&s->rconn, 6, argv, NULL, err, err_size);
     if (!r)
         return -1;
     if (r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
+        ln->phase = RD_LANE_WAIT;
         return 0;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
         r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2 ||
         r->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, err_size, "redis %s: XREAD %s: %s", s->set->url.display, s->stream,
+        snprintf(err, err_size, "redis %s: XREAD %s: %s", s->set->url.display, ln->stream,
                  r->type == REDIS_REPLY_ERROR ? r->str : "a reply in an unexpected shape");
         freeReplyObject(r);
         rd_conn_close(&s->rconn);
@@ -486,27 +571,30 @@ static int read_anon(rd_sub *s, size_t room, char *err, size_t err_size)
     }
     const redisReply *entries = r->element[0]->element[1];
     if (entries->elements)
-        snprintf(s->anon_last, sizeof s->anon_last, "%s",
+        snprintf(ln->last, sizeof ln->last, "%s",
                  entries->element[entries->elements - 1]->element[0]->str);
-    deliver_entries(s, r, entries, NULL, 1, false);
+    if (entries->elements < room)
+        ln->phase = RD_LANE_WAIT;
+    rd_member_deliver_entries(s, lane, r, entries, NULL, 1, false);
     return 0;
 }
 
-/** The id of the stream's last entry ("0-0" when empty or missing). */
-static int last_entry_id(rd_sub *s, char *out, size_t size, char *err, size_t err_size)
+/** The id of the lane's stream's last entry ("0-0" when empty or
+ *  missing). */
+static int last_entry_id(rd_sub *s, rd_lane *ln, char *err, size_t err_size)
 {
-    const char *argv[] = {"XREVRANGE", s->stream, "+", "-", "COUNT", "1"};
+    const char *argv[] = {"XREVRANGE", ln->stream, "+", "-", "COUNT", "1"};
     redisReply *r = rd_conn_command(&s->rconn, 6, argv, NULL, err, err_size);
     if (!r)
         return -1;
     int rc = 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 0)
-        snprintf(out, size, "0-0");
+        snprintf(ln->last, sizeof ln->last, "0-0");
     else if (r->type == REDIS_REPLY_ARRAY && r->element[0]->type == REDIS_REPLY_ARRAY &&
              r->element[0]->elements == 2)
-        snprintf(out, size, "%s", r->element[0]->element[0]->str);
+        snprintf(ln->last, sizeof ln->last, "%s", r->element[0]->element[0]->str);
     else {
-        snprintf(err, err_size, "redis %s: XREVRANGE %s: %s", s->set->url.display, s->stream,
+        snprintf(err, err_size, "redis %s: XREVRANGE %s: %s", s->set->url.display, ln->stream,
                  r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
         rc = -1;
     }
@@ -516,26 +604,39 @@ static int last_entry_id(rd_sub *s, char *out, size_t size, char *err, size_t er
 
 /* --------------------------------------------------------------- reader */
 
-/** Connects the reader: its client id for CLIENT UNBLOCK, the group (made
- *  at the start position the first time), own pending entries first. */
+/** Connects the reader: its client id for CLIENT UNBLOCK; in shared mode
+ *  the group (made at the start position the first time), own pending
+ *  entries first; an anonymous member's start positions; keyed mode's
+ *  topic record. */
 static int reader_connect(rd_sub *s, char *err, size_t err_size)
 {
     if (rd_conn_open(&s->rconn, &s->set->url, s->set->timeouts, err, err_size) != 0)
         return -1;
     long long id = rd_conn_client_id(&s->rconn, err, err_size);
     int rc = id < 0 ? -1 : 0;
-    if (rc == 0 && s->group) {
-        rc = rd_group_ensure(&s->grp, err, err_size);
-        if (rc == 0 && !s->group_made) {
-            s->group_made = true;
-            s->grp.start_id = "0"; /* made again after a deletion: read all there is */
+    if (rc == 0 && s->set->keyed) {
+        rc = rd_meta_check(&s->rconn, s->topic, s->set->partitions, err, err_size);
+        rc = rc == 0 ? 0 : -1; /* a refusal is retried: its sentence shows in the health */
+    }
+    rd_lane *ln0 = &s->lanes[0];
+    if (rc == 0 && s->group && !s->keyed) {
+        rc = rd_group_ensure(&ln0->grp, err, err_size);
+        if (rc == 0 && !ln0->group_made) {
+            ln0->group_made = true;
+            ln0->grp.start_id = "0"; /* made again after a deletion: read all there is */
         }
-        rd_group_rewind(&s->grp);
-    } else if (rc == 0 && !s->anon_last[0]) {
-        if (s->start == EB_START_EARLIEST)
-            snprintf(s->anon_last, sizeof s->anon_last, "0-0");
-        else
-            rc = last_entry_id(s, s->anon_last, sizeof s->anon_last, err, err_size);
+        rd_group_rewind(&ln0->grp);
+    } else if (rc == 0 && !s->group) {
+        for (unsigned i = 0; rc == 0 && i < s->n_lanes; i++) {
+            rd_lane *ln = &s->lanes[i];
+            if (ln->last[0])
+                continue;
+            if (s->start == EB_START_EARLIEST)
+                snprintf(ln->last, sizeof ln->last, "0-0");
+            else
+                rc = last_entry_id(s, ln, err, err_size);
+            ln->phase = RD_LANE_NEW;
+        }
     }
     if (rc != 0) {
         rd_conn_close(&s->rconn);
@@ -545,50 +646,143 @@ static int reader_connect(rd_sub *s, char *err, size_t err_size)
     s->reader_client_id = id;
     pthread_mutex_unlock(&s->mu);
     char up[RD_URL_MAX + 64];
-    snprintf(up, sizeof up, "redis %s: reader of %s connected", s->set->url.display,
-             s->stream);
+    snprintf(up, sizeof up, "redis %s: reader of %s connected", s->set->url.display, s->topic);
     set_link(s, &s->reader_link, RD_LINK_UP, up);
-    if (!s->ready_sent) {
+    if (!s->ready_sent && !s->keyed) { /* keyed: once the leaser settled */
         s->ready_sent = true;
-        char detail[320];
-        snprintf(detail, sizeof detail, "stream %s as consumer %s", s->stream,
-                 s->rb->settings.consumer);
+        char detail[RD_NAME_MAX + 320];
+        if (s->n_lanes == 1)
+            snprintf(detail, sizeof detail, "stream %s as consumer %s", ln0->stream,
+                     s->rb->settings.consumer);
+        else
+            snprintf(detail, sizeof detail, "%u partition streams of %s, read anonymously",
+                     s->n_lanes, s->topic);
         s->host->event(s->rb->hb, EB_EVENT_ASSIGNED, s->topic, s->group, 0, detail);
         s->host->ready(s->hs);
     }
     return 0;
 }
 
-/** Entries held here were claimed by another member: revoke the lane
- *  (lost: the core waits for nothing), then read the own pending entries
- *  again under a new generation. */
+/** Shared mode: entries held here were claimed by another member: revoke
+ *  the lane (lost: the core waits for nothing), then read the own pending
+ *  entries again under a new generation. */
 static void revoke_lost(rd_sub *s)
 {
-    pthread_mutex_lock(&s->mu);
-    eb_lane_ref lane = {0, s->generation};
-    pthread_mutex_unlock(&s->mu);
-    drop_refused(s);
-    if (s->host->struct_size >= offsetof(eb_host, revoke_until) + sizeof s->host->revoke_until &&
-        s->host->revoke_until)
-        s->host->revoke_until(s->hs, &lane, 1, 0, EB_REVOKE_LOST);
-    else
-        s->host->revoke(s->hs, &lane, 1);
-    pthread_mutex_lock(&s->mu);
-    s->generation++;
-    rd_held_reset(&s->held);
-    pthread_mutex_unlock(&s->mu);
-    if (s->group)
-        rd_group_rewind(&s->grp);
+    rd_member_revoke(s, 0, EB_REVOKE_LOST, 0);
+    rd_group_rewind(&s->lanes[0].grp);
     s->host->log(s->rb->hb, EB_LOG_WARN,
                  "redis: stream %s: entries held by consumer %s were claimed by another "
                  "member; reading its own pending entries again",
-                 s->stream, s->rb->settings.consumer);
+                 s->lanes[0].stream, s->rb->settings.consumer);
+}
+
+/** Under mu, then unlocked: the room of `lane` for one read. */
+static size_t room_of(const rd_sub *s, const rd_lane *ln)
+{
+    size_t room = s->inflight_max - ln->held;
+    return room > (size_t)s->set->count ? (size_t)s->set->count : room;
+}
+
+/** Shared mode's read: own pending entries, claims, new entries. Called
+ *  under mu; returns unlocked. */
+static int shared_step(rd_sub *s, char *err, size_t err_size)
+{
+    rd_lane *ln = &s->lanes[0];
+    if (ln->held >= s->inflight_max) {
+        s->reader_waiting = true;
+        wait_until(s, &s->reader_cv, now_ns(s) + (int64_t)TICK_MS * 1000000);
+        s->reader_waiting = false;
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+    size_t room = room_of(s, ln);
+    /* Claims wait until the own pending entries were read (after a
+     * restart under the same name they are this member's to finish). */
+    bool caught_up = strcmp(ln->grp.cursor, ">") == 0;
+    bool claim = now_ns(s) >= s->next_claim_ns && caught_up;
+    bool block = !claim && caught_up;
+    s->reader_blocking = block;
+    /* Entries read while pending may be acknowledged meanwhile: no XACK
+     * completes until they were checked against the acks (see
+     * rd_member_deliver_entries), or an entry could be handed over twice. */
+    s->rereading = !block;
+    pthread_mutex_unlock(&s->mu);
+    int rc = claim ? claim_page(s, room, err, err_size) : read_group(s, room, block, err, err_size);
+    pthread_mutex_lock(&s->mu);
+    s->reader_blocking = false;
+    if (s->rereading) {
+        s->rereading = false;
+        pthread_cond_signal(&s->keeper_cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/** The lanes' reads (keyed mode, anonymous members): lanes take turns; an
+ *  owned lane with room that is not caught up is read once (claims
+ *  first), else the caught-up ones are waited on with one XREAD BLOCK.
+ *  Called under mu; returns unlocked. */
+static int lanes_step(rd_sub *s, char *err, size_t err_size)
+{
+    unsigned n = s->n_lanes;
+    unsigned char waiting[RD_PARTITIONS_MAX];
+    bool any_wait = false;
+    int pick = -1;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned p = (s->next_lane + i) % n;
+        const rd_lane *ln = &s->lanes[p];
+        waiting[p] = 0;
+        if (!ln->owned || ln->held >= s->inflight_max)
+            continue;
+        if (ln->phase == RD_LANE_WAIT) {
+            waiting[p] = 1;
+            any_wait = true;
+        }
+        else if (pick < 0)
+            pick = (int)p;
+    }
+    if (pick >= 0) {
+        rd_lane *ln = &s->lanes[pick];
+        size_t room = room_of(s, ln);
+        s->next_lane = (unsigned)pick + 1;
+        s->rereading = s->group && ln->phase == RD_LANE_CLAIM; /* pending entries */
+        pthread_mutex_unlock(&s->mu);
+        int rc = s->group ? rd_keyed_read_lane(s, (unsigned)pick, room, err, err_size)
+                          : read_anon_lane(s, (unsigned)pick, room, err, err_size);
+        pthread_mutex_lock(&s->mu);
+        if (s->rereading) {
+            s->rereading = false;
+            pthread_cond_signal(&s->keeper_cv);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    if (!any_wait || s->leases_changed) { /* nothing to read: room, news or stop wake it */
+        s->reader_waiting = true;
+        if (!s->leases_changed && !s->reader_stop)
+            wait_until(s, &s->reader_cv,
+                       now_ns(s) + (int64_t)(s->set->block_ms < TICK_MS ? s->set->block_ms
+                                                                        : TICK_MS) *
+                                       1000000);
+        s->reader_waiting = false;
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+    s->reader_blocking = true; /* news, room in a full lane and stop unblock it */
+    pthread_mutex_unlock(&s->mu);
+    int rc = wait_new(s, waiting, err, err_size);
+    pthread_mutex_lock(&s->mu);
+    s->reader_blocking = false;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 /** One turn of the reader. @returns 0, or -1 with a sentence when its
  *  connection failed. */
 static int reader_step(rd_sub *s, char *err, size_t err_size)
 {
+    if (s->keyed)
+        rd_keyed_apply_leases(s); /* lost leases first, even while paused */
     pthread_mutex_lock(&s->mu);
     if (s->reader_stop) {
         pthread_mutex_unlock(&s->mu);
@@ -603,7 +797,7 @@ static int reader_step(rd_sub *s, char *err, size_t err_size)
     if (s->paused) {
         bool go = s->resume_requested;
         s->resume_requested = false;
-        if (!go)
+        if (!go && !s->leases_changed)
             wait_until(s, &s->reader_cv, now_ns(s) + (int64_t)TICK_MS * 1000000);
         pthread_mutex_unlock(&s->mu);
         if (go) {
@@ -612,37 +806,8 @@ static int reader_step(rd_sub *s, char *err, size_t err_size)
         }
         return 0;
     }
-    if (s->held.count >= s->inflight_max) {
-        s->reader_waiting = true;
-        wait_until(s, &s->reader_cv, now_ns(s) + (int64_t)TICK_MS * 1000000);
-        s->reader_waiting = false;
-        pthread_mutex_unlock(&s->mu);
-        return 0;
-    }
-    size_t room = s->inflight_max - s->held.count;
-    if (room > (size_t)s->set->count)
-        room = (size_t)s->set->count;
-    /* Claims wait until the own pending entries were read (after a
-     * restart under the same name they are this member's to finish). */
-    bool claim = s->group && now_ns(s) >= s->next_claim_ns && strcmp(s->grp.cursor, ">") == 0;
-    bool block = !claim && (!s->group || strcmp(s->grp.cursor, ">") == 0);
-    s->reader_blocking = block;
-    /* Entries read while pending may be acknowledged meanwhile: no XACK
-     * completes until they were checked against the acks (see
-     * deliver_entries), or an entry could be handed over twice. */
-    s->rereading = s->group && !block;
-    pthread_mutex_unlock(&s->mu);
-    int rc = claim ? claim_page(s, room, err, err_size)
-             : s->group ? read_group(s, room, block, err, err_size)
-                        : read_anon(s, room, err, err_size);
-    pthread_mutex_lock(&s->mu);
-    s->reader_blocking = false;
-    if (s->rereading) {
-        s->rereading = false;
-        pthread_cond_signal(&s->keeper_cv);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return s->group && !s->keyed ? shared_step(s, err, err_size)
+                                 : lanes_step(s, err, err_size);
 }
 
 /** Sleeps ms, or until stop. */
@@ -662,6 +827,29 @@ static bool reader_stopping(rd_sub *s)
     return stop;
 }
 
+/** Leaving: every owned lane is revoked at once (handlers get until the
+ *  leave deadline; the core returns what it holds). */
+static void revoke_all(rd_sub *s)
+{
+    drop_refused(s, UINT32_MAX);
+    eb_lane_ref refs[RD_PARTITIONS_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        if (s->lanes[i].owned)
+            refs[n++] = (eb_lane_ref){i, s->lanes[i].generation};
+    int64_t deadline = s->leave_deadline_ns;
+    pthread_mutex_unlock(&s->mu);
+    if (n && has_revoke_until(s->host))
+        s->host->revoke_until(s->hs, refs, n, deadline, 0);
+    else if (n)
+        s->host->revoke(s->hs, refs, n);
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        s->lanes[i].owned = false;
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *reader_main(void *arg)
 {
     rd_sub *s = arg;
@@ -676,28 +864,19 @@ static void *reader_main(void *arg)
                 backoff = s->set->backoff_min_ms;
             continue;
         }
-        if (s->rconn.ctx) { /* a refused command: start over on a new connection */
+        if (s->rconn.ctx) /* a refused command: start over on a new connection */
             rd_conn_close(&s->rconn);
-        }
         atomic_fetch_add(&s->reconnects, 1);
         set_link(s, &s->reader_link, RD_LINK_DOWN, err);
+        if (s->keyed) /* leases may be lost while the server is away */
+            rd_keyed_apply_leases(s);
         reader_nap(s, backoff);
         backoff = backoff * 2 > s->set->backoff_max_ms ? s->set->backoff_max_ms : backoff * 2;
     }
-    /* Leaving: the core's handlers finished; it returns what it holds. */
-    drop_refused(s);
-    if (s->ready_sent) {
-        pthread_mutex_lock(&s->mu);
-        eb_lane_ref lane = {0, s->generation};
-        int64_t deadline = s->leave_deadline_ns;
-        pthread_mutex_unlock(&s->mu);
-        if (s->host->struct_size >=
-                offsetof(eb_host, revoke_until) + sizeof s->host->revoke_until &&
-            s->host->revoke_until)
-            s->host->revoke_until(s->hs, &lane, 1, deadline, 0);
-        else
-            s->host->revoke(s->hs, &lane, 1);
-    }
+    if (s->ready_sent)
+        revoke_all(s);
+    else
+        drop_refused(s, UINT32_MAX);
     rd_conn_close(&s->rconn);
     rd_health_link_gone(&s->rb->health, &s->reader_link);
     return NULL;
@@ -724,10 +903,11 @@ static void unblock_reader(rd_sub *s)
     }
 }
 
-/** XACK of `l` in batches. @returns 0; -1 when the connection failed
- *  (send them all again: XACK of an id acknowledged already is a no-op).
- *  A refused XACK drops its ids (they are redelivered). */
-static int send_acks(rd_sub *s, const id_list *l)
+/** XACK of `l` (ids of `ln`'s stream) in batches. @returns 0; -1 when
+ *  the connection failed (send them all again: XACK of an id acknowledged
+ *  already is a no-op). A refused XACK drops its ids (they are
+ *  redelivered). */
+static int send_acks(rd_sub *s, rd_lane *ln, const rd_id_list *l)
 {
     char err[ERR_SIZE];
     const char *ids[ACKS_PER_XACK];
@@ -737,7 +917,7 @@ static int send_acks(rd_sub *s, const id_list *l)
         at += strlen(l->buf + at) + 1;
         if (n < ACKS_PER_XACK && at < l->len)
             continue;
-        if (rd_group_ack(&s->kgrp, ids, n, err, sizeof err) < 0) {
+        if (rd_group_ack(&ln->kgrp, ids, n, err, sizeof err) < 0) {
             if (!s->kconn.ctx) {
                 set_link(s, &s->keeper_link, RD_LINK_DOWN, err);
                 return -1;
@@ -759,27 +939,28 @@ typedef struct held_ids {
 static int collect_id(rd_held_node *node, void *ctx)
 {
     held_ids *h = ctx;
-    char *slot = h->buf + h->n * ID_MAX;
-    snprintf(slot, ID_MAX, "%s", node->id);
+    char *slot = h->buf + h->n * RD_ID_MAX;
+    snprintf(slot, RD_ID_MAX, "%s", node->id + 2); /* "0@": shared mode's one lane */
     h->ids[h->n++] = slot;
     return 0;
 }
 
-/** Resets the idle time of every entry held; entries claimed away meanwhile
- *  make the reader revoke the lane. @returns 0 or -1 (connection). */
+/** Shared mode: resets the idle time of every entry held; entries claimed
+ *  away meanwhile make the reader revoke the lane. @returns 0 or -1
+ *  (connection). */
 static int refresh_held(rd_sub *s)
 {
     char err[ERR_SIZE];
     pthread_mutex_lock(&s->mu);
     size_t n = s->held.count;
-    held_ids h = {malloc(n * ID_MAX + 1), malloc((n + 1) * sizeof(char *)), 0};
+    held_ids h = {malloc(n * RD_ID_MAX + 1), malloc((n + 1) * sizeof(char *)), 0};
     const char **lost = malloc((n + 1) * sizeof *lost);
     if (h.buf && h.ids && lost)
         rd_held_each(&s->held, collect_id, &h);
     pthread_mutex_unlock(&s->mu);
     int rc = 0;
     size_t n_lost = 0;
-    if (h.n && rd_refresh(&s->kconn, s->stream, s->group, s->rb->settings.consumer, h.ids,
+    if (h.n && rd_refresh(&s->kconn, s->lanes[0].stream, s->group, s->rb->settings.consumer, h.ids,
                           h.n, lost, &n_lost, err, sizeof err) != 0) {
         if (!s->kconn.ctx) {
             set_link(s, &s->keeper_link, RD_LINK_DOWN, err);
@@ -792,8 +973,11 @@ static int refresh_held(rd_sub *s)
     if (n_lost) {
         size_t still = 0;
         pthread_mutex_lock(&s->mu);
-        for (size_t i = 0; i < n_lost; i++)
-            still += rd_held_find(&s->held, lost[i]) != NULL; /* not acked meanwhile */
+        for (size_t i = 0; i < n_lost; i++) {
+            char id[RD_ID_MAX];
+            snprintf(id, sizeof id, "0@%s", lost[i]);
+            still += rd_held_find(&s->held, id) != NULL; /* not acked meanwhile */
+        }
         if (still) {
             s->lost = true;
             s->unblock_wanted = true;
@@ -808,11 +992,12 @@ static int refresh_held(rd_sub *s)
     return rc;
 }
 
-/** The group's lag and pending count (XINFO GROUPS), for the stats. */
-static void read_lag(rd_sub *s)
+/** The group's lag and pending count on one stream (XINFO GROUPS), added
+ *  to *lag and *pending (-1 stays when the stream or group is missing). */
+static void read_lag(rd_sub *s, const rd_lane *ln, long long *lag_sum, long long *pending_sum)
 {
     char err[ERR_SIZE];
-    const char *argv[] = {"XINFO", "GROUPS", s->stream};
+    const char *argv[] = {"XINFO", "GROUPS", ln->stream};
     redisReply *r = rd_conn_command(&s->kconn, 3, argv, NULL, err, sizeof err);
     if (!r)
         return;
@@ -834,10 +1019,10 @@ static void read_lag(rd_sub *s)
             else if (strcmp(f, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
                 pending = v->integer;
         }
-        if (ours) {
-            atomic_store(&s->lag, lag);
-            atomic_store(&s->pending, pending);
-        }
+        if (ours && lag >= 0)
+            *lag_sum = (*lag_sum < 0 ? 0 : *lag_sum) + lag;
+        if (ours && pending >= 0)
+            *pending_sum = (*pending_sum < 0 ? 0 : *pending_sum) + pending;
     }
     freeReplyObject(r);
 }
@@ -850,7 +1035,7 @@ static int keeper_connect(rd_sub *s)
         return -1;
     }
     char up[RD_URL_MAX + 64];
-    snprintf(up, sizeof up, "redis %s: keeper of %s connected", s->set->url.display, s->stream);
+    snprintf(up, sizeof up, "redis %s: keeper of %s connected", s->set->url.display, s->topic);
     set_link(s, &s->keeper_link, RD_LINK_UP, up);
     return 0;
 }
@@ -859,9 +1044,9 @@ static int keeper_connect(rd_sub *s)
 static void keeper_leave(rd_sub *s)
 {
     char err[ERR_SIZE];
-    if (!s->group)
+    if (!s->group || s->keyed) /* keyed: the next owner claims them all */
         return;
-    long long handed = rd_consumer_leave(&s->kconn, s->stream, s->group,
+    long long handed = rd_consumer_leave(&s->kconn, s->lanes[0].stream, s->group,
                                          s->rb->settings.consumer, err, sizeof err);
     if (handed < 0)
         s->host->log(s->rb->hb, EB_LOG_WARN, "%s", err);
@@ -869,14 +1054,72 @@ static void keeper_leave(rd_sub *s)
         s->host->log(s->rb->hb, EB_LOG_INFO,
                      "redis: stream %s: %lld unfinished entries of consumer %s handed to the "
                      "group's other members",
-                     s->stream, handed, s->rb->settings.consumer);
+                     s->lanes[0].stream, handed, s->rb->settings.consumer);
+}
+
+/** Under mu: are acks waiting or being sent, on any lane? */
+static bool acks_waiting(const rd_sub *s)
+{
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        if (s->lanes[i].acks.n || s->lanes[i].acking.n)
+            return true;
+    return false;
+}
+
+/** Sends every lane's `acking` list. @returns 0, or -1 when the
+ *  connection failed (the lists stay: all again on the next one). */
+static int send_all_acks(rd_sub *s)
+{
+    for (unsigned i = 0; i < s->n_lanes; i++) {
+        rd_lane *ln = &s->lanes[i];
+        if (ln->acking.n && send_acks(s, ln, &ln->acking) != 0)
+            return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (s->rereading) /* it may have read them as pending: they stay known */
+        pthread_cond_wait(&s->keeper_cv, &s->mu);
+    for (unsigned i = 0; i < s->n_lanes; i++)
+        s->lanes[i].acking.len = s->lanes[i].acking.n = 0;
+    pthread_cond_broadcast(&s->reader_cv); /* a lane given up waits for its acks */
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/** Once a second: refreshes (shared mode), the lag, prunes. */
+static void keeper_tick(rd_sub *s, int64_t now, int64_t *next_refresh, int64_t refresh_every,
+                        int64_t *next_prune)
+{
+    char err[ERR_SIZE];
+    if (!s->keyed && now >= *next_refresh && refresh_held(s) == 0)
+        *next_refresh = now + refresh_every;
+    bool prune = now >= *next_prune;
+    if (prune)
+        *next_prune = now + s->set->prune_idle_ms / 2 * 1000000;
+    long long lag = -1, pending = -1;
+    for (unsigned i = 0; i < s->n_lanes && s->kconn.ctx; i++) {
+        const rd_lane *ln = &s->lanes[i];
+        pthread_mutex_lock(&s->mu);
+        bool owned = ln->owned;
+        pthread_mutex_unlock(&s->mu);
+        if (!owned && s->keyed)
+            continue;
+        read_lag(s, ln, &lag, &pending);
+        if (prune && s->kconn.ctx &&
+            rd_consumers_prune(&s->kconn, ln->stream, s->group, s->rb->settings.consumer,
+                               s->set->prune_idle_ms, err, sizeof err) < 0 &&
+            !strstr(err, "NOGROUP") && !strstr(err, "no such key"))
+            s->host->log(s->rb->hb, EB_LOG_WARN, "%s", err);
+    }
+    atomic_store(&s->lag, lag);
+    atomic_store(&s->pending, pending);
+    if (!s->kconn.ctx)
+        set_link(s, &s->keeper_link, RD_LINK_DOWN, "redis: the keeper's connection failed");
 }
 
 static void *keeper_main(void *arg)
 {
     rd_sub *s = arg;
     pthread_setname_np(pthread_self(), "eb-redis-keep");
-    char err[ERR_SIZE];
     int backoff = s->set->backoff_min_ms;
     int64_t refresh_every = s->set->claim_idle_ms / 3 * 1000000;
     /* The first prune waits for the reader to make the group. */
@@ -884,21 +1127,25 @@ static void *keeper_main(void *arg)
             next_prune = now_ns(s) + refresh_every;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->keeper_stop && s->acks.n == 0 && s->acking.n == 0 && !s->unblock_wanted &&
+        while (!s->keeper_stop && !acks_waiting(s) && !s->unblock_wanted &&
                now_ns(s) < next_tick)
             wait_until(s, &s->keeper_cv, next_tick);
         bool stopping = s->keeper_stop;
         int64_t deadline = s->leave_deadline_ns;
         bool unblock = s->unblock_wanted;
         s->unblock_wanted = false;
-        if (!s->rereading)
-            id_list_move(&s->acking, &s->acks);
-        bool acking = s->acking.n > 0;
+        bool acking = false;
+        for (unsigned i = 0; i < s->n_lanes; i++) {
+            rd_lane *ln = &s->lanes[i];
+            if (!s->rereading)
+                id_list_move(&ln->acking, &ln->acks);
+            acking |= ln->acking.n > 0;
+        }
         pthread_mutex_unlock(&s->mu);
         int64_t now = now_ns(s);
         if (stopping && now >= deadline) {
             pthread_mutex_lock(&s->mu);
-            if (s->acks.n || s->acking.n)
+            if (acks_waiting(s))
                 s->leave_rc = EB_ERR_TIMEOUT;
             pthread_mutex_unlock(&s->mu);
             break;
@@ -918,42 +1165,21 @@ static void *keeper_main(void *arg)
         backoff = s->set->backoff_min_ms;
         if (unblock)
             unblock_reader(s);
-        if (acking) {
-            if (send_acks(s, &s->acking) != 0)
-                continue; /* all again on the next connection */
-            pthread_mutex_lock(&s->mu);
-            while (s->rereading) /* it may have read them as pending: they stay known */
-                pthread_cond_wait(&s->keeper_cv, &s->mu);
-            s->acking.len = s->acking.n = 0;
-            pthread_mutex_unlock(&s->mu);
-        }
+        if (acking && send_all_acks(s) != 0)
+            continue; /* all again on the next connection */
         if (stopping) {
             pthread_mutex_lock(&s->mu);
-            bool more = s->acks.n > 0;
+            bool more = acks_waiting(s);
             pthread_mutex_unlock(&s->mu);
             if (more)
                 continue;
             keeper_leave(s);
             break;
         }
-        if (s->group && now >= next_tick) {
+        if (now >= next_tick) {
             next_tick = now + (int64_t)TICK_MS * 1000000;
-            if (now >= next_refresh && refresh_held(s) == 0)
-                next_refresh = now + refresh_every;
-            if (s->kconn.ctx)
-                read_lag(s);
-            if (s->kconn.ctx && now >= next_prune) {
-                next_prune = now + s->set->prune_idle_ms / 2 * 1000000;
-                if (rd_consumers_prune(&s->kconn, s->stream, s->group, s->rb->settings.consumer,
-                                       s->set->prune_idle_ms, err, sizeof err) < 0 &&
-                    !strstr(err, "NOGROUP") && !strstr(err, "no such key"))
-                    s->host->log(s->rb->hb, EB_LOG_WARN, "%s", err);
-            }
-            if (!s->kconn.ctx)
-                set_link(s, &s->keeper_link, RD_LINK_DOWN,
-                         "redis: the keeper's connection failed");
-        } else if (now >= next_tick) {
-            next_tick = now + (int64_t)TICK_MS * 1000000;
+            if (s->group)
+                keeper_tick(s, now, &next_refresh, refresh_every, &next_prune);
         }
     }
     rd_conn_close(&s->kconn);
@@ -978,8 +1204,12 @@ void rd_sub_free(rd_sub *s)
     for (size_t i = s->refused_at; i < s->n_refused; i++)
         free_msgs((eb_msg **)&s->refused[i], 1);
     rd_held_free(&s->held);
-    free(s->acks.buf);
-    free(s->acking.buf);
+    for (unsigned i = 0; s->lanes && i < s->n_lanes; i++) {
+        free(s->lanes[i].acks.buf);
+        free(s->lanes[i].acking.buf);
+    }
+    free(s->lanes);
+    free(s->view_mem);
     free(s->refused);
     free(s->scratch);
     free(s->topic);
@@ -989,6 +1219,47 @@ void rd_sub_free(rd_sub *s)
     pthread_mutex_destroy(&s->mu);
     free(s);
     rd_bus_unref(rb);
+}
+
+/** Names and starts the lanes: one per partition (keyed mode, or an
+ *  anonymous member of a partitioned topic), else the topic's stream. */
+static int make_lanes(rd_sub *s, unsigned partitions)
+{
+    s->n_lanes = partitions;
+    s->lanes = calloc(partitions, sizeof *s->lanes);
+    if (!s->lanes)
+        return EB_ERR_NOMEM;
+    const char *start = s->start == EB_START_LATEST ? "$" : "0";
+    for (unsigned i = 0; i < partitions; i++) {
+        rd_lane *ln = &s->lanes[i];
+        if (rd_partition_stream(ln->stream, sizeof ln->stream, s->topic, partitions, i) != 0 ||
+            (s->keyed && rd_lease_key(ln->lease_key, sizeof ln->lease_key, s->topic,
+                                      s->group, i) != 0))
+            return EB_ERR_INVALID;
+        ln->generation = 1;
+        ln->owned = !s->keyed; /* keyed: while its lease is held */
+        ln->phase = RD_LANE_CLAIM;
+        snprintf(ln->cursor, sizeof ln->cursor, "0-0");
+        rd_group_init(&ln->grp, &s->rconn, ln->stream, s->group, s->rb->settings.consumer,
+                      start);
+        rd_group_init(&ln->kgrp, &s->kconn, ln->stream, s->group, s->rb->settings.consumer,
+                      "0");
+    }
+    return 0;
+}
+
+/** Keyed mode at subscribe: the topic's record in Redis must agree with
+ *  redis.partitions (a server that does not answer is asked again by
+ *  the reader, which waits until it agrees). */
+static int check_meta(rd_sub *s, char *errstr, size_t errstr_size)
+{
+    rd_conn c = {0};
+    char err[ERR_SIZE];
+    if (rd_conn_open(&c, &s->set->url, s->set->timeouts, err, sizeof err) != 0)
+        return 0;
+    int rc = rd_meta_check(&c, s->topic, s->set->partitions, errstr, errstr_size);
+    rd_conn_close(&c);
+    return rc == EB_ERR_CONFIG ? EB_ERR_CONFIG : 0;
 }
 
 int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **out,
@@ -1003,7 +1274,7 @@ int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **o
     s->hs = hs;
     s->inflight_max = p->lane_max_inflight ? p->lane_max_inflight : 1;
     s->start = p->start;
-    s->generation = 1;
+    s->keyed = rb->settings.keyed && p->group;
     s->reader_link = s->keeper_link = RD_LINK_UNKNOWN;
     atomic_init(&s->lag, -1);
     atomic_init(&s->pending, -1);
@@ -1017,7 +1288,6 @@ int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **o
     pthread_condattr_destroy(&attr);
     s->topic = strdup(p->topic);
     s->group = p->group ? strdup(p->group) : NULL;
-    s->stream = s->topic; /* shared mode: the topic's one stream, named as the topic */
     size_t scratch = (size_t)rb->settings.count;
     s->refused = calloc(scratch, sizeof *s->refused);
     s->scratch = calloc(scratch, sizeof *s->scratch);
@@ -1026,14 +1296,22 @@ int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **o
     rb->subs = s;
     rb->refs++;
     pthread_mutex_unlock(&rb->mu);
-    if (!s->topic || (p->group && !s->group) || !s->refused || !s->scratch) {
+    int rc = !s->topic || (p->group && !s->group) || !s->refused || !s->scratch
+                 ? EB_ERR_NOMEM
+                 : make_lanes(s, rb->settings.keyed ? rb->settings.partitions : 1);
+    if (rc == EB_ERR_INVALID)
+        snprintf(errstr, errstr_size, "redis transport: topic '%s' makes a key name too long",
+                 p->topic);
+    if (rc == 0 && rb->settings.keyed)
+        rc = check_meta(s, errstr, errstr_size);
+    if (rc == 0 && s->keyed)
+        rc = rd_keyed_start(s, errstr, errstr_size);
+    if (rc != 0) {
         rd_sub_free(s);
-        return EB_ERR_NOMEM;
+        return rc;
     }
-    rd_group_init(&s->grp, &s->rconn, s->stream, s->group, rb->settings.consumer,
-                  p->start == EB_START_LATEST ? "$" : "0");
-    rd_group_init(&s->kgrp, &s->kconn, s->stream, s->group, rb->settings.consumer, "0");
     if (pthread_create(&s->keeper, NULL, keeper_main, s) != 0) {
+        rd_keyed_stop(s);
         rd_sub_free(s);
         snprintf(errstr, errstr_size, "redis transport: cannot subscribe to '%s': no threads",
                  p->topic);
@@ -1046,6 +1324,7 @@ int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **o
         pthread_cond_signal(&s->keeper_cv);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->keeper, NULL);
+        rd_keyed_stop(s);
         rd_sub_free(s);
         snprintf(errstr, errstr_size, "redis transport: cannot subscribe to '%s': no threads",
                  p->topic);
@@ -1072,6 +1351,7 @@ int rd_sub_stop(rd_sub *s, int64_t deadline_ns)
     pthread_cond_signal(&s->keeper_cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->keeper, NULL);
+    rd_keyed_stop(s); /* releases the leases once the acks went out */
     return s->leave_rc;
 }
 
@@ -1082,7 +1362,7 @@ static void sub_stats(rd_sub *s, eb_json_out *out)
     size_t held = s->held.count;
     pthread_mutex_unlock(&s->mu);
     eb_json_printf(&o, "{\"stream\":");
-    eb_json_string(&o, s->stream);
+    eb_json_string(&o, s->lanes[0].stream);
     eb_json_printf(&o, ",\"group\":");
     if (s->group)
         eb_json_string(&o, s->group);
@@ -1093,7 +1373,7 @@ static void sub_stats(rd_sub *s, eb_json_out *out)
     eb_json_printf(&o,
                    ",\"held\":%zu,\"delivered\":%llu,\"acked\":%llu,\"claimed\":%llu,"
                    "\"claimed_away\":%llu,\"lost\":%llu,\"group_recreated\":%llu,"
-                   "\"reconnects\":%llu,\"ack_failures\":%llu,\"lag\":%lld,\"pending\":%lld}",
+                   "\"reconnects\":%llu,\"ack_failures\":%llu,\"lag\":%lld,\"pending\":%lld",
                    held, (unsigned long long)atomic_load(&s->delivered),
                    (unsigned long long)atomic_load(&s->acked),
                    (unsigned long long)atomic_load(&s->claimed),
@@ -1103,6 +1383,9 @@ static void sub_stats(rd_sub *s, eb_json_out *out)
                    (unsigned long long)atomic_load(&s->reconnects),
                    (unsigned long long)atomic_load(&s->ack_failures),
                    atomic_load(&s->lag), atomic_load(&s->pending));
+    if (s->keyed)
+        rd_keyed_stats(s, &o);
+    eb_json_printf(&o, "}");
     *out = o;
 }
 

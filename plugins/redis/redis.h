@@ -19,6 +19,8 @@
 #define EB_REDIS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "conn.h"
@@ -44,6 +46,10 @@ typedef struct rd_settings {
     char maxlen[24];             /* "0": no trimming */
     size_t publish_queue_max;
     int64_t delivery_timeout_ms;
+    bool keyed;                  /* redis.group.mode = keyed */
+    unsigned partitions;         /* redis.partitions */
+    int64_t lease_ms;            /* redis.lease.ms, 0 resolved to its least */
+    int64_t revoke_ms;           /* dispatch.revoke.timeout.ms */
 } rd_settings;
 
 typedef struct rd_sub rd_sub;
@@ -58,6 +64,7 @@ typedef struct rd_bus {
     pthread_mutex_t mu;          /* subs, refs */
     rd_sub *subs;
     int refs;                    /* the bus and each subscription */
+    atomic_uint next_unkeyed;    /* keyed mode: unkeyed messages take turns */
 } rd_bus;
 
 /** Subscriptions keep the bus's state alive (each takes a reference when

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "partitions.h"
 #include "redis.h"
 
 #define REDIS_VERSION "0.1.0"
@@ -76,7 +77,8 @@ static int redis_open(const eb_host *host, eb_host_bus *hb, void **state, char *
                                .backoff_min_ms = rb->settings.backoff_min_ms,
                                .backoff_max_ms = rb->settings.backoff_max_ms,
                                .maxlen = rb->settings.maxlen,
-                               .health = &rb->health};
+                               .health = &rb->health,
+                               .partitions = rb->settings.keyed ? rb->settings.partitions : 0};
         if (!(rb->writer = rd_writer_start(host, hb, &wc))) {
             snprintf(errstr, errstr_size, "redis transport: cannot start its writer thread");
             rc = EB_ERR_NOMEM;
@@ -102,7 +104,14 @@ static void redis_close(void *state)
 static int redis_publish(void *state, const eb_outgoing *msg, int64_t timeout_ms, void *token)
 {
     rd_bus *rb = state;
-    return rd_writer_publish(rb->writer, msg->topic, msg, timeout_ms, token);
+    unsigned n = rb->settings.partitions, p = 0;
+    if (n > 1)
+        p = msg->key ? rd_partition_of_key(msg->key, msg->key_len, n)
+                     : atomic_fetch_add_explicit(&rb->next_unkeyed, 1, memory_order_relaxed) % n;
+    char stream[RD_NAME_MAX];
+    if (rd_partition_stream(stream, sizeof stream, msg->topic, n, p) != 0)
+        return EB_ERR_INVALID;
+    return rd_writer_publish(rb->writer, stream, p, msg, timeout_ms, token);
 }
 
 static void redis_begin_close(void *state) { rd_writer_begin_close(((rd_bus *)state)->writer); }
@@ -149,7 +158,8 @@ static int redis_stats(void *state, char *buf, size_t size)
 {
     rd_bus *rb = state;
     eb_json_out o = {buf, size, 0};
-    eb_json_printf(&o, "{\"mode\":\"shared\",\"url\":");
+    eb_json_printf(&o, "{\"mode\":\"%s\",\"partitions\":%u,\"url\":",
+                   rb->settings.keyed ? "keyed" : "shared", rb->settings.partitions);
     eb_json_string(&o, rb->settings.url.display);
     eb_json_printf(&o, ",\"consumer\":");
     eb_json_string(&o, rb->settings.consumer);
@@ -157,6 +167,16 @@ static int redis_stats(void *state, char *buf, size_t size)
     rd_subs_stats(rb, &o);
     eb_json_printf(&o, "}");
     return (int)o.len;
+}
+
+/* Keyed mode: each partition is read by one member at a time, so a key's
+ * entries are handled in order across the group's members. */
+#define KEYED_FEATURES                                                                    \
+    ((SHARED_FEATURES & ~(uint64_t)EB_FEATURE_KEY_ORDER_SINGLE_MEMBER) | EB_FEATURE_KEY_ORDER)
+
+static uint64_t redis_bus_features(void *state)
+{
+    return ((rd_bus *)state)->settings.keyed ? KEYED_FEATURES : SHARED_FEATURES;
 }
 
 static const eb_transport redis_transport = {
@@ -182,6 +202,7 @@ static const eb_transport redis_transport = {
     .stats = redis_stats,
     .begin_close = redis_begin_close,
     .unsubscribe_until = redis_unsubscribe_until,
+    .bus_features = redis_bus_features,
 };
 
 EB_TRANSPORT_EXPORT const eb_transport *eb_transport_entry(void)

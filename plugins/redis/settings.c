@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "int_keys.h"
+#include "partitions.h"
 #include "redis.h"
 
 static const eb_int_key int_keys[] = {
@@ -26,13 +27,16 @@ static const eb_int_key int_keys[] = {
     {"redis.stream.maxlen", 0, 1LL << 62, 0},
     {"redis.publish.queue.max", 1, 100000000, 100000},
     {"redis.delivery.timeout.ms", 1, 86400000, 30000},
+    {"redis.partitions", 1, RD_PARTITIONS_MAX, 1},
+    {"redis.lease.ms", 0, 86400000, 0},
 };
 
 static const char *const known_keys[] = {
     "redis.url", "redis.consumer", "redis.group.mode", "redis.connect.timeout.ms",
     "redis.command.timeout.ms", "redis.block.ms", "redis.count", "redis.backoff.min.ms",
     "redis.backoff.max.ms", "redis.claim.idle.ms", "redis.consumer.prune.ms",
-    "redis.stream.maxlen", "redis.publish.queue.max", "redis.delivery.timeout.ms", NULL};
+    "redis.stream.maxlen", "redis.publish.queue.max", "redis.delivery.timeout.ms",
+    "redis.partitions", "redis.lease.ms", NULL};
 
 #define DEFAULT_URL "redis://127.0.0.1:6379"
 
@@ -69,14 +73,10 @@ int rd_settings_check_key(const eb_host *host, const char *key, const char *valu
         return EB_ERR_CONFIG;
     }
     if (strcmp(key, "redis.group.mode") == 0) {
-        if (strcmp(value, "shared") == 0)
+        if (strcmp(value, "shared") == 0 || strcmp(value, "keyed") == 0)
             return 0;
-        if (strcmp(value, "keyed") == 0)
-            snprintf(errstr, errstr_size,
-                     "mode 'keyed' (partition streams leased to one member at a time) is "
-                     "not available in this version; 'shared' is");
-        else
-            snprintf(errstr, errstr_size, "unknown group mode '%s' (supported: shared)", value);
+        snprintf(errstr, errstr_size, "unknown group mode '%s' (supported: shared, keyed)",
+                 value);
         return EB_ERR_CONFIG;
     }
     char near[64];
@@ -135,6 +135,30 @@ int rd_settings_load(const eb_host *host, eb_host_bus *hb, rd_settings *s, char 
                  "redis.block.ms (%d) must be at least 100 ms below redis.command.timeout.ms "
                  "(%d): a blocked read that outlives the command timeout kills its connection",
                  s->block_ms, s->timeouts.command_ms);
+        return EB_ERR_CONFIG;
+    }
+    const char *mode = host->config_get(hb, "redis.group.mode");
+    s->keyed = mode && strcmp(mode, "keyed") == 0;
+    s->partitions = (unsigned)int_setting(host, hb, "redis.partitions");
+    const char *revoke = host->config_get(hb, "dispatch.revoke.timeout.ms");
+    s->revoke_ms = revoke ? strtoll(revoke, NULL, 10) : 10000;
+    s->lease_ms = int_setting(host, hb, "redis.lease.ms");
+    int64_t lease_min = 3 * (s->revoke_ms + s->timeouts.command_ms);
+    if (s->lease_ms == 0)
+        s->lease_ms = lease_min;
+    if (!s->keyed && s->partitions > 1) {
+        snprintf(errstr, errstr_size,
+                 "redis.partitions = %u needs redis.group.mode = keyed (the shared mode reads "
+                 "one stream per topic)",
+                 s->partitions);
+        return EB_ERR_CONFIG;
+    }
+    if (s->keyed && s->lease_ms < lease_min) {
+        snprintf(errstr, errstr_size,
+                 "redis.lease.ms (%lld) must be at least 3 x (dispatch.revoke.timeout.ms + "
+                 "redis.command.timeout.ms) = %lld: a member gives a lease up that long before "
+                 "it expires, and two renewals may fail first",
+                 (long long)s->lease_ms, (long long)lease_min);
         return EB_ERR_CONFIG;
     }
     if (s->backoff_min_ms > s->backoff_max_ms) {

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "fields.h"
+#include "partitions.h"
 
 enum { PIPELINE_MAX = 512 };
 
@@ -26,10 +27,20 @@ typedef struct record {
     uint64_t seq;
     int64_t expires_ns;      /* host clock */
     const char *stream;      /* in `data` */
-    eb_outgoing msg;         /* a copy, in `data` */
+    unsigned partition;      /* of the stream: the id's prefix */
+    bool refused;            /* its topic's meta record refused it: not sent */
+    eb_outgoing msg;         /* a copy, in `data` (topic too) */
     rd_xadd args;
-    char data[];             /* stream name, headers, names, values, key, payload */
+    char data[];             /* stream and topic names, headers, names, values, key,
+                                payload */
 } record;
+
+/** A topic whose meta record was checked (keyed mode), and the answer. */
+typedef struct checked_topic {
+    struct checked_topic *next;
+    int rc;                  /* 0 or EB_ERR_CONFIG */
+    char *topic;
+} checked_topic;
 
 struct rd_writer {
     const eb_host *host;
@@ -47,14 +58,16 @@ struct rd_writer {
     int connected;           /* under mu: 1 up, 0 down, -1 not tried yet */
     int link;                /* its state in cfg.health (RD_LINK_*) */
     rd_conn conn;            /* the thread's */
+    checked_topic *checked;  /* the thread's */
 };
 
 /* ------------------------------------------------------------ records */
 
 static record *record_copy(const char *stream, const eb_outgoing *m, void *token)
 {
-    size_t stream_len = strlen(stream) + 1;
-    size_t size = stream_len + m->header_count * sizeof(eb_header) + m->key_len + m->payload_len;
+    size_t stream_len = strlen(stream) + 1, topic_len = strlen(m->topic) + 1;
+    size_t size = stream_len + topic_len + m->header_count * sizeof(eb_header) + m->key_len +
+                  m->payload_len;
     for (size_t i = 0; i < m->header_count; i++)
         size += strlen(m->headers[i].name) + 1 + m->headers[i].value_len;
     record *r = malloc(sizeof *r + size + alignof(eb_header));
@@ -65,6 +78,9 @@ static record *record_copy(const char *stream, const eb_outgoing *m, void *token
     memcpy(p, stream, stream_len);
     r->stream = p;
     p += stream_len;
+    char *topic = p;
+    memcpy(topic, m->topic, topic_len);
+    p += topic_len;
     p += (alignof(eb_header) - (uintptr_t)p % alignof(eb_header)) % alignof(eb_header);
     eb_header *headers = (eb_header *)(void *)p;
     p += m->header_count * sizeof(eb_header);
@@ -79,7 +95,7 @@ static record *record_copy(const char *stream, const eb_outgoing *m, void *token
         headers[i].value_len = m->headers[i].value_len;
         p += m->headers[i].value_len;
     }
-    r->msg = (eb_outgoing){.topic = m->topic, .headers = headers, .header_count = m->header_count};
+    r->msg = (eb_outgoing){.topic = topic, .headers = headers, .header_count = m->header_count};
     if (m->key) {
         if (m->key_len)
             memcpy(p, m->key, m->key_len);
@@ -141,12 +157,13 @@ static struct timespec abs_monotonic(int64_t ns)
     return (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
 }
 
-int rd_writer_publish(rd_writer *w, const char *stream, const eb_outgoing *m,
-                      int64_t timeout_ms, void *token)
+int rd_writer_publish(rd_writer *w, const char *stream, unsigned partition,
+                      const eb_outgoing *m, int64_t timeout_ms, void *token)
 {
     record *r = record_copy(stream, m, token);
     if (!r)
         return EB_ERR_NOMEM;
+    r->partition = partition;
     if (rd_xadd_build(&r->args, r->stream, &r->msg, w->cfg.maxlen) != 0) {
         free(r);
         return EB_ERR_NOMEM;
@@ -308,14 +325,71 @@ static bool try_connect(rd_writer *w, int *backoff_ms)
     return go_on;
 }
 
+/** Puts the list `first` back at the front of the queue, in order. */
+static void requeue(rd_writer *w, record *first)
+{
+    record *last = first;
+    size_t n = 1;
+    while (last->next) {
+        last = last->next;
+        n++;
+    }
+    pthread_mutex_lock(&w->mu);
+    last->next = w->head;
+    w->head = first;
+    if (!w->tail)
+        w->tail = last;
+    w->queued += n;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/** Keyed mode: the meta record of each topic of `batch` not checked yet
+ *  is checked once per writer (partitions.c); records of a topic it
+ *  refuses are marked refused. @returns 0, or -1 when the connection
+ *  failed (it is closed). */
+static int check_topics(rd_writer *w, record *batch)
+{
+    for (record *r = batch; r; r = r->next) {
+        checked_topic *c = w->checked;
+        while (c && strcmp(c->topic, r->msg.topic) != 0)
+            c = c->next;
+        if (!c) {
+            char err[RD_URL_MAX + 512];
+            int rc = rd_meta_check(&w->conn, r->msg.topic, w->cfg.partitions, err, sizeof err);
+            if (rc < 0) {
+                set_connected(w, 0, err);
+                rd_conn_close(&w->conn);
+                return -1;
+            }
+            c = calloc(1, sizeof *c);
+            if (!c || !(c->topic = strdup(r->msg.topic))) {
+                free(c);
+                r->refused = true; /* out of memory: reported, never silent */
+                continue;
+            }
+            c->rc = rc;
+            c->next = w->checked;
+            w->checked = c;
+            if (rc != 0)
+                w->host->log(w->hb, EB_LOG_ERROR, "%s", err);
+        }
+        r->refused = c->rc != 0;
+    }
+    return 0;
+}
+
 /** Sends `batch` as one pipeline and reports every reply. */
 static void send_batch(rd_writer *w, record *batch)
 {
+    if (w->cfg.partitions && check_topics(w, batch) != 0) {
+        requeue(w, batch);
+        return;
+    }
     record *r = batch;
     bool broken = false;
     char why[RD_URL_MAX + 256] = "";
     for (; r; r = r->next)
-        if (redisAppendCommandArgv(w->conn.ctx, (int)r->args.argc, r->args.argv,
+        if (!r->refused && redisAppendCommandArgv(w->conn.ctx, (int)r->args.argc, r->args.argv,
                                    r->args.lens) != REDIS_OK)
             break; /* out of memory in hiredis: the rest waits for the next turn */
     record *unsent = r;
@@ -323,6 +397,11 @@ static void send_batch(rd_writer *w, record *batch)
     for (r = batch; r != unsent;) {
         record *next = r->next;
         void *reply = NULL;
+        if (r->refused) {
+            done = report(w, r, EB_ERR_CONFIG, NULL); /* its topic's meta refused it */
+            r = next;
+            continue;
+        }
         if (!broken && redisGetReply(w->conn.ctx, &reply) != REDIS_OK) {
             broken = true;
             snprintf(why, sizeof why, "redis %s: XADD: %s", w->cfg.url->display,
@@ -334,7 +413,7 @@ static void send_batch(rd_writer *w, record *batch)
             redisReply *rep = reply;
             if (rep->type == REDIS_REPLY_STRING) {
                 char id[64];
-                snprintf(id, sizeof id, "0@%s", rep->str);
+                snprintf(id, sizeof id, "%u@%s", r->partition, rep->str);
                 done = report(w, r, 0, id);
             } else {
                 w->host->log(w->hb, EB_LOG_WARN, "redis %s: XADD refused: %s",
@@ -351,21 +430,8 @@ static void send_batch(rd_writer *w, record *batch)
         rd_conn_close(&w->conn); /* hiredis 0.14: a context that failed is dead */
         set_connected(w, 0, why);
     }
-    if (unsent) { /* back to the front of the queue, in order */
-        record *last = unsent;
-        size_t n = 1;
-        while (last->next) {
-            last = last->next;
-            n++;
-        }
-        pthread_mutex_lock(&w->mu);
-        last->next = w->head;
-        w->head = unsent;
-        if (!w->tail)
-            w->tail = last;
-        w->queued += n;
-        pthread_mutex_unlock(&w->mu);
-    }
+    if (unsent) /* back to the front of the queue, in order */
+        requeue(w, unsent);
 }
 
 static void *writer_main(void *arg)
@@ -404,6 +470,11 @@ static void *writer_main(void *arg)
     pthread_mutex_unlock(&w->mu);
     report_all(w, rest, EB_ERR_PURGED);
     rd_conn_close(&w->conn);
+    for (checked_topic *c = w->checked, *next; c; c = next) {
+        next = c->next;
+        free(c->topic);
+        free(c);
+    }
     if (w->cfg.health)
         rd_health_link_gone(w->cfg.health, &w->link);
     return NULL;

@@ -97,7 +97,7 @@ typedef struct state {
 static state view(rd_leaser *l)
 {
     state s;
-    rd_lease_view v = {s.held, s.lost, s.unwanted};
+    rd_lease_view v = {s.held, s.lost, s.unwanted, false};
     rd_leaser_view(l, &v);
     return s;
 }

@@ -9,7 +9,7 @@
  * Its divisions, in order:
  *   - bad input at open: a wrong password (never shown), the ACL user,
  *     a missing server, a server that never answers, rediss://, the claim
- *     idle time, BLOCK against the command timeout, the keyed group mode,
+ *     idle time, BLOCK against the command timeout, group mode settings,
  *     a misspelt key;
  *   - interop both ways with the entry layout of plugins/redis/fields.h:
  *     entries written by XADD are consumed byte-exact; messages published
@@ -523,17 +523,34 @@ Test(redis_transport, a_block_not_100_ms_below_the_command_timeout_is_refused_na
     eb_bus_destroy(bus);
 }
 
-Test(redis_transport, keyed_group_mode_is_refused_with_a_sentence)
+Test(redis_transport, group_mode_settings_that_cannot_work_are_refused_with_a_sentence)
 {
-    const setting s[] = {{"redis.group.mode", "keyed"}};
     char err[1024] = "";
-    open_fails(s, 1, EB_ERR_CONFIG, err, sizeof err);
-    cr_expect(strstr(err, "redis.group.mode"), "the key is not named: %s", err);
-    cr_expect(strstr(err, "keyed"), "the mode is not named: %s", err);
-    cr_expect(strstr(err, "shared"), "the error does not name the mode that works: %s", err);
+    const setting unknown[] = {{"redis.group.mode", "sharded"}};
+    open_fails(unknown, 1, EB_ERR_CONFIG, err, sizeof err);
+    cr_expect(strstr(err, "redis.group.mode") && strstr(err, "shared, keyed"),
+              "the key or the modes that work are not named: %s", err);
 
+    const setting shared_parts[] = {{"redis.partitions", "4"}};
+    open_fails(shared_parts, 1, EB_ERR_CONFIG, err, sizeof err);
+    cr_expect(strstr(err, "redis.partitions") && strstr(err, "keyed"),
+              "partitions without keyed mode: %s", err);
+
+    /* The least lease: 3 x (revoke 10 s + command 5 s) by default. */
+    const setting short_lease[] = {{"redis.group.mode", "keyed"}, {"redis.lease.ms", "44999"}};
+    open_fails(short_lease, 2, EB_ERR_CONFIG, err, sizeof err);
+    cr_expect(strstr(err, "redis.lease.ms") && strstr(err, "45000"),
+              "the lease bound is not named: %s", err);
+
+    const setting keyed[] = {{"redis.group.mode", "keyed"}, {"redis.lease.ms", "45000"}};
+    eb_bus *bus = open_bus(keyed, 2);
+    cr_expect(eb_bus_features(bus) & EB_FEATURE_KEY_ORDER, "keyed mode: per-key order");
+    eb_bus_destroy(bus);
     const setting shared[] = {{"redis.group.mode", "shared"}};
-    eb_bus *bus = open_bus(shared, 1);
+    bus = open_bus(shared, 1);
+    cr_expect(!(eb_bus_features(bus) & EB_FEATURE_KEY_ORDER) &&
+                  (eb_bus_features(bus) & EB_FEATURE_KEY_ORDER_SINGLE_MEMBER),
+              "shared mode: per-key order with one member only");
     eb_bus_destroy(bus);
 }
 

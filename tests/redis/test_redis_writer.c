@@ -109,7 +109,7 @@ static int publish(rd_writer *w, int i, int64_t timeout_ms)
     int len = snprintf(payload, sizeof payload, "m%d", i);
     eb_outgoing m = {.topic = "t", .key = "k", .key_len = 1, .payload = payload,
                      .payload_len = (size_t)len};
-    return rd_writer_publish(w, stream, &m, timeout_ms, (void *)(intptr_t)(i + 1));
+    return rd_writer_publish(w, stream, 0, &m, timeout_ms, (void *)(intptr_t)(i + 1));
 }
 
 static bool reports_reach(void *want) { return atomic_load(&total_reports) >= *(int *)want; }
