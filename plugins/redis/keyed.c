@@ -215,9 +215,10 @@ int rd_keyed_read_lane(rd_sub *s, unsigned p, size_t room, char *err, size_t err
     int rc = rd_fenced_read(&s->rconn, claim ? RD_FENCED_CLAIM : RD_FENCED_NEW, ln->stream,
                             ln->lease_key, s->token, s->group, s->rb->settings.consumer,
                             ln->cursor, room, &f, err, err_size);
-    if (rc == RD_NOT_OWNER) {
+    if (rc == RD_NOT_OWNER) { /* expired, or the server lost it (a restart) */
         atomic_fetch_add(&s->not_owner, 1);
-        lose(s, p, "the server says its lease is another member's");
+        rd_leaser_lost(s->leaser, p);
+        lose(s, p, "the server says its lease is not this member's");
         return 0;
     }
     if (rc != 0) {

@@ -399,6 +399,21 @@ void rd_leaser_release(rd_leaser *l, unsigned p)
     pthread_mutex_unlock(&l->mu);
 }
 
+void rd_leaser_lost(rd_leaser *l, unsigned p)
+{
+    if (p >= l->cfg.partitions)
+        return;
+    pthread_mutex_lock(&l->mu);
+    if (l->held[p]) {
+        l->held[p] = 0;
+        l->unwanted[p] = 0;
+        l->lost_count++;
+        l->wake = true;
+        pthread_cond_signal(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
 void rd_leaser_counts(rd_leaser *l, uint64_t *taken, uint64_t *lost, uint64_t *released)
 {
     pthread_mutex_lock(&l->mu);

@@ -76,6 +76,11 @@ void rd_leaser_view(rd_leaser *l, rd_lease_view *v);
  *  the next turn, which this wakes. */
 void rd_leaser_release(rd_leaser *l, unsigned p);
 
+/** The server answered a fenced read of partition p "not yours": the
+ *  member revoked it; it is not held from now on (taken again only by a
+ *  later turn, when free), and the thread looks at once. */
+void rd_leaser_lost(rd_leaser *l, unsigned p);
+
 /** Releases every lease held, withdraws the announcement, joins, frees. */
 void rd_leaser_stop(rd_leaser *l);
 

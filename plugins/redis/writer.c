@@ -356,7 +356,7 @@ static int check_topics(rd_writer *w, record *batch)
         if (!c) {
             char err[RD_URL_MAX + 512];
             int rc = rd_meta_check(&w->conn, r->msg.topic, w->cfg.partitions, err, sizeof err);
-            if (rc < 0) {
+            if (rc != 0 && rc != EB_ERR_CONFIG) { /* no answer */
                 set_connected(w, 0, err);
                 rd_conn_close(&w->conn);
                 return -1;

@@ -2,9 +2,10 @@
  * crash_child.c — the group member that test_redis_faults.c kills with
  * SIGKILL.
  *
- * usage: redis_crash_child URL TOPIC GROUP REPORT_FD
+ * usage: redis_crash_child URL TOPIC GROUP REPORT_FD [KEY=VALUE...]
  *
- * Opens a redis bus (4 dispatch workers, the suite's 3 s claim idle time),
+ * Opens a redis bus (4 dispatch workers, the suite's 3 s claim idle time,
+ * then the KEY=VALUE settings given: test_redis_keyed.c's keyed mode),
  * joins GROUP on TOPIC and handles the stream until it is killed. On
  * REPORT_FD (a pipe to the test) it writes "ready\n" once its subscription
  * is ready, then "finish <payload>\n" just before each handler returns ACK
@@ -48,8 +49,8 @@ static int set(eb_config *cfg, const char *key, const char *value)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s URL TOPIC GROUP REPORT_FD\n", argv[0]);
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s URL TOPIC GROUP REPORT_FD [KEY=VALUE...]\n", argv[0]);
         return 2;
     }
     report_fd = atoi(argv[4]);
@@ -58,6 +59,16 @@ int main(int argc, char **argv)
     if (!cfg || set(cfg, "transport", "redis") || set(cfg, "redis.url", argv[1]) ||
         set(cfg, "redis.claim.idle.ms", "3000") || set(cfg, "dispatch.workers", "4"))
         return 1;
+    for (int i = 5; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq) {
+            fprintf(stderr, "crash_child: '%s' is not KEY=VALUE\n", argv[i]);
+            return 2;
+        }
+        *eq = '\0';
+        if (set(cfg, argv[i], eq + 1))
+            return 1;
+    }
     char err[1024];
     eb_bus *bus = NULL;
     int rc = eb_bus_open(cfg, &bus, err, sizeof err);

@@ -15,3 +15,12 @@ if(TARGET redis_faults)
   add_dependencies(redis_faults redis_crash_child eventbus-redis)
   set_tests_properties(redis_faults PROPERTIES RUN_SERIAL TRUE)
 endif()
+
+# Keyed group mode: members coming and going, a member killed (the child
+# above, with keyed settings), bad partition counts, anonymous reads.
+eb_add_redis_test(redis_keyed 180)
+if(TARGET redis_keyed)
+  target_compile_definitions(redis_keyed PRIVATE
+                             EB_REDIS_CRASH_CHILD_PATH="$<TARGET_FILE:redis_crash_child>")
+  add_dependencies(redis_keyed redis_crash_child eventbus-redis)
+endif()

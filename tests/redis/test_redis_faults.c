@@ -5,6 +5,8 @@
  * alone: it stops, empties and freezes the server the other suites use,
  * and brings it back whatever happens.
  *
+ *  - each of the restarts and the freeze in keyed group mode too (leases
+ *    lost with the data, or given up while the server is frozen);
  *  - restart with the append-only file mid-stream (`down`, `up`): every
  *    confirmed publish is handled once the server is back, and the
  *    subscription recovers by itself;
@@ -309,14 +311,21 @@ static void stream_name(char *out, size_t size, const char *what)
 
 /* ------------------------------------------------------------- restarts */
 
+/* Keyed group mode, 3 partitions: the lease is 3 x (revoke 1 s + command
+ * 1 s) = 6 s. */
+static const char *const KEYED[][2] = {{"redis.group.mode", "keyed"},
+                                       {"redis.partitions", "3"},
+                                       {"dispatch.revoke.timeout.ms", "1000"}};
+enum { N_KEYED = sizeof KEYED / sizeof *KEYED };
+
 /** Publishing through a restart (`down` then `up ARG`); every confirmed
  *  publish of the run must be handled afterwards when `durable`. */
-static void restart_case(const char *up_arg, bool durable)
+static void restart_case(const char *up_arg, bool durable, bool keyed)
 {
     char topic[64];
     stream_name(topic, sizeof topic, durable ? "restart-aof" : "restart-empty");
-    eb_bus *consumer = open_bus(NULL, 0);
-    eb_bus *producer = open_bus(NULL, 0);
+    eb_bus *consumer = open_bus(KEYED, keyed ? N_KEYED : 0);
+    eb_bus *producer = open_bus(KEYED, keyed ? N_KEYED : 0);
     eb_sub *sub = subscribe(consumer, topic, "g", handle);
     publisher pub;
     publisher_start(&pub, producer, topic);
@@ -355,10 +364,11 @@ static void restart_case(const char *up_arg, bool durable)
     }
     int64_t t_all = test_now_ms();
     fprintf(stderr,
-            "recovery: restart %s: DOWN noticed in %lld ms; OK %lld ms after up; every "
+            "recovery: restart %s%s: DOWN noticed in %lld ms; OK %lld ms after up; every "
             "confirmed publish handled %lld ms after up; %lu published, %lu confirmed, %lu "
             "duplicates\n",
-            durable ? "with AOF" : "empty", (long long)(t_noticed - t_down),
+            durable ? "with AOF" : "empty", keyed ? " (keyed, lease 6 s)" : "",
+            (long long)(t_noticed - t_down),
             (long long)(t_ok - t_up), (long long)(t_all - t_up), (unsigned long)end,
             atomic_load(&T->confirmed), atomic_load(&T->duplicates));
     cr_expect_geq(atomic_load(&T->disconnected), 1, "no DISCONNECTED event");
@@ -373,22 +383,34 @@ static void restart_case(const char *up_arg, bool durable)
 
 Test(redis_faults, restart_with_aof_loses_nothing_confirmed)
 {
-    restart_case(NULL, true);
+    restart_case(NULL, true, false);
 }
 
 Test(redis_faults, restart_empty_makes_the_group_again)
 {
-    restart_case("--empty", false);
+    restart_case("--empty", false, false);
+}
+
+/* Keyed: the leases went with the data; members take none for one lease
+ * time after seeing the new run_id, then claim and read on. */
+Test(redis_faults, keyed_restart_with_aof_loses_nothing_confirmed)
+{
+    restart_case(NULL, true, true);
+}
+
+Test(redis_faults, keyed_restart_empty_waits_a_lease_then_reads_on)
+{
+    restart_case("--empty", false, true);
 }
 
 /* --------------------------------------------------------------- freeze */
 
-Test(redis_faults, frozen_server_reported_down_then_recovered)
+static void frozen_case(bool keyed)
 {
     char topic[64];
     stream_name(topic, sizeof topic, "frozen");
-    eb_bus *consumer = open_bus(NULL, 0);
-    eb_bus *producer = open_bus(NULL, 0);
+    eb_bus *consumer = open_bus(KEYED, keyed ? N_KEYED : 0);
+    eb_bus *producer = open_bus(KEYED, keyed ? N_KEYED : 0);
     eb_sub *sub = subscribe(consumer, topic, "g", handle);
     publisher pub;
     publisher_start(&pub, producer, topic);
@@ -415,9 +437,10 @@ Test(redis_faults, frozen_server_reported_down_then_recovered)
     expect_confirmed_handled(end, "a frozen server");
     int64_t t_all = test_now_ms();
     fprintf(stderr,
-            "recovery: frozen 4 s: DOWN %lld ms after SIGSTOP; OK %lld ms after SIGCONT; every "
-            "confirmed publish handled %lld ms after SIGCONT; %ld published, %lu confirmed, "
-            "%lu duplicates\n",
+            "recovery: frozen 4 s%s: DOWN %lld ms after SIGSTOP; OK %lld ms after SIGCONT; "
+            "every confirmed publish handled %lld ms after SIGCONT; %ld published, %lu "
+            "confirmed, %lu duplicates\n",
+            keyed ? " (keyed, leases given up locally after 4 s)" : "",
             (long long)(t_down - t_freeze), (long long)(t_ok - t_thawed),
             (long long)(t_all - t_thawed), end, atomic_load(&T->confirmed),
             atomic_load(&T->duplicates));
@@ -446,6 +469,16 @@ Test(redis_faults, frozen_server_reported_down_then_recovered)
     eb_bus_destroy(consumer);
     eb_bus_destroy(producer);
     waitpid(freezer, &status, 0);
+}
+
+Test(redis_faults, frozen_server_reported_down_then_recovered)
+{
+    frozen_case(false);
+}
+
+Test(redis_faults, keyed_frozen_server_reported_down_then_recovered)
+{
+    frozen_case(true);
 }
 
 /* ---------------------------------------------------------------- crash */
