@@ -1248,18 +1248,54 @@ static int make_lanes(rd_sub *s, unsigned partitions)
     return 0;
 }
 
-/** Keyed mode at subscribe: the topic's record in Redis must agree with
- *  redis.partitions (a server that does not answer is asked again by
- *  the reader, which waits until it agrees). */
-static int check_meta(rd_sub *s, char *errstr, size_t errstr_size)
+/** Keyed mode: a server that evicts keys could drop a lease (they expire:
+ *  volatile-* policies pick them first) and let two members own one
+ *  partition. EB_ERR_CONFIG with a sentence for an evicting policy; 0
+ *  when it is noeviction or cannot be read (CONFIG refused: a warning). */
+static int check_eviction(rd_sub *s, rd_conn *c, char *errstr, size_t errstr_size)
+{
+    char err[ERR_SIZE];
+    const char *argv[] = {"CONFIG", "GET", "maxmemory-policy"};
+    redisReply *r = rd_conn_command(c, 3, argv, NULL, err, sizeof err);
+    if (!r)
+        return 0;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strcmp(r->element[1]->str, "noeviction") != 0) {
+            snprintf(errstr, errstr_size,
+                     "redis %s: maxmemory-policy is %s: keyed mode needs noeviction (an "
+                     "evicted lease would let two members read one partition)",
+                     s->set->url.display, r->element[1]->str);
+            rc = EB_ERR_CONFIG;
+        }
+    } else {
+        s->host->log(s->rb->hb, EB_LOG_WARN,
+                     "redis %s: cannot read maxmemory-policy (%s): keyed mode needs "
+                     "noeviction",
+                     s->set->url.display,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/** Keyed mode at subscribe: the server must not evict keys, and the
+ *  topic's record in Redis must agree with redis.partitions (a server
+ *  that does not answer is asked again by the reader, which waits until
+ *  the record agrees). */
+static int check_keyed(rd_sub *s, char *errstr, size_t errstr_size)
 {
     rd_conn c = {0};
     char err[ERR_SIZE];
     if (rd_conn_open(&c, &s->set->url, s->set->timeouts, err, sizeof err) != 0)
         return 0;
-    int rc = rd_meta_check(&c, s->topic, s->set->partitions, errstr, errstr_size);
+    int rc = s->keyed ? check_eviction(s, &c, errstr, errstr_size) : 0;
+    if (rc == 0 && rd_meta_check(&c, s->topic, s->set->partitions, errstr, errstr_size) ==
+                       EB_ERR_CONFIG)
+        rc = EB_ERR_CONFIG;
     rd_conn_close(&c);
-    return rc == EB_ERR_CONFIG ? EB_ERR_CONFIG : 0;
+    return rc;
 }
 
 int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **out,
@@ -1303,7 +1339,7 @@ int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **o
         snprintf(errstr, errstr_size, "redis transport: topic '%s' makes a key name too long",
                  p->topic);
     if (rc == 0 && rb->settings.keyed)
-        rc = check_meta(s, errstr, errstr_size);
+        rc = check_keyed(s, errstr, errstr_size);
     if (rc == 0 && s->keyed)
         rc = rd_keyed_start(s, errstr, errstr_size);
     if (rc != 0) {
