@@ -244,11 +244,16 @@ void rd_keyed_stats(rd_sub *s, eb_json_out *o)
     eb_json_printf(o, ",\"partitions\":[");
     bool first = true;
     pthread_mutex_lock(&s->mu);
-    for (unsigned p = 0; p < s->n_lanes; p++)
-        if (s->lanes[p].owned) {
-            eb_json_printf(o, "%s%u", first ? "" : ",", p);
-            first = false;
-        }
+    for (unsigned p = 0; p < s->n_lanes; p++) {
+        const rd_lane *ln = &s->lanes[p];
+        if (!ln->owned)
+            continue;
+        eb_json_printf(o, "%s{\"partition\":%u,\"stream\":", first ? "" : ",", p);
+        eb_json_string(o, ln->stream);
+        eb_json_printf(o, ",\"held\":%zu,\"lag\":%lld,\"pending\":%lld}", ln->held,
+                       atomic_load(&ln->lag), atomic_load(&ln->pending));
+        first = false;
+    }
     pthread_mutex_unlock(&s->mu);
     uint64_t taken = 0, lost = 0, released = 0;
     if (s->leaser)

@@ -5,6 +5,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "eventbus/eventbus.h"
 
 /* KEYS the leases; ARGV[1] take|renew|release, ARGV[2] the token,
  * ARGV[3] the lease time in ms. Returns 1 or 0 per key. */
@@ -69,6 +72,30 @@ int rd_lease_apply(rd_conn *c, rd_lease_op op, const char *const *keys, size_t n
         snprintf(err, err_size, "redis %s: %s leases: %s", c->url->display, ops[op],
                  r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
         rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int rd_lease_check_eviction(rd_conn *c, char *err, size_t err_size)
+{
+    const char *argv[] = {"CONFIG", "GET", "maxmemory-policy"};
+    redisReply *r = rd_conn_command(c, 3, argv, NULL, err, err_size);
+    if (!r)
+        return 1;
+    int rc = 1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        rc = strcmp(r->element[1]->str, "noeviction") == 0 ? 0 : EB_ERR_CONFIG;
+        if (rc)
+            snprintf(err, err_size,
+                     "redis %s: maxmemory-policy is %s: keyed mode needs noeviction (an "
+                     "evicted lease would let two members read one partition)",
+                     c->url->display, r->element[1]->str);
+    } else {
+        snprintf(err, err_size, "redis %s: cannot read maxmemory-policy (%s): keyed mode needs "
+                 "noeviction", c->url->display,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
     }
     freeReplyObject(r);
     return rc;

@@ -36,4 +36,13 @@ int rd_lease_apply(rd_conn *c, rd_lease_op op, const char *const *keys, size_t n
                    const char *token, int64_t lease_ms, unsigned char *ours, char *err,
                    size_t err_size);
 
+/**
+ * Leases expire, and a server that evicts keys (volatile-* policies pick
+ * expiring keys first) could drop one and let two members own a
+ * partition: reads maxmemory-policy. @returns 0 for noeviction;
+ * EB_ERR_CONFIG with a sentence for any other; 1 with a sentence when it
+ * cannot be read (CONFIG refused to this user: the caller warns).
+ */
+int rd_lease_check_eviction(rd_conn *c, char *err, size_t err_size);
+
 #endif

@@ -1044,17 +1044,24 @@ static int keeper_connect(rd_sub *s)
 static void keeper_leave(rd_sub *s)
 {
     char err[ERR_SIZE];
-    if (!s->group || s->keyed) /* keyed: the next owner claims them all */
+    if (!s->group)
         return;
-    long long handed = rd_consumer_leave(&s->kconn, s->lanes[0].stream, s->group,
-                                         s->rb->settings.consumer, err, sizeof err);
-    if (handed < 0)
-        s->host->log(s->rb->hb, EB_LOG_WARN, "%s", err);
-    else if (handed > 0)
-        s->host->log(s->rb->hb, EB_LOG_INFO,
-                     "redis: stream %s: %lld unfinished entries of consumer %s handed to the "
-                     "group's other members",
-                     s->lanes[0].stream, handed, s->rb->settings.consumer);
+    /* Keyed: every partition this member read (the reader has ended); the
+     * next owner claims what is left anyway. */
+    for (unsigned i = 0; i < s->n_lanes && s->kconn.ctx; i++) {
+        rd_lane *ln = &s->lanes[i];
+        if (s->keyed && !ln->group_made)
+            continue;
+        long long handed = rd_consumer_leave(&s->kconn, ln->stream, s->group,
+                                             s->rb->settings.consumer, err, sizeof err);
+        if (handed < 0)
+            s->host->log(s->rb->hb, EB_LOG_WARN, "%s", err);
+        else if (handed > 0)
+            s->host->log(s->rb->hb, EB_LOG_INFO,
+                         "redis: stream %s: %lld unfinished entries of consumer %s handed to "
+                         "the group's other members",
+                         ln->stream, handed, s->rb->settings.consumer);
+    }
 }
 
 /** Under mu: are acks waiting or being sent, on any lane? */
@@ -1103,7 +1110,14 @@ static void keeper_tick(rd_sub *s, int64_t now, int64_t *next_refresh, int64_t r
         pthread_mutex_unlock(&s->mu);
         if (!owned && s->keyed)
             continue;
-        read_lag(s, ln, &lag, &pending);
+        long long lane_lag = -1, lane_pending = -1;
+        read_lag(s, ln, &lane_lag, &lane_pending);
+        atomic_store(&s->lanes[i].lag, lane_lag);
+        atomic_store(&s->lanes[i].pending, lane_pending);
+        if (lane_lag >= 0)
+            lag = (lag < 0 ? 0 : lag) + lane_lag;
+        if (lane_pending >= 0)
+            pending = (pending < 0 ? 0 : pending) + lane_pending;
         if (prune && s->kconn.ctx &&
             rd_consumers_prune(&s->kconn, ln->stream, s->group, s->rb->settings.consumer,
                                s->set->prune_idle_ms, err, sizeof err) < 0 &&
@@ -1237,6 +1251,8 @@ static int make_lanes(rd_sub *s, unsigned partitions)
                                       s->group, i) != 0))
             return EB_ERR_INVALID;
         ln->generation = 1;
+        atomic_init(&ln->lag, -1);
+        atomic_init(&ln->pending, -1);
         ln->owned = !s->keyed; /* keyed: while its lease is held */
         ln->phase = RD_LANE_CLAIM;
         snprintf(ln->cursor, sizeof ln->cursor, "0-0");
@@ -1248,54 +1264,18 @@ static int make_lanes(rd_sub *s, unsigned partitions)
     return 0;
 }
 
-/** Keyed mode: a server that evicts keys could drop a lease (they expire:
- *  volatile-* policies pick them first) and let two members own one
- *  partition. EB_ERR_CONFIG with a sentence for an evicting policy; 0
- *  when it is noeviction or cannot be read (CONFIG refused: a warning). */
-static int check_eviction(rd_sub *s, rd_conn *c, char *errstr, size_t errstr_size)
-{
-    char err[ERR_SIZE];
-    const char *argv[] = {"CONFIG", "GET", "maxmemory-policy"};
-    redisReply *r = rd_conn_command(c, 3, argv, NULL, err, sizeof err);
-    if (!r)
-        return 0;
-    int rc = 0;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING) {
-        if (strcmp(r->element[1]->str, "noeviction") != 0) {
-            snprintf(errstr, errstr_size,
-                     "redis %s: maxmemory-policy is %s: keyed mode needs noeviction (an "
-                     "evicted lease would let two members read one partition)",
-                     s->set->url.display, r->element[1]->str);
-            rc = EB_ERR_CONFIG;
-        }
-    } else {
-        s->host->log(s->rb->hb, EB_LOG_WARN,
-                     "redis %s: cannot read maxmemory-policy (%s): keyed mode needs "
-                     "noeviction",
-                     s->set->url.display,
-                     r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply");
-    }
-    freeReplyObject(r);
-    return rc;
-}
-
-/** Keyed mode at subscribe: the server must not evict keys, and the
- *  topic's record in Redis must agree with redis.partitions (a server
- *  that does not answer is asked again by the reader, which waits until
- *  the record agrees). */
-static int check_keyed(rd_sub *s, char *errstr, size_t errstr_size)
+/** Keyed mode at subscribe: the topic's record in Redis must agree with
+ *  redis.partitions (a server that does not answer is asked again by the
+ *  reader, which waits until the record agrees). */
+static int check_meta(rd_sub *s, char *errstr, size_t errstr_size)
 {
     rd_conn c = {0};
     char err[ERR_SIZE];
     if (rd_conn_open(&c, &s->set->url, s->set->timeouts, err, sizeof err) != 0)
         return 0;
-    int rc = s->keyed ? check_eviction(s, &c, errstr, errstr_size) : 0;
-    if (rc == 0 && rd_meta_check(&c, s->topic, s->set->partitions, errstr, errstr_size) ==
-                       EB_ERR_CONFIG)
-        rc = EB_ERR_CONFIG;
+    int rc = rd_meta_check(&c, s->topic, s->set->partitions, errstr, errstr_size);
     rd_conn_close(&c);
-    return rc;
+    return rc == EB_ERR_CONFIG ? EB_ERR_CONFIG : 0;
 }
 
 int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **out,
@@ -1339,7 +1319,7 @@ int rd_sub_start(rd_bus *rb, eb_host_sub *hs, const eb_sub_params *p, rd_sub **o
         snprintf(errstr, errstr_size, "redis transport: topic '%s' makes a key name too long",
                  p->topic);
     if (rc == 0 && rb->settings.keyed)
-        rc = check_keyed(s, errstr, errstr_size);
+        rc = check_meta(s, errstr, errstr_size);
     if (rc == 0 && s->keyed)
         rc = rd_keyed_start(s, errstr, errstr_size);
     if (rc != 0) {

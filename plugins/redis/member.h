@@ -68,7 +68,8 @@ typedef struct rd_lane {
     size_t held;             /* entries of this lane held */
     rd_id_list acks;         /* finished, for the keeper's next XACK */
     rd_id_list acking;       /* in the keeper's XACK now (it reads it unlocked) */
-    /* the reader's */
+    _Atomic long long lag, pending; /* the keeper's reading (-1: none) */
+    /* the reader's (the keeper reads group_made once the reader ended) */
     bool group_made;
     rd_lane_phase phase;
     char cursor[64];         /* keyed: the claim cursor */
@@ -162,7 +163,8 @@ int rd_keyed_read_lane(rd_sub *s, unsigned lane, size_t room, char *err, size_t 
 /** Releases every lease and withdraws the member (after the lanes were
  *  revoked and their XACKs sent). */
 void rd_keyed_stop(rd_sub *s);
-/** Appends ",\"partitions\":[...],\"leases\":{...}" to the sub's stats. */
+/** Appends to the sub's stats ",\"partitions\":[...]" (the owned ones,
+ *  each with its stream, held, lag and pending) and ",\"leases\":{...}". */
 void rd_keyed_stats(rd_sub *s, eb_json_out *o);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lease.h"
 #include "partitions.h"
 #include "redis.h"
 
@@ -45,14 +46,22 @@ static int redis_config_check(const eb_host *host, const char *key, const char *
     return rd_settings_check_key(host, key, value, errstr, errstr_size);
 }
 
-/** Connects once to prove the URL, the login and the database. */
-static int probe(const rd_settings *set, char *errstr, size_t errstr_size)
+/** Connects once to prove the URL, the login and the database; in keyed
+ *  mode also that the server does not evict keys (leases). */
+static int probe(const eb_host *host, eb_host_bus *hb, const rd_settings *set, char *errstr,
+                 size_t errstr_size)
 {
     rd_conn c = {0};
     if (rd_conn_open(&c, &set->url, set->timeouts, errstr, errstr_size) != 0)
         return EB_ERR_TRANSPORT;
+    int rc = set->keyed ? rd_lease_check_eviction(&c, errstr, errstr_size) : 0;
+    if (rc == 1) { /* unknown: CONFIG refused to this user */
+        host->log(hb, EB_LOG_WARN, "%s", errstr);
+        errstr[0] = '\0';
+        rc = 0;
+    }
     rd_conn_close(&c);
-    return 0;
+    return rc;
 }
 
 static int redis_open(const eb_host *host, eb_host_bus *hb, void **state, char *errstr,
@@ -68,7 +77,7 @@ static int redis_open(const eb_host *host, eb_host_bus *hb, void **state, char *
     rd_health_init(&rb->health, host, hb);
     int rc = rd_settings_load(host, hb, &rb->settings, errstr, errstr_size);
     if (rc == 0)
-        rc = probe(&rb->settings, errstr, errstr_size);
+        rc = probe(host, hb, &rb->settings, errstr, errstr_size);
     if (rc == 0) {
         rd_writer_config wc = {.url = &rb->settings.url,
                                .timeouts = rb->settings.timeouts,

@@ -14,7 +14,8 @@
  *    and together they handle all of them);
  *  - a publisher or member configured with another partition count than
  *    the topic's record is refused with a sentence, and nothing is stored
- *    where nobody reads; so is a member on a server that evicts keys;
+ *    where nobody reads; a keyed bus on a server that evicts keys is
+ *    refused at open;
  *  - an anonymous member reads every partition; entries other programs
  *    add to a partition stream are read by its owner.
  *
@@ -223,6 +224,8 @@ Test(redis_keyed, members_joining_and_leaving_keep_every_key_in_order)
     publish_range(producer, topic, STEP, 2 * STEP);
     wait_unique(2 * STEP, WAIT_MS, "two members");
     cr_expect_gt(bus_stat(b, "taken"), 0, "the member that joined took no partition");
+    cr_expect_geq(bus_stat(b, "partition"), 0, "no partition in the stats");
+    cr_expect_geq(bus_stat(b, "lag"), -1, "no lag in the stats");
 
     leave(a, sa); /* b takes a's partitions over */
     eb_bus *c = open_keyed(tiny, 2);
@@ -435,30 +438,28 @@ Test(redis_keyed, another_partition_count_than_the_topics_is_refused_with_a_sent
     eb_bus_destroy(four);
 }
 
-Test(redis_keyed, a_server_that_evicts_keys_is_refused_with_a_sentence)
+Test(redis_keyed, a_server_that_evicts_keys_is_refused_at_open_with_a_sentence)
 {
-    char topic[64];
-    topic_name(topic, sizeof topic, "keyed-evict");
     rd_url u = rt_server_url();
     rd_conn c = {0};
     rt_connect(&c, &u);
     const char *evict[] = {"CONFIG", "SET", "maxmemory-policy", "volatile-lru"};
     rt_do(&c, 4, evict);
-    eb_bus *bus = open_keyed(NULL, 0);
     char err[1024] = "";
-    eb_sub *sub = NULL;
-    int rc = eb_subscribe(bus, topic, "g", handle_ordered, NULL, NULL, &sub, err, sizeof err);
+    eb_config *cfg = eb_config_new();
+    eb_config_set(cfg, "redis.url", url(), err, sizeof err);
+    for (size_t i = 0; i < N_KEYED; i++)
+        eb_config_set(cfg, KEYED[i][0], KEYED[i][1], err, sizeof err);
+    eb_bus *bus = NULL;
+    int rc = eb_bus_open(cfg, &bus, err, sizeof err);
     const char *back[] = {"CONFIG", "SET", "maxmemory-policy", "noeviction"};
     rt_do(&c, 4, back); /* before any assertion: the other suites share the server */
     rd_conn_close(&c);
-    cr_expect_eq(rc, EB_ERR_CONFIG, "subscribe: %s (%s)", eb_err_name(rc), err);
+    eb_config_destroy(cfg);
+    if (bus)
+        eb_bus_destroy(bus);
+    cr_expect_eq(rc, EB_ERR_CONFIG, "open: %s (%s)", eb_err_name(rc), err);
     cr_expect(strstr(err, "volatile-lru") && strstr(err, "noeviction"), "no sentence: %s", err);
-    if (rc == 0) {
-        eb_unsubscribe(sub);
-        eb_sub_destroy(sub);
-    }
-    cr_assert_eq(eb_bus_close(bus, 5000), 0);
-    eb_bus_destroy(bus);
 }
 
 /* ----------------------------------------------- anonymous, other writers */
