@@ -10,7 +10,9 @@
  * REPORT_FD (a pipe to the test) it writes "ready\n" once its subscription
  * is ready, then "finish <payload>\n" just before each handler returns ACK
  * (one write(2) per line, shorter than PIPE_BUF: lines of concurrent
- * handlers never interleave). Each handler works 1-3 ms (by its payload),
+ * handlers never interleave); with the argument report=intervals the line
+ * is "finish <payload> <message id> <start ns> <end ns>" (CLOCK_MONOTONIC,
+ * one clock for every process of the machine). Each handler works 1-3 ms (by its payload),
  * so that a kill finds handlers running and entries read but not handled.
  */
 #include <errno.h>
@@ -23,16 +25,29 @@
 #include "eventbus/eventbus.h"
 
 static int report_fd;
+static int intervals; /* report=intervals: each line also gives the id and times */
+
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static eb_result handle(const eb_msg *msg, void *opaque)
 {
     (void)opaque;
+    long long start = mono_ns();
     size_t len;
     const char *payload = eb_msg_payload(msg, &len);
     struct timespec work = {0, (1 + atol(payload) % 3) * 1000000L};
     nanosleep(&work, NULL);
-    char line[64];
-    int n = snprintf(line, sizeof line, "finish %.*s\n", (int)(len < 24 ? len : 24), payload);
+    char line[160];
+    int n = intervals ? snprintf(line, sizeof line, "finish %.*s %s %lld %lld\n",
+                                 (int)(len < 24 ? len : 24), payload, eb_msg_id(msg), start,
+                                 mono_ns())
+                      : snprintf(line, sizeof line, "finish %.*s\n", (int)(len < 24 ? len : 24),
+                                 payload);
     while (write(report_fd, line, (size_t)n) < 0 && errno == EINTR)
         ;
     return EB_ACK;
@@ -60,6 +75,10 @@ int main(int argc, char **argv)
         set(cfg, "redis.claim.idle.ms", "3000") || set(cfg, "dispatch.workers", "4"))
         return 1;
     for (int i = 5; i < argc; i++) {
+        if (strcmp(argv[i], "report=intervals") == 0) {
+            intervals = 1;
+            continue;
+        }
         char *eq = strchr(argv[i], '=');
         if (!eq) {
             fprintf(stderr, "crash_child: '%s' is not KEY=VALUE\n", argv[i]);

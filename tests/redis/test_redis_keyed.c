@@ -16,6 +16,13 @@
  *    the topic's record is refused with a sentence, and nothing is stored
  *    where nobody reads; a keyed bus on a server that evicts keys is
  *    refused at open;
+ *  - a member frozen (SIGSTOP) longer than its lease: the other member
+ *    takes its partitions; handlers of one partition on two members never
+ *    overlap unless one of them overran the revoke timeout (the frozen
+ *    one's); nothing lost. Each handler's interval comes from the child
+ *    members on CLOCK_MONOTONIC;
+ *  - a handler slower than redis.claim.idle.ms runs once (keyed mode
+ *    claims nothing by idle time);
  *  - an anonymous member reads every partition; entries other programs
  *    add to a partition stream are read by its owner.
  *
@@ -275,22 +282,72 @@ static eb_result handle_logged(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
+/** One handler run of a child member, on CLOCK_MONOTONIC. */
+typedef struct interval {
+    long long start, end;
+    int member, partition;
+} interval;
+
+static struct {
+    pthread_mutex_t mu;
+    interval *v;
+    size_t n, cap;
+} IV = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void log_interval(int member, int partition, long long start, long long end)
+{
+    pthread_mutex_lock(&IV.mu);
+    if (IV.n == IV.cap) {
+        IV.cap = IV.cap ? 2 * IV.cap : 4096;
+        IV.v = realloc(IV.v, IV.cap * sizeof *IV.v);
+    }
+    if (IV.v)
+        IV.v[IV.n++] = (interval){start, end, member, partition};
+    pthread_mutex_unlock(&IV.mu);
+}
+
+static void free_logs(void)
+{
+    for (int m = 0; m < 2; m++)
+        for (int k = 0; k < KEYS; k++) {
+            free(LOG.seqs[m][k]);
+            LOG.seqs[m][k] = NULL;
+            LOG.n[m][k] = 0;
+        }
+    free(IV.v);
+    IV.v = NULL;
+    IV.n = IV.cap = 0;
+}
+
 typedef struct child_report {
     FILE *in;
     pthread_t thread;
+    int member;              /* its index in LOG and IV */
     atomic_bool ready;
     atomic_ulong finished;
+    atomic_uint partitions_seen; /* bit p: handled an entry of partition p */
+    atomic_llong last_start;     /* of its latest handler */
 } child_report;
 
 static void *read_reports(void *arg)
 {
     child_report *r = arg;
-    char line[128];
+    char line[192];
     while (fgets(line, sizeof line, r->in)) {
         if (strcmp(line, "ready\n") == 0) {
             atomic_store(&r->ready, true);
         } else if (strncmp(line, "finish ", 7) == 0) {
-            log_seq(0, atol(line + 7));
+            long seq;
+            int partition;
+            long long start, end;
+            if (sscanf(line + 7, "%ld %d@%*s %lld %lld", &seq, &partition, &start, &end) == 4) {
+                log_interval(r->member, partition, start, end);
+                atomic_fetch_or(&r->partitions_seen, 1u << partition);
+                atomic_store(&r->last_start, start);
+            } else {
+                seq = atol(line + 7);
+            }
+            log_seq(r->member, seq);
             atomic_fetch_add(&r->finished, 1);
         }
     }
@@ -301,7 +358,7 @@ static bool child_ready(void *arg) { return atomic_load(&((child_report *)arg)->
 
 static bool child_busy(void *arg) { return atomic_load(&((child_report *)arg)->finished) >= 200; }
 
-static pid_t start_child(const char *topic, child_report *rep)
+static pid_t start_child(const char *topic, child_report *rep, int member, bool intervals)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -311,7 +368,7 @@ static pid_t start_child(const char *topic, child_report *rep)
         close(fds[0]);
         char fd_arg[16];
         snprintf(fd_arg, sizeof fd_arg, "%d", fds[1]);
-        const char *argv[8 + N_KEYED];
+        const char *argv[9 + N_KEYED];
         int argc = 0;
         argv[argc++] = EB_REDIS_CRASH_CHILD_PATH;
         argv[argc++] = url();
@@ -323,12 +380,14 @@ static pid_t start_child(const char *topic, child_report *rep)
             snprintf(kv[i], sizeof kv[i], "%s=%s", KEYED[i][0], KEYED[i][1]);
             argv[argc++] = kv[i];
         }
+        if (intervals)
+            argv[argc++] = "report=intervals";
         argv[argc] = NULL;
         execv(EB_REDIS_CRASH_CHILD_PATH, (char *const *)argv);
         _exit(127);
     }
     close(fds[1]);
-    *rep = (child_report){.in = fdopen(fds[0], "r")};
+    *rep = (child_report){.in = fdopen(fds[0], "r"), .member = member};
     cr_assert_eq(pthread_create(&rep->thread, NULL, read_reports, rep), 0);
     return child;
 }
@@ -352,7 +411,7 @@ Test(redis_keyed, a_killed_member_is_taken_over_after_its_leases_in_key_order)
     char topic[64];
     topic_name(topic, sizeof topic, "keyed-crash");
     child_report rep;
-    pid_t child = start_child(topic, &rep);
+    pid_t child = start_child(topic, &rep, 0, false);
     cr_assert(test_wait_for(child_ready, &rep, 20000), "the child member was never ready");
     eb_bus *taker = open_keyed(NULL, 0);
     eb_sub *sub = subscribe(taker, topic, "g", handle_logged); /* half the partitions each */
@@ -380,12 +439,182 @@ Test(redis_keyed, a_killed_member_is_taken_over_after_its_leases_in_key_order)
     leave(taker, sub);
     cr_assert_eq(eb_bus_close(producer, 5000), 0);
     eb_bus_destroy(producer);
-    for (int m = 0; m < 2; m++)
-        for (int k = 0; k < KEYS; k++) {
-            free(LOG.seqs[m][k]);
-            LOG.seqs[m][k] = NULL;
-            LOG.n[m][k] = 0;
+    free_logs();
+}
+
+/* ------------------------------------------------------- a frozen member */
+
+typedef struct publisher {
+    pthread_t thread;
+    eb_bus *bus;
+    const char *topic;
+    atomic_bool stop;
+    atomic_long next;
+} publisher;
+
+/** About one publish per millisecond until stop (pacing a stream, not
+ *  waiting for anything). */
+static void *publish_main(void *arg)
+{
+    publisher *p = arg;
+    while (!atomic_load(&p->stop) && atomic_load(&p->next) < CAP) {
+        publish_seq(p->bus, p->topic, atomic_fetch_add(&p->next, 1));
+        struct timespec pace = {0, 1000000};
+        nanosleep(&pace, NULL);
+    }
+    return NULL;
+}
+
+static bool took_all(void *arg)
+{
+    return (atomic_load(&((child_report *)arg)->partitions_seen) & 0xf) == 0xf;
+}
+
+typedef struct since {
+    child_report *rep;
+    long long after_ns;
+} since;
+
+static bool handles_again(void *arg)
+{
+    since *w = arg;
+    return atomic_load(&w->rep->last_start) > w->after_ns;
+}
+
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static bool all_below_handled(void *arg)
+{
+    long end = *(long *)arg;
+    for (long s = 0; s < end; s++)
+        if (atomic_load(&T->handled[s]) == 0)
+            return false;
+    return true;
+}
+
+Test(redis_keyed, a_frozen_member_s_partitions_move_and_handlers_never_overlap_but_overruns)
+{
+    char topic[64];
+    topic_name(topic, sizeof topic, "keyed-frozen");
+    child_report rep[2];
+    pid_t child[2];
+    for (int m = 0; m < 2; m++) {
+        child[m] = start_child(topic, &rep[m], m, true);
+        cr_assert(test_wait_for(child_ready, &rep[m], 20000), "child %d was never ready", m);
+    }
+    eb_bus *producer = open_keyed(NULL, 0);
+    publisher pub = {.bus = producer, .topic = topic};
+    cr_assert_eq(pthread_create(&pub.thread, NULL, publish_main, &pub), 0);
+    wait_unique(500, WAIT_MS, "before the freeze");
+
+    /* Member 0 frozen: its renewals stop; member 1 takes every partition
+     * once member 0's leases expired (L = 6 s). */
+    kill(child[0], SIGSTOP);
+    long long t_stop = mono_ns();
+    atomic_store(&rep[1].partitions_seen, 0);
+    bool took = test_wait_for(took_all, &rep[1], LEASE_MS + 10000);
+    long long t_took = mono_ns();
+    kill(child[0], SIGCONT);
+    long long t_cont = mono_ns();
+    cr_assert(took, "member 1 never handled every partition while member 0 was frozen");
+    since back = {&rep[0], t_cont + 100000000LL};
+    bool again = test_wait_for(handles_again, &back, 20000);
+    atomic_store(&pub.stop, true);
+    pthread_join(pub.thread, NULL);
+    long end = atomic_load(&pub.next);
+    cr_assert_eq(eb_flush(producer, WAIT_MS), 0);
+    cr_assert_eq((long)atomic_load(&T->confirmed), end, "publishes not confirmed");
+    bool all = test_wait_for(all_below_handled, &end, WAIT_MS);
+    for (int m = 0; m < 2; m++) {
+        kill(child[m], SIGKILL);
+        waitpid(child[m], NULL, 0);
+        pthread_join(rep[m].thread, NULL);
+        fclose(rep[m].in);
+    }
+    cr_assert(again, "the frozen member never handled anything again after SIGCONT");
+    cr_assert(all, "%lu of %ld published messages handled", atomic_load(&T->unique), end);
+
+    /* Two members' handlers of one partition may overlap only when one of
+     * them overran the revoke timeout (the frozen member's, stopped in the
+     * middle). */
+    const long long overrun_ns = 1000LL * 1000000; /* dispatch.revoke.timeout.ms */
+    unsigned long overlaps = 0, overrun_overlaps = 0;
+    for (size_t i = 0; i < IV.n; i++)
+        for (size_t j = i + 1; j < IV.n; j++) {
+            const interval *a = &IV.v[i], *b = &IV.v[j];
+            if (a->member == b->member || a->partition != b->partition ||
+                a->end <= b->start || b->end <= a->start)
+                continue;
+            if (a->end - a->start > overrun_ns || b->end - b->start > overrun_ns)
+                overrun_overlaps++;
+            else if (overlaps++ < 5)
+                cr_log_error("partition %d: member %d ran [%lld, %lld] ms, member %d [%lld, "
+                             "%lld] ms (from the freeze)",
+                             a->partition, a->member, (a->start - t_stop) / 1000000,
+                             (a->end - t_stop) / 1000000, b->member,
+                             (b->start - t_stop) / 1000000, (b->end - t_stop) / 1000000);
         }
+    fprintf(stderr,
+            "recovery: keyed mode, a member frozen (SIGSTOP): the other handled every "
+            "partition %lld ms after the freeze (lease %d ms); %zu handler runs, %lu overlaps "
+            "with an overrun, %lu other overlaps; %lu duplicates\n",
+            (t_took - t_stop) / 1000000, LEASE_MS, IV.n, overrun_overlaps, overlaps,
+            atomic_load(&T->duplicates));
+    cr_expect_eq(overlaps, 0, "handlers of one partition overlapped on two members");
+    cr_assert_eq(eb_bus_close(producer, 5000), 0);
+    eb_bus_destroy(producer);
+    free_logs();
+}
+
+/* ---------------------------------------------------------- slow handler */
+
+static atomic_int slow_runs, slow_done;
+
+static eb_result handle_slow(const eb_msg *msg, void *opaque)
+{
+    (void)opaque;
+    size_t len;
+    const char *p = eb_msg_payload(msg, &len);
+    if (len == 4 && memcmp(p, "slow", 4) == 0) {
+        atomic_fetch_add(&slow_runs, 1);
+        struct timespec work = {4, 0}; /* work that takes longer than a claim idle time */
+        nanosleep(&work, NULL);
+        atomic_fetch_add(&slow_done, 1);
+        return EB_ACK;
+    }
+    count_handled(payload_seq(msg));
+    return EB_ACK;
+}
+
+static bool slow_finished(void *arg)
+{
+    (void)arg;
+    return atomic_load(&slow_done) >= 1;
+}
+
+Test(redis_keyed, a_handler_slower_than_the_claim_idle_time_is_never_handed_over)
+{
+    char topic[64];
+    topic_name(topic, sizeof topic, "keyed-slow");
+    const char *const claim[][2] = {{"redis.claim.idle.ms", "3000"}};
+    eb_bus *a = open_keyed(claim, 1), *b = open_keyed(claim, 1);
+    eb_sub *sa = subscribe(a, topic, "g", handle_slow);
+    eb_sub *sb = subscribe(b, topic, "g", handle_slow);
+    eb_outgoing m = {.topic = topic, .key = "k1", .key_len = 2, .payload = "slow",
+                     .payload_len = 4};
+    cr_assert_eq(eb_publish(a, &m, NULL, NULL), 0);
+    publish_range(a, topic, 0, 200);
+    cr_assert(test_wait_for(slow_finished, NULL, WAIT_MS), "the slow handler never finished");
+    wait_unique(200, WAIT_MS, "beside the slow handler");
+    leave(a, sa);
+    leave(b, sb);
+    cr_expect_eq(atomic_load(&slow_runs), 1, "the slow entry ran %d times",
+                 atomic_load(&slow_runs));
 }
 
 /* ------------------------------------------------------------ bad input */
