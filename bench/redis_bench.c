@@ -19,15 +19,26 @@
  *              publisher thread with pipelines of up to 100, and a
  *              consumer thread: XREADGROUP BLOCK + XACK)
  *
- * Group mode `shared` (the transport's only mode so far). Every run is a
- * forked child, so threads and peak RSS (wait4) are that run's own. Each
- * round runs raw and eventbus of every kind, raw first in even rounds and
- * eventbus first in odd ones; medians are reported with the
- * eventbus/baseline ratios and the issue's goals.
+ * Group mode `shared`, and the same eventbus runs again in group mode
+ * `keyed` (redis.partitions = --partitions, 4 by default: the keys spread
+ * over partition streams <topic>:0..N-1 by FNV-1a, each leased to the one
+ * member, read under the lease check of fenced.c): publish to the
+ * partitions, subscribe reading the backlog the keyed publish left (one
+ * member holding every lease; timed from the first message to the last,
+ * after the member settled), end to end and at the same 50% rate. Every
+ * run is a forked child, so threads and peak RSS (wait4) are that run's
+ * own. Each round runs raw, eventbus shared and eventbus keyed of every
+ * kind, in that order in even rounds and the reverse in odd ones; medians
+ * are reported with the eventbus/baseline ratios, the keyed/shared ratios
+ * (of the medians, and the range of the rounds' own ratios) and the
+ * issue's goals (keyed >= 0.80x shared).
  *
  * Usage: redis_bench [--smoke] [--messages N] [--rounds R] [--url URL] [--rate R]
- * --rate R: only end-to-end, raw and eventbus, paced at R msgs/s (latency
- * where a full-speed run cannot show it).
+ *                    [--partitions N]
+ * --rate R: only end-to-end, raw and eventbus (shared and keyed), paced at
+ * R msgs/s (latency where a full-speed run cannot show it).
+ * --smoke: 20,000 messages in one round, the keyed runs 2,000 (they only
+ * have to keep working there).
  * The server comes from --url or $EB_REDIS_URL; without one it exits 77
  * (skipped).
  */
@@ -54,6 +65,7 @@ enum { WORKERS = 4, BATCH = 1000, MAX_ROUNDS = 9 };
 static const char *server_url;
 static char host[256] = "127.0.0.1";
 static int port = 6379;
+static unsigned partitions = 4; /* --partitions: keyed mode's partition streams */
 /* ------------------------------------------------------------- raw loop */
 
 static redisContext *raw_connect(void)
@@ -160,18 +172,60 @@ static void raw_delete(const char *stream)
     redisFree(c);
 }
 
+/** Deletes what keyed mode made for `topic` and `group`: the partition
+ *  streams, the topic's meta record, the leases and the members hash (the
+ *  names of plugins/redis/partitions.c, lease.c, members.c). */
+static void raw_delete_keyed(const char *topic, const char *group)
+{
+    int argc = 0;
+    const char **argv = calloc(2 * (size_t)partitions + 3, sizeof *argv);
+    char *names = calloc(2 * (size_t)partitions + 2, 512);
+    if (!argv || !names)
+        die("out of memory");
+    argv[argc++] = "DEL";
+    for (unsigned p = 0; p < partitions; p++) {
+        char *at = names + (size_t)(argc - 1) * 512;
+        if (partitions == 1)
+            snprintf(at, 512, "%s", topic); /* one partition: the topic's stream */
+        else
+            snprintf(at, 512, "%s:%u", topic, p);
+        argv[argc++] = at;
+        at = names + (size_t)(argc - 1) * 512;
+        snprintf(at, 512, "eventbus:%s:%s:lease:%u", topic, group, p);
+        argv[argc++] = at;
+    }
+    char *at = names + (size_t)(argc - 1) * 512;
+    snprintf(at, 512, "eventbus:%s:meta", topic);
+    argv[argc++] = at;
+    at = names + (size_t)(argc - 1) * 512;
+    snprintf(at, 512, "eventbus:%s:%s:members", topic, group);
+    argv[argc++] = at;
+    redisContext *c = raw_connect();
+    freeReplyObject(raw_command(c, argc, argv, NULL));
+    redisFree(c);
+    free(names);
+    free(argv);
+}
+
 /* ------------------------------------------------------------- eventbus */
 
-static eb_bus *open_bus(void)
+/** A bus in group mode shared, or keyed over `partitions` streams (the
+ *  other settings are the defaults in both). */
+static eb_bus *open_bus(bool keyed)
 {
     eb_config *cfg = eb_config_new();
-    char err[512] = "", workers[16];
+    char err[512] = "", workers[16], parts[16];
     snprintf(workers, sizeof workers, "%d", WORKERS);
+    snprintf(parts, sizeof parts, "%u", partitions);
     int rc = eb_config_set(cfg, "transport", "redis", err, sizeof err);
     if (rc == 0)
         rc = eb_config_set(cfg, "redis.url", server_url, err, sizeof err);
     if (rc == 0)
         rc = eb_config_set(cfg, "dispatch.workers", workers, err, sizeof err);
+    if (rc == 0 && keyed)
+        rc = eb_config_set(cfg, "redis.group.mode", "keyed", err, sizeof err);
+    if (rc == 0 && keyed)
+        rc = eb_config_set(cfg, "redis.partitions", parts, err, sizeof err);
 #ifdef EB_BENCH_PLUGIN_DIR
     if (rc == 0 && !getenv("EVENTBUS_PLUGIN_PATH"))
         rc = eb_config_set(cfg, "plugin.path", EB_BENCH_PLUGIN_DIR, err, sizeof err);
@@ -191,6 +245,7 @@ typedef struct job {
     char stream[128], group[160];
     long n;
     double rate; /* end-to-end: msgs/s, 0 = full speed */
+    bool keyed;  /* eventbus in group mode keyed: `stream` is the topic */
 } job;
 
 typedef struct row {
@@ -213,7 +268,7 @@ static row run_raw_publish(const job *j)
 
 static row run_eb_publish(const job *j)
 {
-    eb_bus *bus = open_bus();
+    eb_bus *bus = open_bus(j->keyed);
     delivered d = {0};
     int64_t t0 = now_ns();
     eb_publish_all(bus, j->stream, j->n, 1, 0, &d);
@@ -242,7 +297,7 @@ static row run_raw_consume(const job *j)
 static row run_eb_subscribe(const job *j)
 {
     run_state *rs = calloc(1, sizeof *rs);
-    eb_bus *bus = open_bus();
+    eb_bus *bus = open_bus(j->keyed);
     subscribe(bus, j->stream, j->group, rs);
     wait_handled(rs, j->n);
     int64_t t1 = now_ns();
@@ -298,7 +353,7 @@ static row run_eb_e2e(const job *j)
 {
     run_state *rs = calloc(1, sizeof *rs);
     rs->timed = true;
-    eb_bus *bus = open_bus();
+    eb_bus *bus = open_bus(j->keyed);
     subscribe(bus, j->stream, j->group, rs);
     delivered d = {0};
     int64_t t0 = now_ns();
@@ -352,10 +407,15 @@ static void add_row(series *s, row r)
 
 static double rate_of(const series *s) { return median(s->rate, s->n); }
 
-static void print_series(const char *name, const series *s, bool latency, const series *raw)
+enum { NAME_W = 40 };
+
+/** A row: medians; eventbus/raw against `raw`, keyed/shared against
+ *  `shared` (either NULL: not printed). */
+static void print_series(const char *name, const series *s, bool latency, const series *raw,
+                         const series *shared)
 {
     double rate = rate_of(s);
-    printf("%-34s %10.0f %7.1f", name, rate, rate * PAYLOAD / 1e6);
+    printf("%-*s %10.0f %7.1f", NAME_W, name, rate, rate * PAYLOAD / 1e6);
     if (latency)
         printf(" %9.0f %9.0f", median(s->p50, s->n), median(s->p99, s->n));
     else
@@ -363,7 +423,44 @@ static void print_series(const char *name, const series *s, bool latency, const 
     printf(" %7.0f %7.1f %8.1f", median(s->threads, s->n), median(s->rss, s->n),
            median(s->close_ms, s->n));
     if (raw)
-        printf("   %.2fx", rate / rate_of(raw));
+        printf("   %11.2fx", rate / rate_of(raw));
+    else if (shared)
+        printf("   %12s", "");
+    if (shared)
+        printf("   %11.2fx", rate / rate_of(shared));
+    printf("\n");
+}
+
+static void print_header(void)
+{
+    printf("%-*s %10s %7s %9s %9s %7s %7s %8s   %12s   %12s\n", NAME_W, "", "msgs/s", "MB/s",
+           "p50 us", "p99 us", "threads", "RSS MiB", "close ms", "eventbus/raw",
+           "keyed/shared");
+}
+
+/** keyed/shared of the medians, and the lowest and highest of the rounds'
+ *  own ratios (the two ran in the same round, one after the other). */
+typedef struct ratio {
+    double of_medians, lo, hi;
+} ratio;
+
+static ratio ratio_of(const series *keyed, const series *shared)
+{
+    ratio r = {rate_of(keyed) / rate_of(shared), 1e300, 0};
+    for (int i = 0; i < keyed->n && i < shared->n; i++) {
+        double x = keyed->rate[i] / shared->rate[i];
+        r.lo = x < r.lo ? x : r.lo;
+        r.hi = x > r.hi ? x : r.hi;
+    }
+    return r;
+}
+
+static void print_ratio(const char *what, const series *keyed, const series *shared, bool goal)
+{
+    ratio r = ratio_of(keyed, shared);
+    printf("  %-28s %.2fx (rounds %.2f-%.2f)", what, r.of_medians, r.lo, r.hi);
+    if (goal)
+        printf("  goal >= 0.80x: %s", r.of_medians >= 0.8 ? "met" : "MISSED");
     printf("\n");
 }
 
@@ -374,27 +471,40 @@ typedef struct pair {
     series *out;
 } pair;
 
-static void run_pair(int round, const pair *raw, const pair *eb)
+/** One round of the runs of one kind: in the order given in even rounds,
+ *  reversed in odd ones (raw and eventbus shared swap places, and so do
+ *  eventbus shared and keyed). */
+static void run_set(int round, const pair *const *runs, int n)
 {
-    const pair *order[2] = {raw, eb};
-    if (round % 2) {
-        order[0] = eb;
-        order[1] = raw;
-    }
-    for (int i = 0; i < 2; i++) {
-        row x = in_child(order[i]->fn, order[i]->j);
-        add_row(order[i]->out, x);
-        fprintf(stderr, "redis_bench: round %d %-26s %10.0f msgs/s  p50 %8.0f us  p99 %8.0f us\n",
-                round + 1, order[i]->name, x.msgs_per_s, x.p50_us, x.p99_us);
+    for (int k = 0; k < n; k++) {
+        const pair *p = runs[round % 2 ? n - 1 - k : k];
+        row x = in_child(p->fn, p->j);
+        add_row(p->out, x);
+        fprintf(stderr, "redis_bench: round %d %-38s %10.0f msgs/s  p50 %8.0f us  p99 %8.0f us\n",
+                round + 1, p->name, x.msgs_per_s, x.p50_us, x.p99_us);
     }
 }
 
-static void name_job(job *j, const char *run_id, int round, const char *kind, long n,
-                     double rate)
+static void run_three(int round, const pair *raw, const pair *eb, const pair *keyed)
 {
-    *j = (job){.n = n, .rate = rate};
+    const pair *runs[] = {raw, eb, keyed};
+    run_set(round, runs, 3);
+}
+
+static void name_job(job *j, const char *run_id, int round, const char *kind, long n,
+                     double rate, bool keyed)
+{
+    *j = (job){.n = n, .rate = rate, .keyed = keyed};
     snprintf(j->stream, sizeof j->stream, "%s-r%d-%s", run_id, round, kind);
     snprintf(j->group, sizeof j->group, "%s-group", j->stream);
+}
+
+static void delete_job(const job *j)
+{
+    if (j->keyed)
+        raw_delete_keyed(j->stream, j->group);
+    else
+        raw_delete(j->stream);
 }
 
 static bool parse_url(const char *url)
@@ -417,10 +527,11 @@ int main(int argc, char **argv)
     long n = 1000000;
     int rounds = 3;
     double only_rate = 0;
+    bool smoke = false;
     server_url = getenv("EB_REDIS_URL");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0)
-            n = 20000, rounds = 1, deadline_s = 120;
+            n = 20000, rounds = 1, deadline_s = 120, smoke = true;
         else if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
             n = atol(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
@@ -429,15 +540,20 @@ int main(int argc, char **argv)
             server_url = argv[++i];
         else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc && (only_rate = atof(argv[++i])) > 0)
             ;
+        else if (strcmp(argv[i], "--partitions") == 0 && i + 1 < argc)
+            partitions = (unsigned)atoi(argv[++i]);
         else {
             fprintf(stderr,
-                    "usage: %s [--smoke] [--messages N] [--rounds R] [--url URL] [--rate R]\n",
+                    "usage: %s [--smoke] [--messages N] [--rounds R] [--url URL] [--rate R] "
+                    "[--partitions N]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (rounds < 1 || rounds > MAX_ROUNDS || n < 1000) {
-        fprintf(stderr, "redis_bench: rounds must be 1..%d and messages >= 1000\n", MAX_ROUNDS);
+    if (rounds < 1 || rounds > MAX_ROUNDS || n < 1000 || partitions < 1 || partitions > 1024) {
+        fprintf(stderr,
+                "redis_bench: rounds must be 1..%d, messages >= 1000, partitions 1..1024\n",
+                MAX_ROUNDS);
         return 2;
     }
     if (!server_url || !*server_url) {
@@ -453,80 +569,116 @@ int main(int argc, char **argv)
     char run_id[32];
     snprintf(run_id, sizeof run_id, "rbench-%d-%lld", (int)getpid(),
              (long long)(time(NULL) % 100000));
-    printf("redis_bench: %ld messages of %d bytes, %d keys, group mode shared, %d workers, "
-           "%d round(s), medians; server %s\n",
-           n, PAYLOAD, KEYS, WORKERS, rounds, server_url);
+    /* The keyed runs only have to keep working in the smoke run (each waits
+     * a leaser turn or so before it settles). */
+    long kn = smoke ? 2000 : n;
+    printf("redis_bench: %ld messages of %d bytes, %d keys, group mode shared and keyed (%u "
+           "partitions; %ld messages), %d workers, %d round(s), medians; server %s\n",
+           n, PAYLOAD, KEYS, partitions, kn, WORKERS, rounds, server_url);
     fflush(stdout);
+    char keyed_name[3][64];
+    snprintf(keyed_name[0], sizeof keyed_name[0], "eventbus publish, keyed (%u part.)",
+             partitions);
+    snprintf(keyed_name[1], sizeof keyed_name[1], "eventbus subscribe, keyed (%u part.)",
+             partitions);
+    snprintf(keyed_name[2], sizeof keyed_name[2], "eventbus end-to-end, keyed (%u part.)",
+             partitions);
 
-    series raw_pub = {0}, eb_pub = {0}, raw_cons = {0}, eb_cons = {0}, raw_e2e = {0},
-           eb_e2e = {0}, raw_half = {0}, eb_half = {0};
+    series raw_pub = {0}, eb_pub = {0}, ek_pub = {0}, raw_cons = {0}, eb_cons = {0},
+           ek_cons = {0}, raw_e2e = {0}, eb_e2e = {0}, ek_e2e = {0}, raw_half = {0},
+           eb_half = {0}, ek_half = {0};
     if (only_rate > 0) {
         for (int r = 0; r < rounds; r++) {
-            job raw, eb;
-            name_job(&raw, run_id, r, "raw-rate", n, only_rate);
-            name_job(&eb, run_id, r, "eb-rate", n, only_rate);
-            run_pair(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_half},
-                     &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_half});
-            raw_delete(raw.stream);
-            raw_delete(eb.stream);
+            job raw, eb, ek;
+            name_job(&raw, run_id, r, "raw-rate", n, only_rate, false);
+            name_job(&eb, run_id, r, "eb-rate", n, only_rate, false);
+            name_job(&ek, run_id, r, "ek-rate", kn, only_rate, true);
+            run_three(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_half},
+                      &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_half},
+                      &(pair){keyed_name[2], run_eb_e2e, &ek, &ek_half});
+            delete_job(&raw);
+            delete_job(&eb);
+            delete_job(&ek);
         }
-        printf("%-34s %10s %7s %9s %9s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
-               "p99 us", "threads", "RSS MiB", "close ms", "eventbus/raw");
-        print_series("raw end-to-end", &raw_half, true, NULL);
-        print_series("eventbus end-to-end", &eb_half, true, &raw_half);
+        print_header();
+        print_series("raw end-to-end", &raw_half, true, NULL, NULL);
+        print_series("eventbus end-to-end", &eb_half, true, &raw_half, NULL);
+        print_series(keyed_name[2], &ek_half, true, &raw_half, &eb_half);
         return 0;
     }
     for (int r = 0; r < rounds; r++) {
-        job raw, eb;
-        name_job(&raw, run_id, r, "raw", n, 0);
-        name_job(&eb, run_id, r, "eb", n, 0);
-        run_pair(r, &(pair){"raw XADD pipeline", run_raw_publish, &raw, &raw_pub},
-                 &(pair){"eventbus publish", run_eb_publish, &eb, &eb_pub});
+        job raw, eb, ek;
+        name_job(&raw, run_id, r, "raw", n, 0, false);
+        name_job(&eb, run_id, r, "eb", n, 0, false);
+        name_job(&ek, run_id, r, "ek", kn, 0, true);
+        run_three(r, &(pair){"raw XADD pipeline", run_raw_publish, &raw, &raw_pub},
+                  &(pair){"eventbus publish", run_eb_publish, &eb, &eb_pub},
+                  &(pair){keyed_name[0], run_eb_publish, &ek, &ek_pub});
         raw_delete(eb.stream);
-        /* Both consumers read the raw publisher's backlog, each its group. */
+        /* Both shared consumers read the raw publisher's backlog, each its
+         * group; the keyed one reads the partition streams the keyed
+         * publish wrote (its group: ek.group). */
         eb = raw;
         snprintf(raw.group, sizeof raw.group, "%s-raw-group", raw.stream);
         snprintf(eb.group, sizeof eb.group, "%s-eb-group", raw.stream);
-        run_pair(r, &(pair){"raw XREADGROUP+XACK", run_raw_consume, &raw, &raw_cons},
-                 &(pair){"eventbus subscribe", run_eb_subscribe, &eb, &eb_cons});
+        run_three(r, &(pair){"raw XREADGROUP+XACK", run_raw_consume, &raw, &raw_cons},
+                  &(pair){"eventbus subscribe", run_eb_subscribe, &eb, &eb_cons},
+                  &(pair){keyed_name[1], run_eb_subscribe, &ek, &ek_cons});
         raw_delete(raw.stream);
-        name_job(&raw, run_id, r, "raw-e2e", n, 0);
-        name_job(&eb, run_id, r, "eb-e2e", n, 0);
-        run_pair(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_e2e},
-                 &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_e2e});
-        raw_delete(raw.stream);
-        raw_delete(eb.stream);
+        delete_job(&ek);
+        name_job(&raw, run_id, r, "raw-e2e", n, 0, false);
+        name_job(&eb, run_id, r, "eb-e2e", n, 0, false);
+        name_job(&ek, run_id, r, "ek-e2e", kn, 0, true);
+        run_three(r, &(pair){"raw end-to-end", run_raw_e2e, &raw, &raw_e2e},
+                  &(pair){"eventbus end-to-end", run_eb_e2e, &eb, &eb_e2e},
+                  &(pair){keyed_name[2], run_eb_e2e, &ek, &ek_e2e});
+        delete_job(&raw);
+        delete_job(&eb);
+        delete_job(&ek);
     }
     double half_rate = rate_of(&eb_e2e) / 2;
     for (int r = 0; r < rounds; r++) {
-        job raw, eb;
-        name_job(&raw, run_id, r, "raw-half", n / 2, half_rate);
-        name_job(&eb, run_id, r, "eb-half", n / 2, half_rate);
-        run_pair(r, &(pair){"raw end-to-end @50%", run_raw_e2e, &raw, &raw_half},
-                 &(pair){"eventbus end-to-end @50%", run_eb_e2e, &eb, &eb_half});
-        raw_delete(raw.stream);
-        raw_delete(eb.stream);
+        job raw, eb, ek;
+        name_job(&raw, run_id, r, "raw-half", n / 2, half_rate, false);
+        name_job(&eb, run_id, r, "eb-half", n / 2, half_rate, false);
+        name_job(&ek, run_id, r, "ek-half", kn / 2, half_rate, true);
+        run_three(r, &(pair){"raw end-to-end @50%", run_raw_e2e, &raw, &raw_half},
+                  &(pair){"eventbus end-to-end @50%", run_eb_e2e, &eb, &eb_half},
+                  &(pair){"eventbus end-to-end, keyed @50%", run_eb_e2e, &ek, &ek_half});
+        delete_job(&raw);
+        delete_job(&eb);
+        delete_job(&ek);
     }
 
-    char half_raw[64], half_eb[64];
+    char half_raw[64], half_eb[64], half_ek[64];
     snprintf(half_raw, sizeof half_raw, "raw end-to-end @%.0f/s", half_rate);
     snprintf(half_eb, sizeof half_eb, "eventbus end-to-end @%.0f/s", half_rate);
-    printf("%-34s %10s %7s %9s %9s %7s %7s %8s   %s\n", "", "msgs/s", "MB/s", "p50 us",
-           "p99 us", "threads", "RSS MiB", "close ms", "eventbus/raw");
-    print_series("raw XADD pipeline", &raw_pub, false, NULL);
-    print_series("eventbus publish", &eb_pub, false, &raw_pub);
-    print_series("raw XREADGROUP+XACK (COUNT 1000)", &raw_cons, false, NULL);
-    print_series("eventbus subscribe (4 workers)", &eb_cons, false, &raw_cons);
-    print_series("raw end-to-end", &raw_e2e, true, NULL);
-    print_series("eventbus end-to-end", &eb_e2e, true, &raw_e2e);
-    print_series(half_raw, &raw_half, true, NULL);
-    print_series(half_eb, &eb_half, true, &raw_half);
+    snprintf(half_ek, sizeof half_ek, "eventbus e2e, keyed (%u part.) @%.0f/s", partitions,
+             half_rate);
+    print_header();
+    print_series("raw XADD pipeline", &raw_pub, false, NULL, NULL);
+    print_series("eventbus publish", &eb_pub, false, &raw_pub, NULL);
+    print_series(keyed_name[0], &ek_pub, false, &raw_pub, &eb_pub);
+    print_series("raw XREADGROUP+XACK (COUNT 1000)", &raw_cons, false, NULL, NULL);
+    print_series("eventbus subscribe (4 workers)", &eb_cons, false, &raw_cons, NULL);
+    print_series(keyed_name[1], &ek_cons, false, &raw_cons, &eb_cons);
+    print_series("raw end-to-end", &raw_e2e, true, NULL, NULL);
+    print_series("eventbus end-to-end", &eb_e2e, true, &raw_e2e, NULL);
+    print_series(keyed_name[2], &ek_e2e, true, &raw_e2e, &eb_e2e);
+    print_series(half_raw, &raw_half, true, NULL, NULL);
+    print_series(half_eb, &eb_half, true, &raw_half, NULL);
+    print_series(half_ek, &ek_half, true, &raw_half, &eb_half);
     double pub_ratio = rate_of(&eb_pub) / rate_of(&raw_pub);
     double sub_ratio = rate_of(&eb_cons) / rate_of(&raw_cons);
     printf("goals: publish >= 0.80x the pipelined XADD loop: %.2fx %s; handling >= 0.60x the "
            "XREADGROUP+XACK loop: %.2fx %s\n",
            pub_ratio, pub_ratio >= 0.8 ? "met" : "MISSED", sub_ratio,
            sub_ratio >= 0.6 ? "met" : "MISSED");
+    printf("keyed (%u partitions) / shared, eventbus both%s:\n", partitions,
+           kn != n ? " (smoke: the keyed runs are smaller, so not comparable)" : "");
+    print_ratio("publish", &ek_pub, &eb_pub, false);
+    print_ratio("subscribe", &ek_cons, &eb_cons, true);
+    print_ratio("end-to-end", &ek_e2e, &eb_e2e, true);
     printf("threads and RSS are each run's own (a forked child); close: eb_bus_close, or "
            "redisFree; latency: publish -> handler start of every message\n");
     return 0;

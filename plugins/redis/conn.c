@@ -48,6 +48,38 @@ redisReply *rd_conn_command(rd_conn *c, int argc, const char **argv, const size_
     return r;
 }
 
+int rd_conn_pipeline(rd_conn *c, size_t n, const int *argcs, const char *const *const *argvs,
+                     redisReply **replies, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    if (!c->ctx) {
+        say(err, err_size, c, argvs[0][0], "not connected");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendCommandArgv(c->ctx, argcs[i], (const char **)argvs[i], NULL) !=
+            REDIS_OK) {
+            say(err, err_size, c, argvs[i][0], why_ctx(c, c->ctx));
+            rd_conn_close(c);
+            return -1;
+        }
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK || !r) {
+            say(err, err_size, c, argvs[i][0], why_ctx(c, c->ctx));
+            for (size_t j = 0; j < i; j++) {
+                freeReplyObject(replies[j]);
+                replies[j] = NULL;
+            }
+            rd_conn_close(c); /* the rest of the replies would come out of step */
+            return -1;
+        }
+        replies[i] = r;
+    }
+    return 0;
+}
+
 /** A command that must answer a status or string (AUTH, SELECT, PING):
  *  @returns 0, or -1 with a sentence (the connection is closed). */
 static int expect_ok(rd_conn *c, int argc, const char **argv, const char *what, char *err,

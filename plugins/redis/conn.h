@@ -49,6 +49,14 @@ void rd_conn_close(rd_conn *c);
 redisReply *rd_conn_command(rd_conn *c, int argc, const char **argv, const size_t *lens,
                             char *err, size_t err_size);
 
+/**
+ * Sends n commands as one pipeline (argcs[i], argvs[i]: C strings) and
+ * reads their n replies into replies[]. @returns 0 (free each reply); or
+ * -1 with a sentence, every reply freed and the connection closed.
+ */
+int rd_conn_pipeline(rd_conn *c, size_t n, const int *argcs, const char *const *const *argvs,
+                     redisReply **replies, char *err, size_t err_size);
+
 /** CLIENT ID of this connection (for another connection to unblock it).
  *  @returns the id, or -1 with a sentence. */
 long long rd_conn_client_id(rd_conn *c, char *err, size_t err_size);

@@ -737,9 +737,9 @@ static int lanes_step(rd_sub *s, char *err, size_t err_size)
         if (ln->phase == RD_LANE_WAIT) {
             waiting[p] = 1;
             any_wait = true;
-        }
-        else if (pick < 0)
+        } else if (pick < 0) {
             pick = (int)p;
+        }
     }
     if (pick >= 0) {
         rd_lane *ln = &s->lanes[pick];
