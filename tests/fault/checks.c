@@ -109,12 +109,14 @@ static fault_pos next_confirmed(const recorder *r, int topic, int key, fault_pos
  * two handlers of a key at once, starts nothing later of a key while a
  * retry of it is pending, and handles nothing twice. That the transport
  * hands a key's messages over in the order it stored them, none skipped,
- * is promised by KEY_ORDER (memory, Kafka), and by KEY_ORDER_SINGLE_MEMBER
- * (Redis in shared mode) only while the group has one member at a time
- * under one consumer name (a scenario's one_member_at_a_time; not the
- * verifying member, which has a name of its own): with several members
- * each one gets some of a key's entries, and an entry claimed from a
- * member that died or left runs after newer ones.
+ * is promised by KEY_ORDER (memory, Kafka, Redis in keyed mode, where a
+ * partition's new owner first finishes what the one before left, in id
+ * order), and by KEY_ORDER_SINGLE_MEMBER (Redis in shared mode) only
+ * while the group has one member at a time under one consumer name (a
+ * scenario's one_member_at_a_time; not the verifying member, which has a
+ * name of its own): with several members each one gets some of a key's
+ * entries, and an entry claimed from a member that died or left runs
+ * after newer ones.
  */
 static bool stored_order_promised(const recorder *r, int inc)
 {
@@ -199,6 +201,7 @@ int check_close_slack_ms(const scenario *s)
     case FAULT_MEMORY:
         return 300;
     case FAULT_REDIS:
+    case FAULT_REDIS_KEYED:
         return REDIS_COMMAND_TIMEOUT_MS + REDIS_CONNECT_TIMEOUT_MS + 300;
     default:
         return 1000;
@@ -218,7 +221,7 @@ static int64_t unsubscribe_extra_ns(const scenario *s)
  *  takes no time and Kafka's fits in its slack. */
 static int64_t close_extra_ns(const scenario *s)
 {
-    return s->transport == FAULT_REDIS ? LEAVE_MIN_MS * 1000000LL : 0;
+    return fault_transport_is_redis(s->transport) ? LEAVE_MIN_MS * 1000000LL : 0;
 }
 
 /** The latest end of a handler of `inc` that was running at `at_ns`. */

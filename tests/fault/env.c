@@ -23,7 +23,7 @@ static const char *const kafka_settings[][2] = {
 /* Redis (scenario.h has the numbers: the stall limit and check 5 count on
  * them): a member's entries are claimed 3 s after it stopped refreshing
  * them, and a command or a connect to a healthy local server never takes
- * long. */
+ * long. Keyed mode adds its partition count and lease time (set_transport). */
 static const struct {
     const char *key;
     long value;
@@ -59,7 +59,8 @@ int env_open(fault_env *e, const scenario *s, const char *run_id, char *why, siz
         snprintf(e->bootstrap, sizeof e->bootstrap, "%s", bootstrap);
         return 0;
     }
-    case FAULT_REDIS: {
+    case FAULT_REDIS:
+    case FAULT_REDIS_KEYED: {
         const char *url = getenv("EB_REDIS_URL");
         if (!url || !*url) {
             snprintf(why, why_size, "EB_REDIS_URL is not set "
@@ -124,9 +125,15 @@ static bool set_transport(eb_config *cfg, const fault_env *e, const scenario *s)
             ok = set_int(cfg, "memory.retention.messages", s->retention_messages);
         return ok;
     }
-    if (e->transport == FAULT_REDIS) {
+    if (fault_transport_is_redis(e->transport)) {
+        bool keyed = e->transport == FAULT_REDIS_KEYED;
         bool ok = set(cfg, "transport", "redis") && set_url(cfg, e->redis_url) &&
-                  set(cfg, "redis.group.mode", "shared");
+                  set(cfg, "redis.group.mode", keyed ? "keyed" : "shared");
+        /* Keyed: the least lease time the transport takes, so that a
+         * killed member's partitions are free again within 3.3-6 s. */
+        if (ok && keyed)
+            ok = set_int(cfg, "redis.partitions", s->partitions) &&
+                 set_int(cfg, "redis.lease.ms", scenario_redis_lease_ms(s));
         for (size_t i = 0; ok && i < sizeof redis_settings / sizeof redis_settings[0]; i++)
             ok = set_int(cfg, redis_settings[i].key, redis_settings[i].value);
         return ok;

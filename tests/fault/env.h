@@ -4,7 +4,7 @@
  * address), the names of the run's topics, groups and (Redis, one member
  * at a time) consumer, and the settings every bus of the run is opened
  * with (the scenario's tiny limits on top of test-sized Kafka group
- * timeouts or Redis claim and command timeouts).
+ * timeouts or Redis claim, lease and command timeouts).
  */
 #ifndef FAULT_ENV_H
 #define FAULT_ENV_H
@@ -21,7 +21,7 @@ typedef struct fault_env {
     fault_transport transport;
     bool verbose;
     char bootstrap[512];     /* kafka, kafka-mock */
-    char redis_url[512];     /* redis */
+    char redis_url[512];     /* redis, redis-keyed */
     char consumer[128];      /* redis, one member at a time: every member's
                               * consumer name; "" otherwise (unique names) */
     char memory_name[64];    /* memory */
@@ -36,7 +36,7 @@ typedef struct fault_env {
  * Names the run's topics and groups after `run_id` and readies the
  * transport: nothing for memory, a mock cluster with the topics for
  * kafka-mock, the address of EB_KAFKA_BOOTSTRAP for kafka, the URL of
- * EB_REDIS_URL for redis.
+ * EB_REDIS_URL for redis and redis-keyed.
  * @returns 0; 1 when the transport is not available here (no broker
  * address: the run is skipped); -1 on an error. Both with a sentence in
  * `why`.

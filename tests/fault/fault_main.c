@@ -3,11 +3,13 @@
  * (one, a count, or as many as fit a time budget) against one transport,
  * prints each failure with its seed and a final summary.
  *
- * usage: fault [--transport memory|kafka-mock|kafka|redis] [--seed N] [--first-seed N]
+ * usage: fault [--transport memory|kafka-mock|kafka|redis|redis-keyed]
+ *              [--seed N] [--first-seed N]
  *              [--runs N] [--budget-seconds S] [--allow-hol-blocking]
  *              [--no-allow-slow-kafka-leave] [--verbose]
  * Exit 0: every run passed (or the transport was not available: "skip";
- * kafka without EB_KAFKA_BOOTSTRAP, redis without EB_REDIS_URL).
+ * kafka without EB_KAFKA_BOOTSTRAP, redis and redis-keyed without
+ * EB_REDIS_URL).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,7 +37,7 @@ typedef struct options {
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: fault [--transport memory|kafka-mock|kafka|redis]\n"
+            "usage: fault [--transport memory|kafka-mock|kafka|redis|redis-keyed]\n"
             "             [--seed N | --first-seed N]\n"
             "             [--runs N] [--budget-seconds S] [--allow-hol-blocking]\n"
             "             [--no-allow-slow-kafka-leave] [--verbose]\n"

@@ -163,18 +163,38 @@ int member_join(member *m)
     return 0;
 }
 
-/** Redis: entries this member held that another member claimed while
- *  this one was alive (the sum of its subscriptions' "claimed_away"). */
-static long claimed_away(member *m)
+/** The sum of the numbers after each `field` in `json`. */
+static long sum_field(const char *json, const char *field)
 {
-    static const char field[] = "\"claimed_away\":";
+    long n = 0;
+    for (const char *at = json; (at = strstr(at, field));) {
+        at += strlen(field);
+        n += strtol(at, NULL, 10);
+    }
+    return n;
+}
+
+/** Redis: what was taken from this member while it was alive. Shared
+ *  mode: entries it held that another member claimed (its subscriptions'
+ *  "claimed_away"). Keyed mode: leases it lost, and reads the server
+ *  refused as another member's (each subscription's "leases" object). */
+static long taken_away(member *m)
+{
     char *json = NULL;
     if (eb_bus_stats(m->bus, &json) != 0)
         return 0;
     long n = 0;
-    for (const char *at = json; (at = strstr(at, field));) {
-        at += sizeof field - 1;
-        n += strtol(at, NULL, 10);
+    if (m->s->transport == FAULT_REDIS) {
+        n = sum_field(json, "\"claimed_away\":");
+    } else {
+        for (char *at = json; (at = strstr(at, "\"leases\":{"));) {
+            char *end = strchr(at, '}');
+            if (!end)
+                break;
+            *end = '\0';
+            n += sum_field(at, "\"lost\":") + sum_field(at, "\"not_owner\":");
+            at = end + 1;
+        }
     }
     eb_free(json);
     return n;
@@ -184,16 +204,25 @@ void member_leave(member *m, leave_kind how, int deadline_ms)
 {
     if (!m->bus)
         return;
-    /* A live member refreshes the idle time of what it holds every third
-     * of redis.claim.idle.ms; on a healthy server nothing it holds is
-     * claimed away. If it were, the lost revoke would excuse the handler
-     * running twice at once in check 3: that is the failure. */
-    long away = m->s->transport == FAULT_REDIS && m->index >= 0 ? claimed_away(m) : 0;
-    if (away > 0)
+    /* Shared mode: a live member refreshes the idle time of what it holds
+     * every third of redis.claim.idle.ms; keyed mode: it renews its leases
+     * every second, and gives one up a revoke timeout and a command
+     * timeout before it could expire. On a healthy server nothing is
+     * taken from a live member. If it were, the lost revoke would excuse
+     * the handler running twice at once in check 3: that is the
+     * failure. */
+    long away = fault_transport_is_redis(m->s->transport) && m->index >= 0 ? taken_away(m)
+                                                                           : 0;
+    if (away > 0 && m->s->transport == FAULT_REDIS)
         fail(m, CHECK_ORDER, "redis: %ld entries it held were claimed by another member "
              "while it was alive (its idle-time refresh did not keep them within "
              "redis.claim.idle.ms = %d ms): their handlers may have run twice at once",
              away, REDIS_CLAIM_IDLE_MS);
+    else if (away > 0)
+        fail(m, CHECK_ORDER, "redis keyed: %ld lease(s) lost or reads refused as another "
+             "member's while it was alive (its renewals did not keep them within "
+             "redis.lease.ms = %d ms): another member may have run a key's handler beside "
+             "its own", away, scenario_redis_lease_ms(m->s));
     for (int t = 0; how == LEAVE_UNSUBSCRIBE && t < m->s->n_topics; t++) {
         if (!m->subs[t])
             continue;

@@ -388,6 +388,11 @@ static int observer_open(run *rn)
     }
     /* What check 3 may ask of the members (one transport, one config). */
     rn->r->features = eb_bus_features(rn->observer);
+    if (rn->s.transport == FAULT_REDIS_KEYED && !(rn->r->features & EB_FEATURE_KEY_ORDER)) {
+        recorder_fail(rn->r, CHECK_SETUP, "observer: a keyed Redis bus does not report "
+                      "EB_FEATURE_KEY_ORDER: check 3 would ask less than keyed mode promises");
+        return -1;
+    }
     for (int t = 0; t < rn->s.n_topics; t++) {
         rc = eb_subscribe(rn->observer, rn->env.dlq_topics[t], rn->env.dlq_group,
                           collect_dead_letter, rn, NULL, &rn->dlq_subs[t], err, sizeof err);

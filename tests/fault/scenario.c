@@ -5,9 +5,12 @@
  * pauses during every join and leave, handlers that outlive the revoke
  * timeout, and one handler blocked longer than the stall limit while other
  * keys keep coming. Redis adds members killed while they hold entries
- * (claimed by the others after the claim idle time) and runs with one
- * member at a time. Draws for memory and Kafka stay in the order they
- * always had, so their recorded seeds replay the same scenarios.
+ * (claimed by the others after the claim idle time; keyed mode: once the
+ * member's leases expired) and, in shared mode, runs with one member at a
+ * time. Draws for memory and Kafka stay in the order they always had, so
+ * their recorded seeds replay the same scenarios; a seed's keyed Redis
+ * scenario is its shared one with partition streams and no one member at
+ * a time.
  */
 #include "scenario.h"
 
@@ -30,13 +33,15 @@ const char *fault_transport_name(fault_transport t)
         return "kafka";
     case FAULT_REDIS:
         return "redis";
+    case FAULT_REDIS_KEYED:
+        return "redis-keyed";
     }
     return "?";
 }
 
 bool fault_transport_parse(const char *name, fault_transport *out)
 {
-    for (int t = FAULT_MEMORY; t <= FAULT_REDIS; t++) {
+    for (int t = FAULT_MEMORY; t <= FAULT_REDIS_KEYED; t++) {
         if (strcmp(name, fault_transport_name((fault_transport)t)) == 0) {
             *out = (fault_transport)t;
             return true;
@@ -45,25 +50,38 @@ bool fault_transport_parse(const char *name, fault_transport *out)
     return false;
 }
 
+int scenario_redis_lease_ms(const scenario *s)
+{
+    return 3 * (s->revoke_timeout_ms + REDIS_COMMAND_TIMEOUT_MS);
+}
+
 int scenario_stall_limit_ms(const scenario *s)
 {
     /* Memory: nothing legitimate stops every handler for 2 s outside a
      * join or leave (retry backoffs stay under 200 ms). Kafka: a rebalance
      * (session timeout) plus the revoke timeout, with room. Redis: the
      * entries of a killed member wait for the claim idle time and the next
-     * claim round, a leave for the revoke timeout, with room. */
+     * claim round, a leave for the revoke timeout, with room. Redis keyed:
+     * a killed member's leases and announcement expire after the lease
+     * time; the next lease turn of the others sees it gone, a member that
+     * owns too many then gives one up (the revoke timeout) and its new
+     * owner takes it at its next turn; with room. */
     if (s->transport == FAULT_MEMORY)
         return 2000;
     if (s->transport == FAULT_REDIS)
         return REDIS_CLAIM_IDLE_MS + REDIS_CLAIM_EVERY_MS + s->revoke_timeout_ms + 3000;
+    if (s->transport == FAULT_REDIS_KEYED)
+        return scenario_redis_lease_ms(s) + 2 * REDIS_LEASE_TURN_MS + s->revoke_timeout_ms +
+               3000;
     return KAFKA_SESSION_TIMEOUT_MS + s->revoke_timeout_ms + 3000;
 }
 
 static void draw_limits(scenario *s, fault_rng *r)
 {
     bool kafka = fault_transport_is_kafka(s->transport);
-    bool redis = s->transport == FAULT_REDIS;
-    /* Redis: one stream per topic, whatever this would say. */
+    bool redis = fault_transport_is_redis(s->transport);
+    /* Redis: one stream per topic, whatever this would say (keyed mode
+     * draws its partition count apart: scenario_generate). */
     s->partitions = redis ? 1 : (int)fault_rng_range(r, 1, 4);
     s->queue_max = (int)fault_rng_range(r, 4, 64);
     s->lane_max_inflight = (int)fault_rng_range(r, 1, 8);
@@ -84,7 +102,7 @@ static void draw_limits(scenario *s, fault_rng *r)
 static void draw_traffic(scenario *s, fault_rng *r)
 {
     bool kafka = fault_transport_is_kafka(s->transport);
-    bool redis = s->transport == FAULT_REDIS;
+    bool redis = fault_transport_is_redis(s->transport);
     s->n_topics = (int)fault_rng_range(r, 1, kafka ? 2 : FAULT_MAX_TOPICS);
     s->n_keys = (int)fault_rng_range(r, 4, FAULT_MAX_KEYS);
     s->null_key_percent = fault_rng_chance(r, 30) ? (int)fault_rng_range(r, 1, 20) : 0;
@@ -121,7 +139,7 @@ static void draw_outcomes(scenario *s, fault_rng *r)
 static void draw_member(scenario *s, fault_rng *r, member_plan *m, bool stays)
 {
     bool kafka = fault_transport_is_kafka(s->transport);
-    bool redis = s->transport == FAULT_REDIS;
+    bool redis = fault_transport_is_redis(s->transport);
     m->join_ms = fault_rng_range(r, 0, s->churn_ms * 3 / 4);
     m->leave_ms = stays ? -1 : fault_rng_range(r, m->join_ms + 100, s->churn_ms);
     m->workers = (int)fault_rng_range(r, 1, 4);
@@ -135,7 +153,7 @@ static void draw_member(scenario *s, fault_rng *r, member_plan *m, bool stays)
 static void draw_members(scenario *s, fault_rng *r)
 {
     bool kafka = fault_transport_is_kafka(s->transport);
-    bool redis = s->transport == FAULT_REDIS;
+    bool redis = fault_transport_is_redis(s->transport);
     s->n_members = (int)fault_rng_range(r, 2, kafka ? 4 : redis ? 5 : 6);
     /* At least one member stays for the settle phase and the tail. */
     int staying = (int)fault_rng_range(r, 0, s->n_members - 1);
@@ -168,8 +186,13 @@ void scenario_generate(uint64_t seed, fault_transport transport, scenario *out)
     draw_traffic(out, &r);
     draw_outcomes(out, &r);
     draw_members(out, &r);
-    /* Redis: a third of the seeds keep one member at a time (a stream of
-     * its own, like the pools below). */
+    /* Redis keyed: 1-4 partition streams per topic (a stream of its own,
+     * so that the rest is the seed's shared-mode scenario). */
+    fault_rng keyed = fault_rng_for(seed, 0, 9);
+    if (transport == FAULT_REDIS_KEYED)
+        out->partitions = (int)fault_rng_range(&keyed, 1, 4);
+    /* Redis shared: a third of the seeds keep one member at a time (a
+     * stream of its own, like the pools below). */
     fault_rng single = fault_rng_for(seed, 0, 8);
     if (transport == FAULT_REDIS && fault_rng_chance(&single, 33)) {
         out->one_member_at_a_time = true;
@@ -233,9 +256,12 @@ static const char *leave_name(leave_kind k)
 
 void scenario_print(const scenario *s, FILE *out)
 {
-    char lanes[32];
+    char lanes[64];
     if (s->transport == FAULT_REDIS)
         snprintf(lanes, sizeof lanes, "a stream per topic");
+    else if (s->transport == FAULT_REDIS_KEYED)
+        snprintf(lanes, sizeof lanes, "%d partition stream(s), lease %d ms", s->partitions,
+                 scenario_redis_lease_ms(s));
     else
         snprintf(lanes, sizeof lanes, "%d partition(s)", s->partitions);
     fprintf(out,

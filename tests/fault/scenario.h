@@ -18,7 +18,8 @@ typedef enum fault_transport {
     FAULT_MEMORY,
     FAULT_KAFKA_MOCK,
     FAULT_KAFKA,
-    FAULT_REDIS        /* a real redis-server, group mode `shared` */
+    FAULT_REDIS,       /* a real redis-server, group mode `shared` */
+    FAULT_REDIS_KEYED  /* the same server, group mode `keyed` */
 } fault_transport;
 
 static inline bool fault_transport_is_kafka(fault_transport t)
@@ -26,15 +27,24 @@ static inline bool fault_transport_is_kafka(fault_transport t)
     return t == FAULT_KAFKA_MOCK || t == FAULT_KAFKA;
 }
 
+static inline bool fault_transport_is_redis(fault_transport t)
+{
+    return t == FAULT_REDIS || t == FAULT_REDIS_KEYED;
+}
+
 /* The Redis settings of every bus of a redis run (env.c sets them; the
  * stall limit and check 5 count on them): the least claim idle time the
  * transport takes, so that a member's entries are claimed 3 s after it
  * died, and test-sized timeouts (BLOCK well below the command timeout).
  * The transport looks for entries to claim once a second
- * (plugins/redis/member.c, CLAIM_EVERY_MS). */
+ * (plugins/redis/member.c, CLAIM_EVERY_MS). Keyed mode: a lease's holder
+ * renews it, and the others look for free partitions, every second
+ * (plugins/redis/keyed.c, LEASER_TURN_MS); the lease time is
+ * scenario_redis_lease_ms(). */
 enum {
     REDIS_CLAIM_IDLE_MS = 3000,
     REDIS_CLAIM_EVERY_MS = 1000,
+    REDIS_LEASE_TURN_MS = 1000,
     REDIS_COMMAND_TIMEOUT_MS = 1000,
     REDIS_CONNECT_TIMEOUT_MS = 500,
     REDIS_BLOCK_MS = 200
@@ -79,7 +89,8 @@ typedef struct scenario {
     uint64_t seed;
     fault_transport transport;
     /* limits */
-    int partitions;          /* memory, Kafka; Redis: 1 (a stream per topic) */
+    int partitions;          /* memory, Kafka, Redis keyed (partition streams);
+                              * Redis shared: 1 (a stream per topic) */
     int queue_max;
     int lane_max_inflight;
     int revoke_timeout_ms;
@@ -104,10 +115,10 @@ typedef struct scenario {
     int tail_wait_ms;        /* from the tail burst to the closes */
     int n_members;
     member_plan members[FAULT_MAX_MEMBERS];
-    /* Redis: the members join one after another, each once the one before
-     * it has left or was killed, all under one consumer name (a process
-     * that restarts): the case where KEY_ORDER_SINGLE_MEMBER promises
-     * per-key order (checks.c). */
+    /* Redis shared: the members join one after another, each once the one
+     * before it has left or was killed, all under one consumer name (a
+     * process that restarts): the case where KEY_ORDER_SINGLE_MEMBER
+     * promises per-key order (checks.c). */
     bool one_member_at_a_time;
 } scenario;
 
@@ -123,9 +134,14 @@ handler_plan scenario_handler_plan(const scenario *s, long message, uint32_t att
 /** The stall limit of the progress check (ms) for this transport. */
 int scenario_stall_limit_ms(const scenario *s);
 
+/** Redis keyed: redis.lease.ms, the least the transport takes (3 x
+ *  (revoke timeout + command timeout)), so that a killed member's
+ *  partitions are free again within 3.3-6 s. */
+int scenario_redis_lease_ms(const scenario *s);
+
 const char *fault_transport_name(fault_transport t);
-/** Parses "memory", "kafka-mock", "kafka" or "redis". @returns false
- *  otherwise. */
+/** Parses "memory", "kafka-mock", "kafka", "redis" or "redis-keyed".
+ *  @returns false otherwise. */
 bool fault_transport_parse(const char *name, fault_transport *out);
 
 #endif
