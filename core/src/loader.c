@@ -291,6 +291,57 @@ static int search_all(search *s, const char *plugin_path)
     return rc;
 }
 
+static int add_dir(char ***dirs, size_t *n, const char *dir, size_t len)
+{
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    char **grown = realloc(*dirs, (*n + 1) * sizeof **dirs);
+    if (!grown)
+        return EB_ERR_NOMEM;
+    *dirs = grown;
+    if (!(grown[*n] = strndup(dir, len)))
+        return EB_ERR_NOMEM;
+    (*n)++;
+    return 0;
+}
+
+static int add_dirs(char ***dirs, size_t *n, const char *list)
+{
+    for (const char *dir = list; dir;) {
+        const char *end = strchrnul(dir, ':');
+        if (end > dir && add_dir(dirs, n, dir, (size_t)(end - dir)) != 0)
+            return EB_ERR_NOMEM;
+        dir = *end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+int eb__plugin_dirs(const char *plugin_path, char ***dirs, size_t *n)
+{
+    *dirs = NULL;
+    *n = 0;
+    char *installed = installed_dir();
+    int rc = add_dirs(dirs, n, plugin_path);
+    if (rc == 0)
+        rc = add_dirs(dirs, n, getenv("EVENTBUS_PLUGIN_PATH"));
+    if (rc == 0 && installed)
+        rc = add_dir(dirs, n, installed, strlen(installed));
+    free(installed);
+    if (rc != 0) {
+        eb__plugin_dirs_free(*dirs, *n);
+        *dirs = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void eb__plugin_dirs_free(char **dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
 /* Resolves `path` to an absolute path without symlinks, so that the checks
  * see the real file and directory and libltdl gets a path it won't search. */
 static int canonical_path(const char *path, char **out, errbuf *err)

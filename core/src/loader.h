@@ -32,6 +32,16 @@ int eb__plugin_load(const char *name_or_path, const char *plugin_path,
     ((tp)->struct_size >= offsetof(eb_transport, slot) + sizeof((tp)->slot) && \
      (tp)->slot != NULL)
 
+/**
+ * The directories a transport is searched in by name, in order: those of
+ * `plugin_path` (colon-separated; NULL or "" for none), of
+ * $EVENTBUS_PLUGIN_PATH, then the directory installed beside libeventbus.
+ * Empty entries are skipped. @returns 0 and *dirs (n strings, free with
+ * eb__plugin_dirs_free), or EB_ERR_NOMEM.
+ */
+int eb__plugin_dirs(const char *plugin_path, char ***dirs, size_t *n);
+void eb__plugin_dirs_free(char **dirs, size_t n);
+
 /** The plugin's descriptor (valid until unload). */
 const eb_transport *eb__plugin_transport(const eb_plugin *plugin);
 

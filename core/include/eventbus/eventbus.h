@@ -23,6 +23,7 @@
 #ifndef EVENTBUS_EVENTBUS_H
 #define EVENTBUS_EVENTBUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -249,6 +250,35 @@ enum eb_feature {
     EB_FEATURE_TIMESTAMPS = 1u << 6,   /**< message timestamps */
     EB_FEATURE_DELIVERY_COUNT = 1u << 7, /**< server counts deliveries */
 };
+
+/** One transport plugin file found on the search path (eb_plugins_list). */
+typedef struct eb_plugin_info {
+    const char *file;       /**< the file, as found in its directory */
+    const char *name;       /**< the transport's name (from the file name when refused) */
+    const char *version;    /**< the plugin's version; "" when refused */
+    unsigned abi_major, abi_minor; /**< the ABI it was built for; 0 when refused */
+    uint64_t features;      /**< the descriptor's EB_FEATURE_* flags */
+    bool features_vary;     /**< a bus's flags depend on its config (eb_bus_features) */
+    bool shadowed;          /**< an earlier directory has a plugin of this name: a
+                                 bus asking for the name gets that one */
+    const char *refused;    /**< NULL when it loads; else the loader's sentence */
+} eb_plugin_info;
+
+/**
+ * @brief Lists every `eventbus-*.so` in the directories eb_bus_open()
+ * searches, in its order: `plugin_path` (colon-separated, as the
+ * `plugin.path` key; NULL for none), $EVENTBUS_PLUGIN_PATH, then the
+ * directory installed beside libeventbus. Each file is loaded and checked
+ * as eb_bus_open() would (ownership, permissions, ABI, descriptor, name),
+ * then unloaded; no transport is opened. A file that fails a check is
+ * listed with the loader's sentence in `refused`.
+ * @returns 0 and `*out` with `*n` entries (free with eb_plugins_free());
+ *          EB_ERR_INVALID on NULL out or n; EB_ERR_NOMEM.
+ */
+EB_API int eb_plugins_list(const char *plugin_path, eb_plugin_info **out, size_t *n);
+
+/** Frees what eb_plugins_list() returned (NULL-safe). */
+EB_API void eb_plugins_free(eb_plugin_info *list, size_t n);
 
 /** @returns the EB_FEATURE_* flags of this bus's transport, as its config
  *  made them (Redis: `KEY_ORDER` in group mode `keyed` only); 0 for NULL. */

@@ -1,0 +1,64 @@
+/*
+ * cli.c — the eventbus command's shared options and errors (see cli.h).
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int cli_fail(int code, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    for (char *nl; (nl = strchr(line, '\n'));) /* one line, whatever the sentence */
+        *nl = ' ';
+    fprintf(stderr, "eventbus: %s\n", line);
+    return code;
+}
+
+/** The value of option `flag` at argv[*i]: attached (-Xk=v) or next. */
+static const char *value_of(int argc, char **argv, int *i, const char *flag)
+{
+    const char *arg = argv[*i];
+    if (arg[2])
+        return arg + 2;
+    if (*i + 1 >= argc) {
+        cli_fail(CLI_USAGE, "option %s needs a value", flag);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc)
+{
+    const char *arg = argv[*i];
+    if (arg[0] != '-' || (arg[1] != 'c' && arg[1] != 'X'))
+        return 0;
+    char err[1024] = "";
+    if (arg[1] == 'c') {
+        const char *file = value_of(argc, argv, i, "-c");
+        if (!file) {
+            *rc = CLI_USAGE;
+        } else if (eb_config_load(c->cfg, file, err, sizeof err) != 0) {
+            *rc = cli_fail(CLI_USAGE, "%s", err);
+        }
+        return 1;
+    }
+    const char *kv = value_of(argc, argv, i, "-X");
+    const char *eq = kv ? strchr(kv, '=') : NULL;
+    if (!kv) {
+        *rc = CLI_USAGE;
+    } else if (!eq || eq == kv) {
+        *rc = cli_fail(CLI_USAGE, "-X %s: expected key=value", kv);
+    } else {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+        if (eb_config_set(c->cfg, key, eq + 1, err, sizeof err) != 0)
+            *rc = cli_fail(CLI_USAGE, "-X %s: %s", kv, err);
+    }
+    return 1;
+}

@@ -1,0 +1,34 @@
+/*
+ * cli.h — what the eventbus command's subcommands share: exit codes, the
+ * one-line error on stderr, and the options every subcommand takes
+ * (-c FILE: a properties file; -X key=value: one setting, repeatable,
+ * applied in order after the file, as kcat's -X).
+ */
+#ifndef EB_CLI_H
+#define EB_CLI_H
+
+#include <stdbool.h>
+
+#include "eventbus/eventbus.h"
+
+/** Exit codes (documented in --help and the man page). */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+typedef struct cli {
+    eb_config *cfg;          /* -c and -X settings, in order */
+} cli;
+
+/** Prints "eventbus: <message>" on stderr as one line. @returns `code`. */
+int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * If argv[*i] is -c FILE or -X key=value (or -cFILE, -Xkey=value), applies
+ * it to c->cfg and advances *i past it. @returns 1 when it was one (*rc
+ * set to CLI_USAGE on a bad one, with the error printed), 0 when not.
+ */
+int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc);
+
+/* The subcommands: argv[0] is the subcommand's name. */
+int cmd_plugins(cli *c, int argc, char **argv);
+
+#endif
