@@ -842,8 +842,16 @@ static bool take_batch(eb_dispatch *d, worker *w)
             *list = (msgq){0};
             for (eb_msg *m; n < want && (m = q_pop(&s->queue)); n++)
                 q_push(list, m);
-            if (s->shared)
+            if (s->shared) {
+                /* Back at the tail, but its messages keep their age: the
+                 * pool's watcher grows the pool when the head of the
+                 * ready list waited a tick, and a queue made ready anew
+                 * at every share (slow handlers: shares of one) would
+                 * never look older than a tick. */
+                uint64_t since = s->ready_seq;
                 shard_make_ready(d, s, false);
+                s->ready_seq = since;
+            }
         } else {
             *list = s->queue;
             s->queue = (msgq){0};

@@ -31,6 +31,17 @@ static eb_result waits_on_io(const eb_msg *msg, void *opaque)
     return EB_ACK;
 }
 
+/** Waits 0.5 ms off the CPU: shares of the unkeyed queue are taken more
+ *  often than the pool's watcher ticks (1 ms). */
+static eb_result waits_half_a_ms(const eb_msg *msg, void *opaque)
+{
+    (void)msg, (void)opaque;
+    struct timespec ts = {0, 500000};
+    nanosleep(&ts, NULL); /* the handler's simulated I/O, not a wait for a condition */
+    atomic_fetch_add(&handled, 1);
+    return EB_ACK;
+}
+
 /** Uses the CPU for 2 ms. */
 static eb_result uses_cpu(const eb_msg *msg, void *opaque)
 {
@@ -106,6 +117,46 @@ Test(elastic_pool, grows_for_handlers_that_wait_up_to_its_max_and_shrinks_when_i
     cr_expect_eq(eb_bus_close(bus, 5000), 0);
     cr_expect_eq(proc_threads_named("eb-worker"), 0, "workers left after close");
     cr_expect_eq(proc_threads_named("eb-pool"), 0, "the pool watcher left after close");
+    eb_bus_destroy(bus);
+}
+
+static void publish_unkeyed(eb_bus *bus, const char *topic, int n)
+{
+    for (int i = 0; i < n; i++) {
+        eb_outgoing m = {.topic = topic, .payload = "x", .payload_len = 1};
+        cr_assert_eq(eb_publish(bus, &m, NULL, NULL), 0);
+    }
+}
+
+static bool pool_at_8(void *bus) { return test_stat_required(bus, "workers") == 8; }
+
+/* Unkeyed messages wait in one shared queue that workers take shares of;
+ * it must look as old as its messages (it once looked new at every share,
+ * and the pool never grew: eventbus bench --keys 0 --work-us 1000 handled
+ * 2,084 msgs/s). */
+Test(elastic_pool, grows_for_unkeyed_messages_whose_handlers_wait)
+{
+    atomic_store(&handled, 0);
+    const char *const kv[][2] = {{"memory.name", "elastic-unkeyed"},
+                                 {"dispatch.workers.max", "8"},
+                                 {"dispatch.workers.idle.ms", "200"}};
+    eb_bus *bus = test_open_with(kv, 3, NULL);
+    test_subscribe_ready(bus, "io", waits_half_a_ms);
+    /* A first round teaches the dispatcher the handlers' 0.5 ms (batches then
+     * shrink to a message or two); the pool shrinks back once idle. */
+    publish_unkeyed(bus, "io", MESSAGES);
+    wait_handled(MESSAGES, 30000);
+    int64_t deadline = test_now_ms() + 10000;
+    while (test_stat_required(bus, "workers") > cpus() && test_now_ms() < deadline)
+        test_next_look();
+    cr_assert_eq(test_stat_required(bus, "workers"), cpus(), "idle workers did not retire");
+    publish_unkeyed(bus, "io", 16 * MESSAGES); /* 2.4 s for two workers */
+    bool grew = test_wait_for(pool_at_8, bus, 20000);
+    wait_handled(17 * MESSAGES, 30000);
+    cr_expect(grew, "unkeyed waiting handlers: the pool never reached dispatch.workers.max "
+                    "(8) again, it had %lld workers",
+              test_stat_required(bus, "workers"));
+    cr_expect_eq(eb_bus_close(bus, 5000), 0);
     eb_bus_destroy(bus);
 }
 
