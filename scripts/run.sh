@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — the main job on a fresh machine: installs what is missing, builds
-# a release build in build/release and runs the memory benchmark.
-# usage: scripts/run.sh [memory_bench arguments...]
+# a release build in build/release and runs `eventbus bench` on the memory
+# transport (no server needed).
+# usage: scripts/run.sh [eventbus bench arguments...]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,4 +20,4 @@ cmake --build "$build"
 # The build tree keeps its plugins in build/release/plugins (installed ones
 # are found beside libeventbus without this).
 export EVENTBUS_PLUGIN_PATH="$PWD/$build/plugins${EVENTBUS_PLUGIN_PATH:+:$EVENTBUS_PLUGIN_PATH}"
-exec "$build/bench/memory_bench" "$@"
+exec "$build/tools/eventbus" bench "$@"

@@ -15,6 +15,7 @@ static const struct {
     int (*run)(cli *c, int argc, char **argv);
     const char *summary;
 } COMMANDS[] = {
+    {"bench", cmd_bench, "publish and handle N messages; rates, latency, threads, RSS"},
     {"plugins", cmd_plugins, "list the transport plugins on the search path"},
 };
 
