@@ -2,7 +2,7 @@
 # test.sh — the README's test command (and CI's): installs what is missing,
 # then builds and runs every test in three builds under build/:
 #   asan   address+undefined: criterion suites, lifecycle, ASan canaries
-#          (every label except tsan, valgrind and bench), and the server
+#          (every label except tsan, valgrind, bench and install), and the server
 #          suites (labels kafka and redis) against a Kafka broker
 #          (tests/servers/kafka.sh) and a redis-server
 #          (tests/servers/redis.sh) started around its ctest
@@ -10,7 +10,8 @@
 #          already set, the tests use that cluster and no broker is started.
 #   tsan   thread, without criterion (it cannot run under TSan): label tsan,
 #          with a redis-server for the redis conformance cases
-#   plain  no sanitizer: labels valgrind and bench (smoke size), with a
+#   plain  no sanitizer: labels valgrind, bench (smoke size) and install
+#          (cmake --install into a moved prefix, used from there), with a
 #          broker and a redis-server too for valgrind's few Kafka and Redis
 #          cycles and the server benches
 # Every phase runs even when an earlier one failed, so one run shows every
@@ -208,11 +209,11 @@ run_phase() {
 for phase in "${phases[@]}"; do
   case $phase in
     asan)
-      run_phase asan kafka,redis -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench' ;;
+      run_phase asan kafka,redis -DEB_SANITIZE=address -- -LE 'tsan|valgrind|bench|install' ;;
     tsan)
       run_phase tsan redis -DEB_SANITIZE=thread -DEB_WITH_CRITERION=OFF -- -L tsan ;;
     plain)
-      run_phase plain kafka,redis -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench' ;;
+      run_phase plain kafka,redis -DEB_SANITIZE= -DEB_WITH_CRITERION=OFF -- -L 'valgrind|bench|install' ;;
     *)
       echo "test.sh: unknown phase '$phase' (asan, tsan or plain)"
       summaries+=("$phase: unknown phase")
