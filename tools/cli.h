@@ -31,5 +31,6 @@ int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc);
 /* The subcommands: argv[0] is the subcommand's name. */
 int cmd_plugins(cli *c, int argc, char **argv);
 int cmd_bench(cli *c, int argc, char **argv);
+int cmd_config(cli *c, int argc, char **argv);
 
 #endif

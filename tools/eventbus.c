@@ -16,6 +16,7 @@ static const struct {
     const char *summary;
 } COMMANDS[] = {
     {"bench", cmd_bench, "publish and handle N messages; rates, latency, threads, RSS"},
+    {"config", cmd_config, "print the effective configuration, or --check it"},
     {"plugins", cmd_plugins, "list the transport plugins on the search path"},
 };
 

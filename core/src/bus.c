@@ -129,22 +129,50 @@ static void bus_free(eb_bus *bus)
     free(bus);
 }
 
-static int open_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t size)
+/** What open checks before it starts anything: the settings, the plugin
+ *  and each transport key. */
+static int check_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t size)
 {
     if (!(bus->cfg = eb__config_clone(cfg)))
         return EB_ERR_NOMEM;
-    eb__config_event_cb(bus->cfg, &bus->event_cb, &bus->event_opaque);
     read_settings(bus);
     int rc = check_settings(&bus->set, errstr, size);
     if (rc == 0)
         rc = eb__plugin_load(eb__config_value(bus->cfg, "transport"),
-                             eb__config_value(bus->cfg, "plugin.path"),
-                             &bus->plugin, errstr, size);
+                             eb__config_value(bus->cfg, "plugin.path"), &bus->plugin, errstr,
+                             size);
     if (rc != 0)
         return rc;
     bus->tp = eb__plugin_transport(bus->plugin);
-    if ((rc = check_transport_keys(bus, errstr, size)) != 0)
+    return check_transport_keys(bus, errstr, size);
+}
+
+int eb_config_check(const eb_config *cfg, char *errstr, size_t errstr_size)
+{
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    if (!cfg)
+        return EB_ERR_INVALID;
+    eb_bus *bus = calloc(1, sizeof *bus);
+    if (!bus)
+        return EB_ERR_NOMEM;
+    pthread_mutex_init(&bus->mu, NULL);
+    pthread_mutex_init(&bus->tokens.mu, NULL);
+    pthread_mutex_init(&bus->dlq_stopped.mu, NULL);
+    eb__cond_init(&bus->cv);
+    int rc = check_parts(bus, cfg, errstr, errstr_size);
+    if (rc != 0 && errstr && errstr_size && !errstr[0])
+        set_error(errstr, errstr_size, "%s%s", eb_strerror(rc), "");
+    bus_free(bus);
+    return rc;
+}
+
+static int open_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t size)
+{
+    int rc = check_parts(bus, cfg, errstr, size);
+    if (rc != 0)
         return rc;
+    eb__config_event_cb(bus->cfg, &bus->event_cb, &bus->event_opaque);
     if ((rc = eb__timers_new(eb__outcome_timer_fired, bus, &bus->timers)) != 0 ||
         (rc = eb__dispatch_new(bus, &bus->dispatch)) != 0)
         return rc;

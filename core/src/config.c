@@ -606,6 +606,34 @@ int eb_config_dump(const eb_config *cfg, char **out)
     return 0;
 }
 
+int eb_config_effective(const eb_config *cfg, char **out)
+{
+    if (!cfg || !out)
+        return EB_ERR_INVALID;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return EB_ERR_NOMEM;
+    for (size_t k = 0; k < CORE_KEY_COUNT; k++) {
+        const struct config_entry *e = find_entry(cfg, core_keys[k].name);
+        if (e)
+            dump_entry(f, e);
+        else
+            fprintf(f, "%s = %s  # default\n", core_keys[k].name, core_keys[k].def);
+    }
+    for (size_t i = 0; i < cfg->count; i++)
+        if (!find_core_key(cfg->entries[i].key))
+            dump_entry(f, &cfg->entries[i]);
+    bool failed = ferror(f);
+    if (fclose(f) != 0 || failed) {
+        free(text);
+        return EB_ERR_NOMEM;
+    }
+    *out = text;
+    return 0;
+}
+
 /* ------------------------------------------------------- the core's view */
 
 eb_config *eb__config_clone(const eb_config *cfg)

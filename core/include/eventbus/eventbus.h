@@ -138,6 +138,26 @@ EB_API const char *eb_config_get(const eb_config *cfg, const char *key);
  */
 EB_API int eb_config_dump(const eb_config *cfg, char **out);
 
+/**
+ * @brief The effective configuration as `key = value` lines: every core
+ * key (one not set shows its default, marked `# default`), then every
+ * other key set (transport keys), secrets redacted as by eb_config_dump().
+ * @returns 0 and `*out` (free with eb_free()), or an error.
+ */
+EB_API int eb_config_effective(const eb_config *cfg, char **out);
+
+/**
+ * @brief Checks a configuration as eb_bus_open() would, without opening a
+ * bus or connecting to any server: the core keys and how they fit
+ * together, the transport plugin (found, loadable, this ABI), and each
+ * transport key by the plugin's own check. Errors name where the key was
+ * set ("app.properties:12: redis.block.ms: ..."). Checks a transport
+ * makes across its keys at open (one bound against another) are not run.
+ * @returns 0; EB_ERR_CONFIG or EB_ERR_PLUGIN with a sentence; EB_ERR_INVALID
+ *          on NULL cfg.
+ */
+EB_API int eb_config_check(const eb_config *cfg, char *errstr, size_t errstr_size);
+
 /** Events a bus reports to the application; see eb_config_set_event_cb(). */
 typedef enum eb_event_type {
     EB_EVENT_CONNECTED = 1,    /**< transport reaches its server again after
