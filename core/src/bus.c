@@ -98,9 +98,10 @@ static int check_one_transport_key(const char *key, const char *value,
     key_check_ctx *ctx = arg;
     char why[512] = "";
     int rc = ctx->bus->tp->config_check(&eb__host, key, value, why, sizeof why);
+    char where[512];
     if (rc != 0 && ctx->errstr && ctx->size)
-        snprintf(ctx->errstr, ctx->size, "%s: %s: %s", origin, key,
-                 why[0] ? why : eb_strerror(rc));
+        snprintf(ctx->errstr, ctx->size, "%s%s: %s", eb__origin_prefix(origin, where, sizeof where),
+                 key, why[0] ? why : eb_strerror(rc));
     return rc;
 }
 

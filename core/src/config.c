@@ -731,14 +731,14 @@ int eb__config_check_namespaces(const eb_config *cfg, const char *transport_name
         const struct config_entry *e = &cfg->entries[i];
         if (key_allowed_at_open(e->key, transport_name))
             continue;
-        char near[64];
+        char near[64], where[512];
+        const char *at = eb__origin_prefix(e->origin, where, sizeof where);
         if (eb__nearest_key(e->key, core_key_names, near, sizeof near))
             return fail(errstr, errstr_size, EB_ERR_CONFIG,
-                        "%s: unknown key '%s'; did you mean '%s'?", e->origin,
-                        e->key, near);
+                        "%sunknown key '%s'; did you mean '%s'?", at, e->key, near);
         return fail(errstr, errstr_size, EB_ERR_CONFIG,
-                    "%s: unknown key '%s' (expected a core key or a '%s.' key)",
-                    e->origin, e->key, transport_name);
+                    "%sunknown key '%s' (expected a core key or a '%s.' key)", at, e->key,
+                    transport_name);
     }
     return 0;
 }

@@ -19,6 +19,17 @@ const char *eb__config_value(const eb_config *cfg, const char *key);
  *  Abort-free: an unknown key returns 0. */
 int64_t eb__config_int(const eb_config *cfg, const char *key);
 
+/** The prefix of an error about a key set at `origin`: "path:line: " for
+ *  a key read from a file; "" for one set by eb_config_set() (the
+ *  application's own call: "eb_config_set: " would only be noise). */
+static inline const char *eb__origin_prefix(const char *origin, char *buf, size_t size)
+{
+    if (!origin || __builtin_strcmp(origin, "eb_config_set") == 0)
+        return "";
+    __builtin_snprintf(buf, size, "%s: ", origin);
+    return buf;
+}
+
 /** Where `key` was set: "path:line", "eb_config_set", or NULL if unset. */
 const char *eb__config_origin(const eb_config *cfg, const char *key);
 

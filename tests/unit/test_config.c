@@ -435,3 +435,35 @@ Test(config, dump_does_not_change_the_values)
     cr_expect_str_eq(eb_config_get(cfg, "redis.url"),
                      "redis://user:secret@host");
 }
+
+/* A transport key's error at open names where it was set when it came
+ * from a file, and nothing more when it came from eb_config_set() (the
+ * application's own call): no "eb_config_set: " prefix (issue 10, gap 11). */
+Test(config, transport_key_errors_at_open_name_a_file_line_only)
+{
+    char err[512] = "";
+    eb_bus *bus = NULL;
+    cr_assert_eq(set("memory.partitions", "many"), 0);
+    cr_expect_eq(eb_bus_open(cfg, &bus, err, sizeof err), EB_ERR_CONFIG);
+    cr_expect(strncmp(err, "memory.partitions: ", 19) == 0, "%s", err);
+    eb_config_destroy(cfg);
+    cfg = eb_config_new();
+    cr_assert_eq(set("memry.partitions", "2"), 0);
+    cr_expect_eq(eb_bus_open(cfg, &bus, err, sizeof err), EB_ERR_CONFIG);
+    cr_expect(strncmp(err, "unknown key 'memry.partitions'", 30) == 0, "%s", err);
+
+    char path[] = "/tmp/eb-config-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    const char text[] = "# app\nmemory.partitions = many\n";
+    cr_assert_eq(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    eb_config_destroy(cfg);
+    cfg = eb_config_new();
+    cr_assert_eq(eb_config_load(cfg, path, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(eb_bus_open(cfg, &bus, err, sizeof err), EB_ERR_CONFIG);
+    char want[64];
+    snprintf(want, sizeof want, "%s:2: memory.partitions: ", path);
+    cr_expect(strncmp(err, want, strlen(want)) == 0, "%s", err);
+    unlink(path);
+}
