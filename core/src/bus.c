@@ -130,6 +130,19 @@ static void bus_free(eb_bus *bus)
     free(bus);
 }
 
+/** A bus with its locks made and nothing else (bus_free undoes it). */
+static eb_bus *bus_new(void)
+{
+    eb_bus *bus = calloc(1, sizeof *bus);
+    if (!bus)
+        return NULL;
+    pthread_mutex_init(&bus->mu, NULL);
+    pthread_mutex_init(&bus->tokens.mu, NULL);
+    pthread_mutex_init(&bus->dlq_stopped.mu, NULL);
+    eb__cond_init(&bus->cv);
+    return bus;
+}
+
 /** What open checks before it starts anything: the settings, the plugin
  *  and each transport key. */
 static int check_parts(eb_bus *bus, const eb_config *cfg, char *errstr, size_t size)
@@ -154,13 +167,9 @@ int eb_config_check(const eb_config *cfg, char *errstr, size_t errstr_size)
         errstr[0] = '\0';
     if (!cfg)
         return EB_ERR_INVALID;
-    eb_bus *bus = calloc(1, sizeof *bus);
+    eb_bus *bus = bus_new();
     if (!bus)
         return EB_ERR_NOMEM;
-    pthread_mutex_init(&bus->mu, NULL);
-    pthread_mutex_init(&bus->tokens.mu, NULL);
-    pthread_mutex_init(&bus->dlq_stopped.mu, NULL);
-    eb__cond_init(&bus->cv);
     int rc = check_parts(bus, cfg, errstr, errstr_size);
     if (rc != 0 && errstr && errstr_size && !errstr[0])
         set_error(errstr, errstr_size, "%s%s", eb_strerror(rc), "");
@@ -193,13 +202,9 @@ int eb_bus_open(const eb_config *cfg, eb_bus **out, char *errstr, size_t errstr_
         set_error(errstr, errstr_size, "%s%s", "eb_bus_open: config and out are required", "");
         return EB_ERR_INVALID;
     }
-    eb_bus *bus = calloc(1, sizeof *bus);
+    eb_bus *bus = bus_new();
     if (!bus)
         return EB_ERR_NOMEM;
-    pthread_mutex_init(&bus->mu, NULL);
-    pthread_mutex_init(&bus->tokens.mu, NULL);
-    pthread_mutex_init(&bus->dlq_stopped.mu, NULL);
-    eb__cond_init(&bus->cv);
     int rc = open_parts(bus, cfg, errstr, errstr_size);
     if (rc != 0) {
         if (errstr && errstr_size && !errstr[0])

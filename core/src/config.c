@@ -586,7 +586,9 @@ static void dump_entry(FILE *f, const struct config_entry *e)
         fprintf(f, "%s = %s\n", e->key, e->value);
 }
 
-int eb_config_dump(const eb_config *cfg, char **out)
+/** Writes into a new string what `write` prints of cfg. */
+static int print_to_string(const eb_config *cfg, void (*write)(FILE *, const eb_config *),
+                           char **out)
 {
     if (!cfg || !out)
         return EB_ERR_INVALID;
@@ -595,8 +597,7 @@ int eb_config_dump(const eb_config *cfg, char **out)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return EB_ERR_NOMEM;
-    for (size_t i = 0; i < cfg->count; i++)
-        dump_entry(f, &cfg->entries[i]);
+    write(f, cfg);
     bool failed = ferror(f);
     if (fclose(f) != 0 || failed) {
         free(text);
@@ -606,15 +607,15 @@ int eb_config_dump(const eb_config *cfg, char **out)
     return 0;
 }
 
-int eb_config_effective(const eb_config *cfg, char **out)
+static void write_settings(FILE *f, const eb_config *cfg)
 {
-    if (!cfg || !out)
-        return EB_ERR_INVALID;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f)
-        return EB_ERR_NOMEM;
+    for (size_t i = 0; i < cfg->count; i++)
+        dump_entry(f, &cfg->entries[i]);
+}
+
+/** Every core key (defaults marked), then the other keys set. */
+static void write_effective(FILE *f, const eb_config *cfg)
+{
     for (size_t k = 0; k < CORE_KEY_COUNT; k++) {
         const struct config_entry *e = find_entry(cfg, core_keys[k].name);
         if (e)
@@ -625,13 +626,16 @@ int eb_config_effective(const eb_config *cfg, char **out)
     for (size_t i = 0; i < cfg->count; i++)
         if (!find_core_key(cfg->entries[i].key))
             dump_entry(f, &cfg->entries[i]);
-    bool failed = ferror(f);
-    if (fclose(f) != 0 || failed) {
-        free(text);
-        return EB_ERR_NOMEM;
-    }
-    *out = text;
-    return 0;
+}
+
+int eb_config_dump(const eb_config *cfg, char **out)
+{
+    return print_to_string(cfg, write_settings, out);
+}
+
+int eb_config_effective(const eb_config *cfg, char **out)
+{
+    return print_to_string(cfg, write_effective, out);
 }
 
 /* ------------------------------------------------------- the core's view */

@@ -41,7 +41,7 @@ static eb_result handle(const eb_msg *msg, void *opaque)
     size_t len;
     const char *payload = eb_msg_payload(msg, &len);
     struct timespec work = {0, (1 + atol(payload) % 3) * 1000000L};
-    nanosleep(&work, NULL);
+    nanosleep(&work, NULL); /* the handler's simulated work, not a wait for a condition */
     char line[160];
     int n = intervals ? snprintf(line, sizeof line, "finish %.*s %s %lld %lld\n",
                                  (int)(len < 24 ? len : 24), payload, eb_msg_id(msg), start,

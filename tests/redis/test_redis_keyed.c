@@ -129,7 +129,7 @@ static eb_result handle_ordered(const eb_msg *msg, void *opaque)
         atomic_fetch_add(&T->out_of_order, 1);
     atomic_store(&T->last[k], seq);
     struct timespec work = {0, 200000};
-    nanosleep(&work, NULL);
+    nanosleep(&work, NULL); /* the handler's work: overlaps need a handler that lasts */
     count_handled(seq);
     atomic_fetch_sub(&T->running[k], 1);
     return EB_ACK;
@@ -460,7 +460,7 @@ static void *publish_main(void *arg)
     while (!atomic_load(&p->stop) && atomic_load(&p->next) < CAP) {
         publish_seq(p->bus, p->topic, atomic_fetch_add(&p->next, 1));
         struct timespec pace = {0, 1000000};
-        nanosleep(&pace, NULL);
+        nanosleep(&pace, NULL); /* pacing the stream, not waiting for anything */
     }
     return NULL;
 }
@@ -582,8 +582,8 @@ static eb_result handle_slow(const eb_msg *msg, void *opaque)
     const char *p = eb_msg_payload(msg, &len);
     if (len == 4 && memcmp(p, "slow", 4) == 0) {
         atomic_fetch_add(&slow_runs, 1);
-        struct timespec work = {4, 0}; /* work that takes longer than a claim idle time */
-        nanosleep(&work, NULL);
+        struct timespec work = {4, 0};
+        nanosleep(&work, NULL); /* the handler's work, longer than a claim idle time */
         atomic_fetch_add(&slow_done, 1);
         return EB_ACK;
     }
