@@ -606,8 +606,8 @@ static int last_entry_id(rd_sub *s, rd_lane *ln, char *err, size_t err_size)
 
 /** Connects the reader: its client id for CLIENT UNBLOCK; in shared mode
  *  the group (made at the start position the first time), own pending
- *  entries first; an anonymous member's start positions; keyed mode's
- *  topic record. */
+ *  entries first; in keyed mode the topic record, and the owned lanes'
+ *  pending entries first; an anonymous member's start positions. */
 static int reader_connect(rd_sub *s, char *err, size_t err_size)
 {
     if (rd_conn_open(&s->rconn, &s->set->url, s->set->timeouts, err, err_size) != 0)
@@ -626,6 +626,20 @@ static int reader_connect(rd_sub *s, char *err, size_t err_size)
             ln0->grp.start_id = "0"; /* made again after a deletion: read all there is */
         }
         rd_group_rewind(&ln0->grp);
+    } else if (rc == 0 && s->keyed) {
+        /* A read the server answered before the connection died left its
+         * entries pending under this consumer, unseen: each owned lane
+         * claims again from the start, as when it was gained (what is
+         * held here already is skipped by the delivery). */
+        pthread_mutex_lock(&s->mu);
+        for (unsigned i = 0; i < s->n_lanes; i++) {
+            rd_lane *ln = &s->lanes[i];
+            if (!ln->owned)
+                continue;
+            ln->phase = RD_LANE_CLAIM;
+            snprintf(ln->cursor, sizeof ln->cursor, "0-0");
+        }
+        pthread_mutex_unlock(&s->mu);
     } else if (rc == 0 && !s->group) {
         for (unsigned i = 0; rc == 0 && i < s->n_lanes; i++) {
             rd_lane *ln = &s->lanes[i];

@@ -24,7 +24,10 @@
  *    member while it runs;
  *  - an entry claimed away while its handler runs (what another member
  *    does when this one's refreshes stop reaching the server): the member
- *    revokes its lane as lost and does not acknowledge the entry.
+ *    revokes its lane as lost and does not acknowledge the entry;
+ *  - an entry the server handed to this member in a reply that never
+ *    arrived (the connection died): read again after the reconnect, in
+ *    both modes.
  *
  * Recovery times go to stderr ("recovery: ..."), for the issue note.
  */
@@ -699,4 +702,66 @@ Test(redis_faults, entry_claimed_away_revokes_the_lane)
     eb_bus_destroy(a);
     rt_delete(&c, topic);
     rd_conn_close(&c);
+}
+
+/* ---------------------------------------------- a reply lost in transit */
+
+/** What a read leaves when the server answered it but the reply never
+ *  arrived (the connection died in between): an entry pending under this
+ *  member's consumer that the member never saw. Made here by reading it
+ *  under the member's name from another connection, in one MULTI with its
+ *  XADD so the member cannot read it first; then every client is killed.
+ *  After reconnecting, the member must read its own pending entries. */
+static void unseen_pending_case(bool keyed)
+{
+    char topic[64];
+    stream_name(topic, sizeof topic, keyed ? "unseen-keyed" : "unseen");
+    const char *const keyed_cfg[][2] = {{"redis.group.mode", "keyed"},
+                                        {"redis.partitions", "1"},
+                                        {"dispatch.revoke.timeout.ms", "1000"},
+                                        {"redis.consumer", "own"}};
+    const char *const shared_cfg[][2] = {{"redis.consumer", "own"}};
+    eb_bus *bus = keyed ? open_bus(keyed_cfg, 4) : open_bus(shared_cfg, 1);
+    eb_sub *sub = subscribe(bus, topic, "g", handle);
+    publish_seq(bus, topic, 0);
+    wait_unique(1, WAIT_MS);
+
+    rd_url u = rt_server_url();
+    rd_conn c;
+    rt_connect(&c, &u);
+    const char *multi[] = {"MULTI"};
+    const char *add[] = {"XADD", topic, "*", "p", "1"};
+    const char *read[] = {"XREADGROUP", "GROUP", "g", "own", "STREAMS", topic, ">"};
+    const char *exec[] = {"EXEC"};
+    rt_do(&c, 1, multi);
+    rt_do(&c, 5, add);
+    rt_do(&c, 7, read);
+    redisReply *r = rt_run(&c, 1, exec);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements == 1,
+              "the entry was not read under the member's name");
+    freeReplyObject(r);
+
+    const char *kill[] = {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"};
+    rt_do(&c, 6, kill);
+    cr_assert(test_wait_for(unique_at_least, &(unsigned long){2}, 15000),
+              "%s: the entry pending under the member was not handled after it reconnected",
+              keyed ? "keyed" : "shared");
+    cr_assert_eq(atomic_load(&T->duplicates), 0);
+    cr_assert_eq(eb_unsubscribe(sub), 0);
+    eb_sub_destroy(sub);
+    cr_assert_eq(eb_bus_close(bus, 5000), 0);
+    eb_bus_destroy(bus);
+    rt_delete(&c, topic);
+    rd_conn_close(&c);
+}
+
+Test(redis_faults, unseen_pending_entry_read_after_reconnect)
+{
+    unseen_pending_case(false);
+}
+
+Test(redis_faults, keyed_unseen_pending_entry_read_after_reconnect)
+{
+    unseen_pending_case(true);
 }
