@@ -123,7 +123,8 @@ wait_ready() {
 }
 
 # start_server PORT: runs redis-server on the run directory's configuration
-# and waits for PONG. Returns 3 if it could not bind the port.
+# and waits for PONG. Returns 3 if it could not bind the port, 4 if it
+# exited without a word.
 start_server() {
   local port=$1 pid rc
   mkdir -p "$data_dir"
@@ -158,9 +159,22 @@ start_server() {
   if ((rc != 0)); then
     eb_stop_pid "$pid" "$conf_file" 10 || true
     rm -f "$pid_file"
-    if { tail -c +$((log_start + 1)) "$log_file"; cat "$run_dir/stdout.log"; } 2>/dev/null |
-         grep -qE 'Address already in use|Could not create server TCP listening socket'; then
+    local said
+    said=$({ tail -c +$((log_start + 1)) "$log_file"; cat "$run_dir/stdout.log"; } 2>/dev/null)
+    if grep -qE 'Address already in use|Could not create server TCP listening socket' <<<"$said"; then
       return 3
+    fi
+    if ((rc == 2)) && [[ -z $said ]]; then
+      # It exited before writing a line: say how (it is our child), and
+      # let the caller try again rather than fail the run on a mystery.
+      local status=0
+      wait "$pid" 2>/dev/null || status=$?
+      if ((status > 128)); then
+        eb_say "redis-server died of signal $((status - 128)) before writing a line"
+      else
+        eb_say "redis-server exited with status $status before writing a line"
+      fi
+      return 4
     fi
     return 1
   fi
@@ -229,10 +243,14 @@ cmd_start() {
     rc=0
     start_server "$port" || rc=$?
     ((rc == 0)) && break
-    ((rc == 3)) || eb_die "redis-server did not start (log: $log_file)"
-    eb_say "port taken before the server bound it; trying another port"
+    ((rc == 3 || rc == 4)) || eb_die "redis-server did not start (log: $log_file)"
+    if ((rc == 3)); then
+      eb_say "port taken before the server bound it; trying another port"
+    else
+      eb_say "trying again on another port"
+    fi
   done
-  ((rc == 0)) || eb_die "redis-server could not bind a free port three times"
+  ((rc == 0)) || eb_die "redis-server did not start three times (log: $log_file)"
   write_env "$port" "$password"
   total=$(eb_elapsed "$t0")
   eb_say "Redis $("$redis_server" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') ready at 127.0.0.1:$port (pid $(<"$pid_file"), persistence $persistence) in ${total}s"
@@ -296,6 +314,11 @@ cmd_up() {
   t0=$(eb_now)
   rc=0
   start_server "$port" || rc=$?
+  if ((rc == 4)); then
+    eb_say "trying again"
+    rc=0
+    start_server "$port" || rc=$?
+  fi
   ((rc == 0)) || eb_die "redis-server did not come back up (log: $log_file)"
   write_env "$port" "$password"
   total=$(eb_elapsed "$t0")
