@@ -35,6 +35,7 @@ static const struct {
     {EB_FEATURE_HEADERS, "headers"},
     {EB_FEATURE_TIMESTAMPS, "timestamps"},
     {EB_FEATURE_DELIVERY_COUNT, "delivery-count"},
+    {EB_FEATURE_FAILOVER_GROUPS, "failover-groups"},
 };
 
 static void print_flags(uint64_t features)

@@ -56,6 +56,7 @@ static const struct {
     {EB_FEATURE_HEADERS, "HEADERS"},
     {EB_FEATURE_TIMESTAMPS, "TIMESTAMPS"},
     {EB_FEATURE_DELIVERY_COUNT, "DELIVERY_COUNT"},
+    {EB_FEATURE_FAILOVER_GROUPS, "FAILOVER_GROUPS"},
 };
 
 static void conf_feature_list(uint64_t mask, const char *sep, char *buf,

@@ -269,6 +269,12 @@ enum eb_feature {
     EB_FEATURE_HEADERS = 1u << 5,      /**< message headers */
     EB_FEATURE_TIMESTAMPS = 1u << 6,   /**< message timestamps */
     EB_FEATURE_DELIVERY_COUNT = 1u << 7, /**< server counts deliveries */
+    /** Consumer groups fail over instead of sharing the work: one member
+     *  of a group handles all of its messages at a time, the others stand
+     *  by and one of them takes over (with what was not acknowledged)
+     *  when it leaves or dies. A transport declares this or GROUPS, not
+     *  both. */
+    EB_FEATURE_FAILOVER_GROUPS = 1u << 8,
 };
 
 /** One transport plugin file found on the search path (eb_plugins_list). */
