@@ -19,9 +19,21 @@
  * Threads: the core calls open/close/flush/subscribe/unsubscribe/
  * sub_destroy/begin_close from application threads (serialised per bus);
  * publish from any thread, concurrently (also with begin_close);
- * ack/release/resume from dispatch threads, concurrently. ack, release and
- * resume never block and never call a broker client: they record the
- * request and wake the transport's own thread.
+ * ack/release/resume from dispatch threads, concurrently, and release also
+ * from inside host->revoke() on the thread that called it.
+ *
+ * Locks: ack, release and resume may take the transport's own mutex for
+ * their bookkeeping, held briefly and never across I/O, a broker client
+ * call or a host call; they never wait for anything else (no condition
+ * wait, no join, no network): they record the request and wake the
+ * transport's own thread. In turn the transport calls host->deliver(),
+ * host->revoke*() and host->ready() holding no lock that ack, release or
+ * resume take (the dispatcher may call them back from other threads
+ * before those host calls return).
+ *
+ * docs/writing-a-transport.md walks through the whole contract: lanes and
+ * generations, deliver/pause/resume, events, feature flags, lifetimes,
+ * errors, and proving a plugin with `eventbus conformance`.
  */
 #ifndef EVENTBUS_TRANSPORT_H
 #define EVENTBUS_TRANSPORT_H
@@ -134,17 +146,43 @@ typedef struct eb_host {
     /** Logs a line through the bus's logger. Any thread. */
     void (*log)(eb_host_bus *hb, eb_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
-    /** Monotonic clock in nanoseconds (deadlines are on this clock). */
+    /**
+     * CLOCK_MONOTONIC in nanoseconds. Every deadline_ns the core passes
+     * (flush, unsubscribe_until, revoke_until) is on this clock: the
+     * milliseconds left are (deadline_ns - now_ns()) / 1000000, at least 0.
+     */
     int64_t (*now_ns)(void);
     /** The value set for `key` (e.g. "memory.partitions"), or NULL. */
     const char *(*config_get)(eb_host_bus *hb, const char *key);
-    /** Raises an event to the application's event callback. Any thread. */
+    /**
+     * Raises an event to the application's event callback. Any thread.
+     * The transport raises CONNECTED and DISCONNECTED (its health going
+     * OK/DOWN), ASSIGNED each time a subscription gains lanes (the first
+     * assignment and every later one, `detail` naming them; a fail-over
+     * standby raises it when it becomes active) and ERROR. The core raises
+     * REVOKED (inside host->revoke*), PAUSED, RESUMED and DLQ_FAILED: a
+     * transport never raises those.
+     */
     void (*event)(eb_host_bus *hb, eb_event_type type, const char *topic,
                   const char *group, int error, const char *detail);
     /**
      * Hands `n` messages to the dispatcher. @returns how many it accepted
      * (a prefix of msgs). The transport keeps the rest, delivers nothing
-     * more for this subscription, and waits for resume(). Never blocks.
+     * more for this subscription, and waits for resume(). Never blocks,
+     * and never calls ack, release or resume itself.
+     *
+     * - Until subscribe() has returned, it accepts nothing and owes a
+     *   resume() once subscribe() returned.
+     * - While the subscription is being unsubscribed or the bus closes, it
+     *   accepts nothing and owes no resume(): keep what it refused and let
+     *   unsubscribe() / sub_destroy() free it (it is redelivered to the
+     *   next owner, as anything not acknowledged).
+     * - resume() may run on a dispatch thread before the refusing call has
+     *   returned: record it (a flag under the transport's mutex) rather
+     *   than assume it comes after.
+     * - ack() and release() of messages of this very batch may run on
+     *   dispatch threads before deliver() returns: count them as held
+     *   before the call.
      */
     size_t (*deliver)(eb_host_sub *hs, eb_msg **msgs, size_t n);
     /**
@@ -157,7 +195,13 @@ typedef struct eb_host {
      * thread, holding no lock that ack() or release() takes.
      */
     void (*revoke)(eb_host_sub *hs, const eb_lane_ref *lanes, size_t n);
-    /** The subscription has its assignment and fetch positions. */
+    /**
+     * The subscription has joined and knows where to read: its first
+     * assignment (which may be empty: a group member with no lane, or a
+     * fail-over standby, is ready too) and its start positions.
+     * eb_sub_wait_ready() waits for it. Any thread, before or after
+     * subscribe() returned; the first call counts, later ones do nothing.
+     */
     void (*ready)(eb_host_sub *hs);
     /**
      * Writes into `out` the known key nearest to `key` (edit distance), for
@@ -203,8 +247,15 @@ typedef struct eb_sub_params {
     const char *topic;
     const char *group;             /**< NULL: anonymous member */
     eb_start_position start;
-    uint32_t lane_max_inflight;    /**< dispatch.lane.max.inflight */
-    const char *dlq_topic;         /**< where its dead letters go (checked too) */
+    /** dispatch.lane.max.inflight. The transport enforces it: at most
+     *  this many messages of one lane delivered and not yet given back
+     *  through ack() or release(); the core does not count per lane. */
+    uint32_t lane_max_inflight;
+    /** Where its dead letters go (NULL: none). subscribe() checks it as it
+     *  checks `topic` (a name the transport cannot serve fails with a
+     *  sentence; one that makes topics makes it), so a dead letter never
+     *  finds out late. */
+    const char *dlq_topic;
 } eb_sub_params;
 
 /**
@@ -233,7 +284,11 @@ typedef struct eb_transport {
      * Closes: every undelivered publish gets host->delivered() (EB_ERR_PURGED
      * or EB_ERR_UNCERTAIN), every thread is joined, everything but the
      * subscription states is freed. Called after every subscription was
-     * unsubscribed; release() and sub_destroy() may follow it.
+     * unsubscribed. Delivery callbacks may run until close() returns,
+     * never after. release() and sub_destroy() may follow it: the messages
+     * the core still holds (their topic, key, payload, headers and id) and
+     * the subscription states must outlive close(); free them in
+     * ack()/release() and sub_destroy().
      */
     void (*close)(void *state);
     /**
@@ -249,7 +304,8 @@ typedef struct eb_transport {
      * @returns 0, EB_ERR_FULL, EB_ERR_TOO_LARGE, EB_ERR_TRANSPORT...
      */
     int (*publish)(void *state, const eb_outgoing *msg, int64_t timeout_ms, void *token);
-    /** Waits until every callback of earlier publishes ran. 0 or TIMEOUT. */
+    /** Waits until every callback of earlier publishes ran, at most until
+     *  deadline_ns (host->now_ns() clock). 0 or EB_ERR_TIMEOUT. */
     int (*flush)(void *state, int64_t deadline_ns);
     /** Starts a subscription; delivery begins through host->deliver(). */
     int (*subscribe)(void *state, eb_host_sub *hs, const eb_sub_params *p,
