@@ -6,7 +6,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 static void conformance_case(const char *name)
 {

@@ -6,7 +6,7 @@
 #ifndef EB_CONFORMANCE_INTERNAL_H
 #define EB_CONFORMANCE_INTERNAL_H
 
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -51,6 +51,11 @@ struct eb_conf_ctx {
 
 /** The running case of this process, or NULL. */
 eb_conf_ctx *eb_conf_current(void);
+
+/* The cases, one function each (the table in conformance.c names them). */
+#define EB_CONF_DECLARE_(name, req, any, flags) void eb_case_##name(eb_conf_ctx *ctx);
+EB_CONF_CASE_LIST(EB_CONF_DECLARE_)
+#undef EB_CONF_DECLARE_
 
 
 #endif

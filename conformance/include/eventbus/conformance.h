@@ -32,6 +32,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct eb_conf_ctx eb_conf_ctx;
 
 /* Case flags. */
@@ -54,9 +58,9 @@ enum { EB_CONF_PASS = 0, EB_CONF_FAIL = 1, EB_CONF_SKIP = 2 };
 #define EB_CONF_EXIT_SKIP 77
 
 /** @returns the case table and its length. */
-const eb_conf_case *eb_conformance_cases(size_t *count);
+EB_API const eb_conf_case *eb_conformance_cases(size_t *count);
 /** @returns the case named `name`, or NULL. */
-const eb_conf_case *eb_conformance_find(const char *name);
+EB_API const eb_conf_case *eb_conformance_find(const char *name);
 
 /**
  * Runs one case in this process: probes the transport's features with the
@@ -64,7 +68,7 @@ const eb_conf_case *eb_conformance_find(const char *name);
  * it down. Writes the failure ("file:line: message") or the skip reason into
  * `msg`. @returns EB_CONF_PASS, EB_CONF_FAIL or EB_CONF_SKIP.
  */
-int eb_conformance_run_case(const eb_conf_case *c, char *msg, size_t msg_size);
+EB_API int eb_conformance_run_case(const eb_conf_case *c, char *msg, size_t msg_size);
 
 /**
  * The plain runner (also behind `eventbus conformance`): forks each selected
@@ -74,14 +78,14 @@ int eb_conformance_run_case(const eb_conf_case *c, char *msg, size_t msg_size);
  * --config PATH (sets EB_CONFORMANCE_CONFIG). @returns the exit status:
  * 0 when nothing failed, 1 when something failed, 2 on a usage error.
  */
-int eb_conformance_run(int argc, char **argv);
+EB_API int eb_conformance_run(int argc, char **argv);
 
 /* ------------------------------------------------------------- checks */
 
-void eb_conf_fail_at(const char *file, int line, const char *fmt,
-                     ...) __attribute__((format(printf, 3, 4)));
-void eb_conf_skip_at(const char *file, int line, const char *fmt,
-                     ...) __attribute__((format(printf, 3, 4)));
+EB_API void eb_conf_fail_at(const char *file, int line, const char *fmt,
+                            ...) __attribute__((format(printf, 3, 4)));
+EB_API void eb_conf_skip_at(const char *file, int line, const char *fmt,
+                            ...) __attribute__((format(printf, 3, 4)));
 
 #define EB_FAIL(...) eb_conf_fail_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Ends the case as skipped (only on the case's own thread). */
@@ -131,27 +135,27 @@ void eb_conf_skip_at(const char *file, int line, const char *fmt,
 /* -------------------------------------------------------------- context */
 
 /** @returns the transport's features (probed before the case started). */
-uint64_t eb_conf_features(eb_conf_ctx *ctx);
+EB_API uint64_t eb_conf_features(eb_conf_ctx *ctx);
 /** @returns non-zero when every flag in `features` is present. */
-int eb_conf_has(eb_conf_ctx *ctx, uint64_t features);
+EB_API int eb_conf_has(eb_conf_ctx *ctx, uint64_t features);
 /** @returns the running case's name. */
-const char *eb_conf_case_name(eb_conf_ctx *ctx);
+EB_API const char *eb_conf_case_name(eb_conf_ctx *ctx);
 /** @returns how many events of `type` buses of this case reported so far. */
-unsigned long eb_conf_event_count(eb_conf_ctx *ctx, eb_event_type type);
+EB_API unsigned long eb_conf_event_count(eb_conf_ctx *ctx, eb_event_type type);
 /** @returns non-zero once a check failed on some thread. */
-int eb_conf_failed(eb_conf_ctx *ctx);
+EB_API int eb_conf_failed(eb_conf_ctx *ctx);
 /** Prints a note about the case to stderr (duplicates seen, ...). */
-void eb_conf_note(eb_conf_ctx *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+EB_API void eb_conf_note(eb_conf_ctx *ctx, const char *fmt, ...)
+           __attribute__((format(printf, 2, 3)));
 
 /** Zeroed memory freed after the case's buses are destroyed. */
-void *eb_conf_alloc(eb_conf_ctx *ctx, size_t size);
+EB_API void *eb_conf_alloc(eb_conf_ctx *ctx, size_t size);
 /** Runs `fn(ptr)` at teardown, after the buses are destroyed (LIFO with
  *  eb_conf_alloc: register after allocating what fn uses). */
-void eb_conf_defer_free(eb_conf_ctx *ctx, void (*fn)(void *), void *ptr);
+EB_API void eb_conf_defer_free(eb_conf_ctx *ctx, void (*fn)(void *), void *ptr);
 /** Runs `fn(arg)` at teardown, before buses are destroyed (LIFO): stop and
  *  join the case's own threads here. `fn` must be idempotent. */
-void eb_conf_on_teardown(eb_conf_ctx *ctx, void (*fn)(void *), void *arg);
+EB_API void eb_conf_on_teardown(eb_conf_ctx *ctx, void (*fn)(void *), void *arg);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -161,51 +165,51 @@ void eb_conf_on_teardown(eb_conf_ctx *ctx, void (*fn)(void *), void *arg);
 #define EB_CONF_CLOSE_MS 30000
 
 /** The monotonic clock, in milliseconds. */
-double eb_conf_now_ms(void);
+EB_API double eb_conf_now_ms(void);
 /** Busy-waits `us` microseconds: handler work that overlaps other handlers. */
-void eb_conf_spin_us(unsigned us);
+EB_API void eb_conf_spin_us(unsigned us);
 
 /**
  * A new config: the suite's file (EB_CONFORMANCE_CONFIG) if set, with the
  * case's event callback (counts events). Destroyed at teardown.
  */
-eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx);
+EB_API eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx);
 #define eb_conf_config(...) eb_conf_config_at(__FILE__, __LINE__, __VA_ARGS__)
 /** eb_config_set that fails the case on error. */
-void eb_conf_set_at(const char *file, int line, eb_conf_ctx *ctx,
-                    eb_config *cfg, const char *key, const char *value);
+EB_API void eb_conf_set_at(const char *file, int line, eb_conf_ctx *ctx,
+                           eb_config *cfg, const char *key, const char *value);
 #define eb_conf_set(...) eb_conf_set_at(__FILE__, __LINE__, __VA_ARGS__)
 /** A name unique across processes and runs: "ebconf-<case>-<what>-<pid>-<time>-<n>". */
-const char *eb_conf_name(eb_conf_ctx *ctx, const char *what);
+EB_API const char *eb_conf_name(eb_conf_ctx *ctx, const char *what);
 
 /** Opens a bus (fails the case on error); closed and destroyed at teardown. */
-eb_bus *eb_conf_open_at(const char *file, int line, eb_conf_ctx *ctx,
-                        const eb_config *cfg);
+EB_API eb_bus *eb_conf_open_at(const char *file, int line, eb_conf_ctx *ctx,
+                               const eb_config *cfg);
 #define eb_conf_open(...) eb_conf_open_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Destroys a bus opened with eb_conf_open before teardown. */
-void eb_conf_destroy_bus(eb_conf_ctx *ctx, eb_bus *bus);
+EB_API void eb_conf_destroy_bus(eb_conf_ctx *ctx, eb_bus *bus);
 /** Subscribes and waits until ready; fails the case on error. */
-eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx,
-                             eb_bus *bus, const char *topic, const char *group,
-                             eb_handler handler, void *opaque);
+EB_API eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx,
+                                    eb_bus *bus, const char *topic, const char *group,
+                                    eb_handler handler, void *opaque);
 #define eb_conf_subscribe(...) eb_conf_subscribe_at(__FILE__, __LINE__, __VA_ARGS__)
 /** The group a case should use: `name` when the transport has groups, NULL
  *  (an anonymous member) otherwise. */
-const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name);
+EB_API const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name);
 
 /**
  * Waits until pred(arg) is non-zero, polling every millisecond, at most
  * `timeout_ms`. @returns 0, or -1 at the deadline.
  */
-int eb_conf_wait(int (*pred)(void *), void *arg, int timeout_ms);
+EB_API int eb_conf_wait(int (*pred)(void *), void *arg, int timeout_ms);
 
 /* A counter that threads add to and the case waits on (mutex + condvar). */
 typedef struct eb_conf_counter eb_conf_counter;
-eb_conf_counter *eb_conf_counter_new(eb_conf_ctx *ctx);
-void eb_conf_counter_add(eb_conf_counter *c, long n);
-long eb_conf_counter_get(eb_conf_counter *c);
+EB_API eb_conf_counter *eb_conf_counter_new(eb_conf_ctx *ctx);
+EB_API void eb_conf_counter_add(eb_conf_counter *c, long n);
+EB_API long eb_conf_counter_get(eb_conf_counter *c);
 /** @returns 0 once the count is >= target, -1 at the deadline. */
-int eb_conf_counter_wait(eb_conf_counter *c, long target, int timeout_ms);
+EB_API int eb_conf_counter_wait(eb_conf_counter *c, long target, int timeout_ms);
 
 /*
  * The recorder: which (key, seq) pairs were handled, how often, and in
@@ -214,49 +218,49 @@ int eb_conf_counter_wait(eb_conf_counter *c, long target, int timeout_ms);
  * is a duplicate (a redelivery), not an order violation.
  */
 typedef struct eb_conf_recorder eb_conf_recorder;
-eb_conf_recorder *eb_conf_recorder_new(eb_conf_ctx *ctx, unsigned nkeys,
-                                       unsigned per_key);
+EB_API eb_conf_recorder *eb_conf_recorder_new(eb_conf_ctx *ctx, unsigned nkeys,
+                                              unsigned per_key);
 /** @returns how often (key, seq) was seen before this call (0: first time);
  *  -1 when out of range (recorded as an error). */
-int eb_conf_recorder_add(eb_conf_recorder *r, unsigned key, unsigned seq);
-unsigned eb_conf_recorder_count(eb_conf_recorder *r, unsigned key,
-                                unsigned seq);
-unsigned long eb_conf_recorder_unique(eb_conf_recorder *r);
-unsigned long eb_conf_recorder_total(eb_conf_recorder *r);
-unsigned long eb_conf_recorder_duplicates(eb_conf_recorder *r);
-unsigned long eb_conf_recorder_order_violations(eb_conf_recorder *r);
-unsigned long eb_conf_recorder_out_of_range(eb_conf_recorder *r);
+EB_API int eb_conf_recorder_add(eb_conf_recorder *r, unsigned key, unsigned seq);
+EB_API unsigned eb_conf_recorder_count(eb_conf_recorder *r, unsigned key,
+                                       unsigned seq);
+EB_API unsigned long eb_conf_recorder_unique(eb_conf_recorder *r);
+EB_API unsigned long eb_conf_recorder_total(eb_conf_recorder *r);
+EB_API unsigned long eb_conf_recorder_duplicates(eb_conf_recorder *r);
+EB_API unsigned long eb_conf_recorder_order_violations(eb_conf_recorder *r);
+EB_API unsigned long eb_conf_recorder_out_of_range(eb_conf_recorder *r);
 /** @returns 0 once `unique` distinct pairs were seen, -1 at the deadline. */
-int eb_conf_recorder_wait(eb_conf_recorder *r, unsigned long unique,
-                          int timeout_ms);
+EB_API int eb_conf_recorder_wait(eb_conf_recorder *r, unsigned long unique,
+                                 int timeout_ms);
 /** Describes the first order violation ("" if none). */
-const char *eb_conf_recorder_first_violation(eb_conf_recorder *r);
+EB_API const char *eb_conf_recorder_first_violation(eb_conf_recorder *r);
 /** Writes up to a few missing pairs among key < nkeys, seq < per_key into buf. */
-unsigned long eb_conf_recorder_missing(eb_conf_recorder *r, unsigned nkeys,
-                                       unsigned per_key, char *buf,
-                                       size_t size);
+EB_API unsigned long eb_conf_recorder_missing(eb_conf_recorder *r, unsigned nkeys,
+                                              unsigned per_key, char *buf,
+                                              size_t size);
 
 /*
  * The delivery tracker: one slot per seq, filled by delivery callbacks.
  * Detects double callbacks and counts outcomes.
  */
 typedef struct eb_conf_deliveries eb_conf_deliveries;
-eb_conf_deliveries *eb_conf_deliveries_new(eb_conf_ctx *ctx, size_t capacity);
+EB_API eb_conf_deliveries *eb_conf_deliveries_new(eb_conf_ctx *ctx, size_t capacity);
 /** The callback and opaque to pass to eb_publish for `seq`. */
-eb_delivery_cb eb_conf_deliveries_cb(void);
-void *eb_conf_deliveries_slot(eb_conf_deliveries *d, size_t seq);
+EB_API eb_delivery_cb eb_conf_deliveries_cb(void);
+EB_API void *eb_conf_deliveries_slot(eb_conf_deliveries *d, size_t seq);
 /** Counts an accepted publish (eb_publish returned 0). */
-void eb_conf_deliveries_accepted(eb_conf_deliveries *d);
-long eb_conf_deliveries_accepted_count(eb_conf_deliveries *d);
-long eb_conf_deliveries_callbacks(eb_conf_deliveries *d);
-long eb_conf_deliveries_confirmed(eb_conf_deliveries *d);
-long eb_conf_deliveries_double_callbacks(eb_conf_deliveries *d);
+EB_API void eb_conf_deliveries_accepted(eb_conf_deliveries *d);
+EB_API long eb_conf_deliveries_accepted_count(eb_conf_deliveries *d);
+EB_API long eb_conf_deliveries_callbacks(eb_conf_deliveries *d);
+EB_API long eb_conf_deliveries_confirmed(eb_conf_deliveries *d);
+EB_API long eb_conf_deliveries_double_callbacks(eb_conf_deliveries *d);
 /** @returns non-zero when seq's callback reported status 0. */
-int eb_conf_deliveries_ok(eb_conf_deliveries *d, size_t seq);
+EB_API int eb_conf_deliveries_ok(eb_conf_deliveries *d, size_t seq);
 /** @returns the status of seq's callback, or 1 when none ran yet. */
-int eb_conf_deliveries_status(eb_conf_deliveries *d, size_t seq);
+EB_API int eb_conf_deliveries_status(eb_conf_deliveries *d, size_t seq);
 /** Waits until every accepted publish had its callback. @returns 0 or -1. */
-int eb_conf_deliveries_wait(eb_conf_deliveries *d, int timeout_ms);
+EB_API int eb_conf_deliveries_wait(eb_conf_deliveries *d, int timeout_ms);
 
 /*
  * Sequenced messages: key "key-<k>" (or no key for EB_CONF_NO_KEY), payload
@@ -266,21 +270,21 @@ int eb_conf_deliveries_wait(eb_conf_deliveries *d, int timeout_ms);
 
 /** Publishes once; returns eb_publish's code (for threads other than the
  *  case's: no check). `d` may be NULL; its slot index is `slot`. */
-int eb_conf_try_publish_seq(eb_bus *bus, const char *topic, unsigned key,
-                            unsigned seq, eb_conf_deliveries *d, size_t slot);
+EB_API int eb_conf_try_publish_seq(eb_bus *bus, const char *topic, unsigned key,
+                                   unsigned seq, eb_conf_deliveries *d, size_t slot);
 /** Publishes, retrying EB_ERR_FULL until EB_CONF_WAIT_MS; fails the case on
  *  any other error. `d` may be NULL; its slot index is `slot`. */
-void eb_conf_publish_seq_at(const char *file, int line, eb_conf_ctx *ctx,
-                            eb_bus *bus, const char *topic, unsigned key,
-                            unsigned seq, eb_conf_deliveries *d, size_t slot);
+EB_API void eb_conf_publish_seq_at(const char *file, int line, eb_conf_ctx *ctx,
+                                   eb_bus *bus, const char *topic, unsigned key,
+                                   unsigned seq, eb_conf_deliveries *d, size_t slot);
 #define eb_conf_publish_seq(...) eb_conf_publish_seq_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Publishes `msg`, retrying EB_ERR_FULL; fails the case on other errors. */
-void eb_conf_publish_at(const char *file, int line, eb_conf_ctx *ctx,
-                        eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
-                        void *opaque);
+EB_API void eb_conf_publish_at(const char *file, int line, eb_conf_ctx *ctx,
+                               eb_bus *bus, const eb_outgoing *msg, eb_delivery_cb cb,
+                               void *opaque);
 #define eb_conf_publish(...) eb_conf_publish_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Parses a sequenced message. @returns 0, or -1 when it is not one. */
-int eb_conf_msg_seq(const eb_msg *msg, unsigned *key, unsigned *seq);
+EB_API int eb_conf_msg_seq(const eb_msg *msg, unsigned *key, unsigned *seq);
 
 /*
  * A sink: a ready-made handler recording sequenced messages into a shared
@@ -293,22 +297,22 @@ typedef struct eb_conf_sink {
     atomic_ulong handled;     /**< handler calls */
     atomic_ulong unparsable;  /**< not a sequenced message */
 } eb_conf_sink;
-eb_conf_sink *eb_conf_sink_new(eb_conf_ctx *ctx, eb_conf_recorder *shared,
-                               eb_conf_recorder *own);
+EB_API eb_conf_sink *eb_conf_sink_new(eb_conf_ctx *ctx, eb_conf_recorder *shared,
+                                      eb_conf_recorder *own);
 /** The handler; opaque is the sink. Always ACKs. */
-eb_result eb_conf_sink_handler(const eb_msg *msg, void *opaque);
+EB_API eb_result eb_conf_sink_handler(const eb_msg *msg, void *opaque);
 
 /** Fails the case with what is missing unless every (key, seq) pair of
  *  nkeys x per_key reaches `r` within EB_CONF_WAIT_MS. */
-void eb_conf_expect_all_at(const char *file, int line, eb_conf_ctx *ctx,
-                           eb_conf_recorder *r, unsigned nkeys,
-                           unsigned per_key, const char *what);
+EB_API void eb_conf_expect_all_at(const char *file, int line, eb_conf_ctx *ctx,
+                                  eb_conf_recorder *r, unsigned nkeys,
+                                  unsigned per_key, const char *what);
 #define eb_conf_expect_all(...) eb_conf_expect_all_at(__FILE__, __LINE__, __VA_ARGS__)
 /** Fails on order violations in `r` when the transport promises per-key
  *  order (KEY_ORDER, or KEY_ORDER_SINGLE_MEMBER with `single_member`). */
-void eb_conf_expect_order_at(const char *file, int line, eb_conf_ctx *ctx,
-                             eb_conf_recorder *r, int single_member,
-                             const char *what);
+EB_API void eb_conf_expect_order_at(const char *file, int line, eb_conf_ctx *ctx,
+                                    eb_conf_recorder *r, int single_member,
+                                    const char *what);
 #define eb_conf_expect_order(...) eb_conf_expect_order_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /**
@@ -317,16 +321,16 @@ void eb_conf_expect_order_at(const char *file, int line, eb_conf_ctx *ctx,
  * `revokes` (EB_EVENT_REVOKED seen in the window that matters, see
  * eb_conf_revokes_since) is 0; otherwise prints them.
  */
-void eb_conf_check_duplicates_at(const char *file, int line, eb_conf_ctx *ctx,
-                                 unsigned long duplicates,
-                                 unsigned long revokes, const char *what);
+EB_API void eb_conf_check_duplicates_at(const char *file, int line, eb_conf_ctx *ctx,
+                                        unsigned long duplicates,
+                                        unsigned long revokes, const char *what);
 #define eb_conf_check_duplicates(...) eb_conf_check_duplicates_at(__FILE__, __LINE__, __VA_ARGS__)
 /** @returns the EB_EVENT_REVOKED events since the count was `before`. */
-unsigned long eb_conf_revokes_since(eb_conf_ctx *ctx, unsigned long before);
+EB_API unsigned long eb_conf_revokes_since(eb_conf_ctx *ctx, unsigned long before);
 /** Flushes `bus` and checks that every accepted publish tracked by `d` was
  *  confirmed (status 0). */
-void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
-                                eb_bus *bus, eb_conf_deliveries *d);
+EB_API void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
+                                       eb_bus *bus, eb_conf_deliveries *d);
 #define eb_conf_flush_confirmed(...) eb_conf_flush_confirmed_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /* ---------------------------------------------------------------- cases */
@@ -359,8 +363,7 @@ void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *ctx,
     X(full_pool_pauses_and_resumes, 0, 0, 0)                                  \
     X(concurrent_publishers, 0, 0, 0)
 
-#define EB_CONF_DECLARE_(name, req, any, flags) void eb_case_##name(eb_conf_ctx *ctx);
-EB_CONF_CASE_LIST(EB_CONF_DECLARE_)
-#undef EB_CONF_DECLARE_
-
+#ifdef __cplusplus
+}
+#endif
 #endif /* EB_CONFORMANCE_H */

@@ -3,7 +3,7 @@
  * uses it): every case in its own process with a timeout. The logic lives
  * in eb_conformance_run() so `eventbus conformance` can share it.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 int main(int argc, char **argv)
 {

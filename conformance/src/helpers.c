@@ -4,7 +4,7 @@
  * (never bare sleeps), a thread-safe recorder of handled (key, seq) pairs
  * and a tracker of delivery callbacks.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 #include "internal.h"
 
 #include <errno.h>

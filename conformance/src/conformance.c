@@ -5,7 +5,7 @@
  * The helpers the cases share (config, buses, waits, recorder, delivery
  * tracker) live in helpers.c.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 #include "internal.h"
 
 #include <errno.h>

@@ -3,7 +3,7 @@
  * acknowledging anything, under a deadline that a slow handler overruns,
  * and refused (EB_ERR_BUSY) from inside a handler or a callback.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <pthread.h>
 #include <stdio.h>
