@@ -1,9 +1,38 @@
 /*
- * conformance.h — the transport conformance suite: a table of cases every
- * transport must pass (each needing some EB_FEATURE_* flags), the check
- * macros they use, and the helpers they share (config from the suite's
- * properties file, unique names, buses, waits with deadlines, a thread-safe
- * message recorder, a delivery tracker).
+ * conformance.h — the transport conformance kit (libeventbus-conformance):
+ * the cases every transport must pass, each needing some EB_FEATURE_*
+ * flags; the plain runner behind `eventbus-conformance` and `eventbus
+ * conformance`; the settings every case's config gets; the check macros
+ * the cases use and the helpers they share (unique names, buses, waits
+ * with deadlines, a thread-safe message recorder, a delivery tracker).
+ * It links libeventbus and nothing else.
+ *
+ * Proving a transport: `eventbus conformance --transport PATH/eventbus-NAME.so
+ * [-X key=value]...`, or eventbus-conformance with --config/-X, or
+ * eb_conformance_run() from a program of your own. A case the transport's
+ * flags do not cover is skipped with the flags it lacks.
+ *
+ * Config: every case builds its configs from $EB_CONFORMANCE_CONFIG's file,
+ * then the files and key=value settings added with eb_conformance_add_file()
+ * and eb_conformance_add_setting() (the runner's --config and -X), in order,
+ * then $EB_TEST_SET ("key=value;..."); nothing at all means the memory
+ * transport with its defaults. Cases set a few core keys of their own
+ * (dispatch.workers, retry.*, message.max.bytes, ...) on top.
+ *
+ * Retention: while no member of a group is receiving (before its first
+ * member joins, between one member leaving and the next joining, while a
+ * standby takes over), the transport must keep the messages the group has
+ * not acknowledged. The cases keep that need small and say it: each case's
+ * `retention` is the most messages of one topic it leaves waiting so (at
+ * most 4,800: graceful_handover publishes 4,800 before its first member;
+ * close_during_stream keeps its publisher within 2,000 of the closing
+ * member, then adds 2,000 while no member is open; `--list` prints each).
+ * A transport that keeps fewer declares how many (the runner's
+ * --retention N, eb_conformance_set_retention()): cases that need more are
+ * skipped with a sentence naming both numbers. With a member receiving, a
+ * topic holds at most 16,000 messages (key_order_parallel); a transport
+ * may make publishers wait for room (EB_ERR_FULL is retried) but must not
+ * drop what a live group has not acknowledged.
  *
  * A case runs alone in its own process (the plain runner forks one per case;
  * criterion forks one per test), so the suite keeps one "current case" per
@@ -19,8 +48,6 @@
  *    be static): it is freed only after every bus of the case is destroyed.
  *  - Never sleep to let things happen: wait for a count or a predicate with
  *    a deadline (eb_conf_counter_wait, eb_conf_recorder_wait, eb_conf_wait).
- *  - The suite config comes from the file named by EB_CONFORMANCE_CONFIG
- *    (unset: every key at its default, i.e. the memory transport).
  */
 #ifndef EB_CONFORMANCE_H
 #define EB_CONFORMANCE_H
@@ -48,6 +75,9 @@ typedef struct eb_conf_case {
     uint64_t required_features; /**< every one of these flags is needed */
     uint64_t any_features;      /**< if non-zero, at least one is needed */
     unsigned flags;             /**< EB_CASE_* */
+    /** The most messages of one topic the case leaves waiting for a group
+     *  none of whose members is receiving (see "Retention" above). */
+    unsigned long retention;
     void (*fn)(eb_conf_ctx *ctx);
 } eb_conf_case;
 
@@ -63,20 +93,48 @@ EB_API const eb_conf_case *eb_conformance_cases(size_t *count);
 EB_API const eb_conf_case *eb_conformance_find(const char *name);
 
 /**
+ * Adds a properties file that every case's config loads, after
+ * $EB_CONFORMANCE_CONFIG and the settings added before. The file is read
+ * and checked now. Not thread-safe: call before running cases.
+ * @returns 0, or an EB_ERR_* with a sentence in errstr (the file and line).
+ */
+EB_API int eb_conformance_add_file(const char *path, char *errstr, size_t errstr_size);
+/**
+ * Adds one setting (as `-X key=value`) that every case's config gets, after
+ * those added before. Checked now as eb_config_set() checks it (a
+ * transport's keys only when a bus opens). Not thread-safe.
+ * @returns 0, or an EB_ERR_* with a sentence in errstr.
+ */
+EB_API int eb_conformance_add_setting(const char *key, const char *value, char *errstr,
+                                      size_t errstr_size);
+/**
+ * Declares that the transport keeps at most `messages` messages of a topic
+ * for a group none of whose members is receiving; cases whose `retention`
+ * is larger are skipped. 0 (the default): no limit.
+ */
+EB_API void eb_conformance_set_retention(unsigned long messages);
+/** Forgets the settings added and the declared retention. */
+EB_API void eb_conformance_clear_settings(void);
+
+/**
  * Runs one case in this process: probes the transport's features with the
- * suite config, skips when some are missing, else runs the case and tears
- * it down. Writes the failure ("file:line: message") or the skip reason into
- * `msg`. @returns EB_CONF_PASS, EB_CONF_FAIL or EB_CONF_SKIP.
+ * suite config, skips when some are missing (or the case needs more
+ * retention than declared), else runs the case and tears it down. Writes
+ * the failure ("file:line: message") or the skip reason into `msg`.
+ * @returns EB_CONF_PASS, EB_CONF_FAIL or EB_CONF_SKIP.
  */
 EB_API int eb_conformance_run_case(const eb_conf_case *c, char *msg, size_t msg_size);
 
 /**
- * The plain runner (also behind `eventbus conformance`): forks each selected
- * case with a timeout, prints `ok|FAIL|skip <name>` per case and a final
- * `N passed, N failed, N skipped` line. Options: --list, --filter SUBSTR,
- * --exclude SUBSTR (both repeatable), --timeout SEC, --no-server-control,
- * --config PATH (sets EB_CONFORMANCE_CONFIG). @returns the exit status:
- * 0 when nothing failed, 1 when something failed, 2 on a usage error.
+ * The plain runner (behind eventbus-conformance and `eventbus
+ * conformance`): forks each selected case with a timeout, prints
+ * `ok|FAIL|skip <name>` per case and a final `N passed, N failed, N
+ * skipped` line. Options (argv[0] is the program's name, used in errors):
+ * --list, --case NAME, --filter SUBSTR, --exclude SUBSTR (each
+ * repeatable), --config FILE and -X key=value (repeatable, added with the
+ * calls above), --retention N, --timeout SEC, --no-server-control, --help.
+ * @returns the exit status: 0 when nothing failed, 1 when something
+ * failed, 2 on a usage error or a bad setting.
  */
 EB_API int eb_conformance_run(int argc, char **argv);
 
@@ -336,32 +394,33 @@ EB_API void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *
 /* ---------------------------------------------------------------- cases */
 
 /*
- * The case list, once: X(name, required features, any-of features, flags).
+ * The case list, once: X(name, required features, any-of features, flags,
+ * retention).
  * conformance.c builds the table from it (the function is eb_case_<name>),
  * criterion_main.c one criterion Test per case.
  */
 #define EB_F_(f) ((uint64_t)EB_FEATURE_##f)
 #define EB_CONF_CASE_LIST(X)                                                  \
-    X(roundtrip_10k, 0, 0, 0)                                                 \
-    X(bad_input, 0, 0, 0)                                                     \
+    X(roundtrip_10k, 0, 0, 0, 0)                                              \
+    X(bad_input, 0, 0, 0, 0)                                                  \
     X(key_order_parallel, 0,                                                  \
-      EB_F_(KEY_ORDER) | EB_F_(KEY_ORDER_SINGLE_MEMBER), 0)                   \
-    X(two_groups_each_get_all, EB_F_(GROUPS), 0, 0)                           \
-    X(group_starts_earliest, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)            \
-    X(two_members_split, EB_F_(GROUPS), 0, 0)                                 \
-    X(anonymous_member, 0, 0, 0)                                              \
-    X(duplicate_subscription, EB_F_(GROUPS), 0, 0)                            \
-    X(unsubscribe_resubscribe, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)          \
-    X(graceful_handover, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)                \
-    X(retry_backoff_then_dlq, 0, 0, 0)                                        \
-    X(reject_to_dlq, 0, 0, 0)                                                 \
-    X(dead_letter_too_large_is_a_stub, EB_F_(HEADERS), 0, 0)                  \
-    X(publish_from_handler, 0, 0, 0)                                          \
-    X(close_during_stream, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0)              \
-    X(close_slow_handler_timeout, 0, 0, 0)                                    \
-    X(close_from_handler_busy, 0, 0, 0)                                       \
-    X(full_pool_pauses_and_resumes, 0, 0, 0)                                  \
-    X(concurrent_publishers, 0, 0, 0)
+      EB_F_(KEY_ORDER) | EB_F_(KEY_ORDER_SINGLE_MEMBER), 0, 0)                \
+    X(two_groups_each_get_all, EB_F_(GROUPS), 0, 0, 0)                        \
+    X(group_starts_earliest, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 400)       \
+    X(two_members_split, EB_F_(GROUPS), 0, 0, 0)                              \
+    X(anonymous_member, 0, 0, 0, 0)                                           \
+    X(duplicate_subscription, EB_F_(GROUPS), 0, 0, 0)                         \
+    X(unsubscribe_resubscribe, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 2000)    \
+    X(graceful_handover, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 4800)          \
+    X(retry_backoff_then_dlq, 0, 0, 0, 0)                                     \
+    X(reject_to_dlq, 0, 0, 0, 0)                                              \
+    X(dead_letter_too_large_is_a_stub, EB_F_(HEADERS), 0, 0, 0)               \
+    X(publish_from_handler, 0, 0, 0, 0)                                       \
+    X(close_during_stream, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 4000)        \
+    X(close_slow_handler_timeout, 0, 0, 0, 0)                                 \
+    X(close_from_handler_busy, 0, 0, 0, 0)                                    \
+    X(full_pool_pauses_and_resumes, 0, 0, 0, 0)                               \
+    X(concurrent_publishers, 0, 0, 0, 0)
 
 #ifdef __cplusplus
 }
