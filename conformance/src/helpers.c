@@ -195,7 +195,8 @@ eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx,
 
 const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name)
 {
-    return eb_conf_has(ctx, EB_FEATURE_GROUPS) ? name : NULL;
+    uint64_t groups = EB_FEATURE_GROUPS | EB_FEATURE_FAILOVER_GROUPS;
+    return eb_conf_features(ctx) & groups ? name : NULL;
 }
 
 /* ------------------------------------------------------------------ waits */

@@ -34,6 +34,18 @@
  * may make publishers wait for room (EB_ERR_FULL is retried) but must not
  * drop what a live group has not acknowledged.
  *
+ * Groups: a transport declares EB_FEATURE_GROUPS (members share the work)
+ * or EB_FEATURE_FAILOVER_GROUPS (one member active, the others standing by
+ * until it leaves or dies). The cases about one member per group, groups
+ * starting at the earliest, leaving and rejoining, hand-overs and closing
+ * mid-stream run for either; two_members_split needs GROUPS; the failover_*
+ * cases need FAILOVER_GROUPS and assume: a standby's eb_subscribe()
+ * succeeds and eb_sub_wait_ready() returns once it has joined; the first
+ * member of a group becomes active and stays active until it leaves or its
+ * process dies; a standby handles nothing and is told nothing
+ * (EB_EVENT_ASSIGNED) while the active member lives, then takes over:
+ * EB_EVENT_ASSIGNED, and every message the group has not acknowledged.
+ *
  * A case runs alone in its own process (the plain runner forks one per case;
  * criterion forks one per test), so the suite keeps one "current case" per
  * process and the check macros need no context argument.
@@ -48,6 +60,9 @@
  *    be static): it is freed only after every bus of the case is destroyed.
  *  - Never sleep to let things happen: wait for a count or a predicate with
  *    a deadline (eb_conf_counter_wait, eb_conf_recorder_wait, eb_conf_wait).
+ *  - A process the case forks must not use the checks (they would unwind
+ *    into the runner's copy in that process): it reports through memory
+ *    shared with the case and ends with _exit() or a signal.
  */
 #ifndef EB_CONFORMANCE_H
 #define EB_CONFORMANCE_H
@@ -66,8 +81,9 @@ extern "C" {
 typedef struct eb_conf_ctx eb_conf_ctx;
 
 /* Case flags. */
-/** The case restarts, kills or stops (SIGSTOP) a server: excluded by the
- *  runner's --no-server-control (the TSan build). */
+/** The case restarts, kills or stops (SIGSTOP) a server, or kills a member
+ *  process it forked: excluded by the runner's --no-server-control (the
+ *  TSan build runs no crash cases). */
 #define EB_CASE_NEEDS_SERVER_CONTROL (1u << 0)
 
 typedef struct eb_conf_case {
@@ -251,8 +267,9 @@ EB_API eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx
                                     eb_bus *bus, const char *topic, const char *group,
                                     eb_handler handler, void *opaque);
 #define eb_conf_subscribe(...) eb_conf_subscribe_at(__FILE__, __LINE__, __VA_ARGS__)
-/** The group a case should use: `name` when the transport has groups, NULL
- *  (an anonymous member) otherwise. */
+/** The group a case should use: `name` when the transport has groups of
+ *  either kind (GROUPS or FAILOVER_GROUPS), NULL (an anonymous member)
+ *  otherwise. */
 EB_API const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name);
 
 /**
@@ -400,27 +417,34 @@ EB_API void eb_conf_flush_confirmed_at(const char *file, int line, eb_conf_ctx *
  * criterion_main.c one criterion Test per case.
  */
 #define EB_F_(f) ((uint64_t)EB_FEATURE_##f)
+/* Cases that fit either kind of group (see "Groups" above). */
+#define EB_CONF_ANY_GROUPS_ (EB_F_(GROUPS) | EB_F_(FAILOVER_GROUPS))
 #define EB_CONF_CASE_LIST(X)                                                  \
     X(roundtrip_10k, 0, 0, 0, 0)                                              \
     X(bad_input, 0, 0, 0, 0)                                                  \
     X(key_order_parallel, 0,                                                  \
       EB_F_(KEY_ORDER) | EB_F_(KEY_ORDER_SINGLE_MEMBER), 0, 0)                \
-    X(two_groups_each_get_all, EB_F_(GROUPS), 0, 0, 0)                        \
-    X(group_starts_earliest, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 400)       \
+    X(two_groups_each_get_all, 0, EB_CONF_ANY_GROUPS_, 0, 0)                  \
+    X(group_starts_earliest, EB_F_(DURABLE), EB_CONF_ANY_GROUPS_, 0, 400)     \
     X(two_members_split, EB_F_(GROUPS), 0, 0, 0)                              \
     X(anonymous_member, 0, 0, 0, 0)                                           \
-    X(duplicate_subscription, EB_F_(GROUPS), 0, 0, 0)                         \
-    X(unsubscribe_resubscribe, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 2000)    \
-    X(graceful_handover, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 4800)          \
+    X(duplicate_subscription, 0, EB_CONF_ANY_GROUPS_, 0, 0)                   \
+    X(unsubscribe_resubscribe, EB_F_(DURABLE), EB_CONF_ANY_GROUPS_, 0, 2000)  \
+    X(graceful_handover, EB_F_(DURABLE), EB_CONF_ANY_GROUPS_, 0, 4800)        \
     X(retry_backoff_then_dlq, 0, 0, 0, 0)                                     \
     X(reject_to_dlq, 0, 0, 0, 0)                                              \
     X(dead_letter_too_large_is_a_stub, EB_F_(HEADERS), 0, 0, 0)               \
     X(publish_from_handler, 0, 0, 0, 0)                                       \
-    X(close_during_stream, EB_F_(GROUPS) | EB_F_(DURABLE), 0, 0, 4000)        \
+    X(close_during_stream, EB_F_(DURABLE), EB_CONF_ANY_GROUPS_, 0, 4000)      \
     X(close_slow_handler_timeout, 0, 0, 0, 0)                                 \
     X(close_from_handler_busy, 0, 0, 0, 0)                                    \
     X(full_pool_pauses_and_resumes, 0, 0, 0, 0)                               \
-    X(concurrent_publishers, 0, 0, 0, 0)
+    X(concurrent_publishers, 0, 0, 0, 0)                                      \
+    X(failover_one_active, EB_F_(FAILOVER_GROUPS), 0, 0, 0)                   \
+    X(failover_close_takeover, EB_F_(FAILOVER_GROUPS) | EB_F_(DURABLE), 0, 0, \
+      3200)                                                                   \
+    X(failover_kill_takeover, EB_F_(FAILOVER_GROUPS) | EB_F_(DURABLE), 0,     \
+      EB_CASE_NEEDS_SERVER_CONTROL, 1600)
 
 #ifdef __cplusplus
 }
