@@ -28,7 +28,7 @@ static const char conf_usage_text[] =
     "$EB_CONFORMANCE_CONFIG's file, then each --config FILE and -X key=value\n"
     "in order (none: the memory transport).\n"
     "\n"
-    "  --list             the cases, with the features each needs, and exit\n"
+    "  --list             the cases, with the flags and retention each needs\n"
     "  --case NAME        run this case (repeatable; exact name)\n"
     "  --filter SUBSTR    run the cases whose name contains SUBSTR (repeatable)\n"
     "  --exclude SUBSTR   leave out the cases whose name contains SUBSTR\n"

@@ -1,7 +1,7 @@
 /*
- * runner.c — the plain conformance runner (no criterion; the TSan build
- * uses it): every case in its own process with a timeout. The logic lives
- * in eb_conformance_run() so `eventbus conformance` can share it.
+ * runner_main.c — eventbus-conformance, the installed plain runner (also
+ * the TSan build's): all of it is eb_conformance_run() in runner.c, which
+ * `eventbus conformance` shares.
  */
 #include "eventbus/conformance.h"
 
