@@ -1,8 +1,9 @@
 # cmake/package.cmake — what `cmake --install` adds for builds against the
 # installed eventbus: the CMake package (eventbus::eventbus,
-# eventbus::transport) and the pkg-config files (eventbus.pc,
-# eventbus-transport.pc), all relative to the prefix, so a relocated
-# prefix works.
+# eventbus::transport, eventbus::conformance) and the pkg-config files
+# (eventbus.pc, eventbus-transport.pc, eventbus-conformance.pc), all
+# relative to the prefix, so a relocated prefix works. The conformance
+# library joins the export set in conformance/CMakeLists.txt.
 include(CMakePackageConfigHelpers)
 
 add_library(eventbus_transport INTERFACE)
@@ -24,7 +25,7 @@ install(FILES ${CMAKE_BINARY_DIR}/eventbusConfig.cmake
               ${CMAKE_BINARY_DIR}/eventbusConfigVersion.cmake
         DESTINATION ${EB_CMAKE_DIR})
 
-foreach(pc eventbus eventbus-transport)
+foreach(pc eventbus eventbus-transport eventbus-conformance)
   configure_file(${CMAKE_CURRENT_LIST_DIR}/package/${pc}.pc.in ${CMAKE_BINARY_DIR}/${pc}.pc @ONLY)
   install(FILES ${CMAKE_BINARY_DIR}/${pc}.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endforeach()

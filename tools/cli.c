@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_fail(int code, const char *fmt, ...)
@@ -33,6 +34,17 @@ static const char *value_of(int argc, char **argv, int *i, const char *flag)
     return argv[++*i];
 }
 
+/* Remembers a setting that was applied. @returns CLI_OK or CLI_FAILED. */
+static int remember(cli *c, char option, const char *value)
+{
+    cli_setting *grown = realloc(c->given, (c->ngiven + 1) * sizeof *grown);
+    if (!grown)
+        return cli_fail(CLI_FAILED, "out of memory");
+    c->given = grown;
+    c->given[c->ngiven++] = (cli_setting){option, value};
+    return CLI_OK;
+}
+
 int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc)
 {
     const char *arg = argv[*i];
@@ -45,6 +57,8 @@ int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc)
             *rc = CLI_USAGE;
         } else if (eb_config_load(c->cfg, file, err, sizeof err) != 0) {
             *rc = cli_fail(CLI_USAGE, "%s", err);
+        } else {
+            *rc = remember(c, 'c', file);
         }
         return 1;
     }
@@ -59,6 +73,8 @@ int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc)
         snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
         if (eb_config_set(c->cfg, key, eq + 1, err, sizeof err) != 0)
             *rc = cli_fail(CLI_USAGE, "-X %s: %s", kv, err);
+        else
+            *rc = remember(c, 'X', kv);
     }
     return 1;
 }

@@ -5,6 +5,7 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -17,6 +18,7 @@ static const struct {
 } COMMANDS[] = {
     {"bench", cmd_bench, "publish and handle N messages; rates, latency, threads, RSS"},
     {"config", cmd_config, "print the effective configuration, or --check it"},
+    {"conformance", cmd_conformance, "run the transport conformance cases"},
     {"plugins", cmd_plugins, "list the transport plugins on the search path"},
 };
 
@@ -84,5 +86,6 @@ int main(int argc, char **argv)
     rc = cli_fail(CLI_USAGE, "unknown command '%s' (see eventbus --help)", name);
 done:
     eb_config_destroy(c.cfg);
+    free(c.given);
     return rc;
 }

@@ -6,7 +6,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 static void conformance_case(const char *name)
 {
@@ -20,6 +20,6 @@ static void conformance_case(const char *name)
         cr_assert_fail("%s", msg);
 }
 
-#define EB_CONF_CRITERION_TEST_(name, req, any, flags)                        \
+#define EB_CONF_CRITERION_TEST_(name, req, any, flags, retention)                        \
     Test(conformance, name, .timeout = 300) { conformance_case(#name); }
 EB_CONF_CASE_LIST(EB_CONF_CRITERION_TEST_)

@@ -3,7 +3,7 @@
  * members of one group share them, anonymous members start at the latest,
  * one (topic, group) per bus, and leaving and rejoining loses nothing.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <stdio.h>
 

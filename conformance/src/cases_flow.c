@@ -5,7 +5,7 @@
  * run again it resumes (EB_EVENT_RESUMED, at the low watermark) and every
  * message is handled, in per-key order, none lost.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #define FP_KEYS 4
 #define FP_PER_KEY 100

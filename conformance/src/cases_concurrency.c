@@ -5,7 +5,7 @@
  * buses close at once, from two threads. Every publish is confirmed
  * exactly once, every message handled, each key in order.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <pthread.h>
 

@@ -1,10 +1,11 @@
 /*
- * helpers.c — what conformance cases share: the suite config, unique names,
+ * helpers.c — what conformance cases share: a config with the suite's
+ * settings (settings.c) and the case's event counter, unique names,
  * buses and subscriptions torn down with the case, waits with deadlines
  * (never bare sleeps), a thread-safe recorder of handled (key, seq) pairs
  * and a tracker of delivery callbacks.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -108,42 +109,14 @@ static void conf_event_cb(eb_bus *bus, const eb_event *ev, void *opaque)
 
 static void conf_config_free(void *p) { eb_config_destroy(p); }
 
-/** EB_TEST_SET="key=value;key=value": settings known only when the
- *  suite runs (a server's address), applied after the file. */
-static void apply_env_settings(const char *file, int line, eb_config *cfg)
-{
-    const char *env = getenv("EB_TEST_SET");
-    if (!env || !*env)
-        return;
-    char *copy = strdup(env), *save = NULL;
-    CHECK_AT(copy != NULL, "out of memory");
-    for (char *kv = strtok_r(copy, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
-        char *eq = strchr(kv, '=');
-        char err[512] = "";
-        int rc = eq ? (*eq = '\0', eb_config_set(cfg, kv, eq + 1, err, sizeof err))
-                    : EB_ERR_INVALID;
-        char what[256];
-        snprintf(what, sizeof what, "%s", kv);
-        if (rc != 0)
-            free(copy); /* the check below ends the case */
-        CHECK_AT(rc == 0, "EB_TEST_SET: '%s': %s: %s", what, eb_err_name(rc), err);
-    }
-    free(copy);
-}
-
 eb_config *eb_conf_config_at(const char *file, int line, eb_conf_ctx *ctx)
 {
     eb_config *cfg = eb_config_new();
     CHECK_AT(cfg != NULL, "eb_config_new returned NULL");
     eb_conf_defer_free(ctx, conf_config_free, cfg);
-    const char *path = getenv("EB_CONFORMANCE_CONFIG");
-    if (path && *path) {
-        char err[512] = "";
-        int rc = eb_config_load(cfg, path, err, sizeof err);
-        CHECK_AT(rc == 0, "EB_CONFORMANCE_CONFIG=%s: %s: %s", path,
-                 eb_err_name(rc), err);
-    }
-    apply_env_settings(file, line, cfg);
+    char err[1024] = "";
+    int rc = eb__conf_apply_settings(cfg, err, sizeof err);
+    CHECK_AT(rc == 0, "the suite's settings: %s: %s", eb_err_name(rc), err);
     int cb_rc = eb_config_set_event_cb(cfg, conf_event_cb, ctx);
     CHECK_AT(cb_rc == 0, "eb_config_set_event_cb: %s", eb_err_name(cb_rc));
     return cfg;
@@ -222,7 +195,8 @@ eb_sub *eb_conf_subscribe_at(const char *file, int line, eb_conf_ctx *ctx,
 
 const char *eb_conf_group_or_anon(eb_conf_ctx *ctx, const char *name)
 {
-    return eb_conf_has(ctx, EB_FEATURE_GROUPS) ? name : NULL;
+    uint64_t groups = EB_FEATURE_GROUPS | EB_FEATURE_FAILOVER_GROUPS;
+    return eb_conf_features(ctx) & groups ? name : NULL;
 }
 
 /* ------------------------------------------------------------------ waits */

@@ -6,7 +6,7 @@
 #ifndef EB_CONFORMANCE_INTERNAL_H
 #define EB_CONFORMANCE_INTERNAL_H
 
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -51,6 +51,19 @@ struct eb_conf_ctx {
 
 /** The running case of this process, or NULL. */
 eb_conf_ctx *eb_conf_current(void);
+
+/** Applies the suite's settings to cfg (settings.c). @returns 0, or an
+ *  EB_ERR_* with the sentence in errstr. */
+int eb__conf_apply_settings(eb_config *cfg, char *errstr, size_t errstr_size);
+/** The retention the transport declared (0: not limited). */
+unsigned long eb__conf_retention(void);
+/** Writes the names of the EB_FEATURE_* flags in mask, joined by sep. */
+void eb__conf_feature_list(uint64_t mask, const char *sep, char *buf, size_t size);
+
+/* The cases, one function each (the table in conformance.c names them). */
+#define EB_CONF_DECLARE_(name, req, any, flags, retention) void eb_case_##name(eb_conf_ctx *ctx);
+EB_CONF_CASE_LIST(EB_CONF_DECLARE_)
+#undef EB_CONF_DECLARE_
 
 
 #endif

@@ -5,7 +5,7 @@
  * says where it came from; a message too large to dead-letter whole goes
  * as a stub.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * one key never overlap and run in stored order, handlers of different keys
  * do run at the same time.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

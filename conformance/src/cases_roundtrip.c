@@ -2,7 +2,7 @@
  * cases_roundtrip.c — byte-exact round trips (keys, payloads, headers) and
  * the argument checks of eb_publish and friends.
  */
-#include "conformance.h"
+#include "eventbus/conformance.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
