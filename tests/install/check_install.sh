@@ -3,9 +3,9 @@
 # temporary prefix, moves the prefix (a relocated install must work), and
 # from that prefix alone, with EVENTBUS_PLUGIN_PATH unset:
 #   - `eventbus plugins` lists the installed transports and only them;
-#   - the README's example (examples/hello.c) builds with pkg-config
-#     (eventbus.pc) and with find_package(eventbus) (eventbus::eventbus),
-#     and runs;
+#   - the README's example (examples/hello/) builds with its Makefile and
+#     with pkg-config (eventbus.pc), and with find_package(eventbus)
+#     (eventbus::eventbus), and runs;
 #   - a plugin source builds against eventbus::transport and against
 #     eventbus-transport.pc without linking libeventbus.
 # Needs a build without sanitizers (scripts/test.sh's plain phase): the
@@ -29,16 +29,21 @@ echo "$list" | grep -q "^memory  .* $prefix/lib/eventbus/eventbus-memory.so" ||
 echo "$list" | grep -v -q "$prefix/" && fail "a plugin from outside the prefix is listed"
 echo "$list" | grep -q "refused" && fail "an installed plugin is refused"
 
-# An application with pkg-config.
+# An application with pkg-config: by hand, and with examples/hello's Makefile.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-cc -o "$work/hello-pc" "$src/examples/hello.c" $(pkg-config --cflags --libs eventbus) \
+cc -o "$work/hello-pc" "$src/examples/hello/hello.c" $(pkg-config --cflags --libs eventbus) \
   -Wl,-rpath,"$prefix/lib" || fail "hello.c does not build with eventbus.pc"
 out=$("$work/hello-pc") || fail "hello (pkg-config) failed"
 echo "$out" | grep -q "greetings: hello" || fail "hello (pkg-config) printed: $out"
+cp -r "$src/examples/hello" "$work/hello-make"
+rm -f "$work/hello-make/hello"
+make -s -C "$work/hello-make" >/dev/null || fail "examples/hello does not build with its Makefile"
+out=$("$work/hello-make/hello") || fail "hello (Makefile) failed"
+echo "$out" | grep -q "greetings: hello" || fail "hello (Makefile) printed: $out"
 
 # An application and a plugin with find_package(eventbus).
 mkdir "$work/consumer"
-cp "$src/examples/hello.c" "$work/consumer/"
+cp "$src/examples/hello/hello.c" "$work/consumer/"
 cat > "$work/consumer/plugin.c" <<'C'
 #include <eventbus/transport.h>
 /* Built only to prove the headers suffice: no libeventbus symbol is used. */
