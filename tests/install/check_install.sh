@@ -3,11 +3,16 @@
 # temporary prefix, moves the prefix (a relocated install must work), and
 # from that prefix alone, with EVENTBUS_PLUGIN_PATH unset:
 #   - `eventbus plugins` lists the installed transports and only them;
-#   - the README's example (examples/hello.c) builds with pkg-config
-#     (eventbus.pc) and with find_package(eventbus) (eventbus::eventbus),
-#     and runs;
+#   - the README's example (examples/hello/) builds with its Makefile and
+#     with pkg-config (eventbus.pc), and with find_package(eventbus)
+#     (eventbus::eventbus), and runs;
 #   - a plugin source builds against eventbus::transport and against
-#     eventbus-transport.pc without linking libeventbus.
+#     eventbus-transport.pc without linking libeventbus;
+#   - the example transport (examples/custom-transport/, dirlog) builds with
+#     CMake from the prefix without linking libeventbus; `eventbus plugins`
+#     lists it with its flags; its bad settings get one-line errors; it
+#     passes the conformance cases (BUILD_DIR's runner) and the checks
+#     across processes (check_two_processes.sh).
 # Needs a build without sanitizers (scripts/test.sh's plain phase): the
 # consumers here are built without them.
 set -eu
@@ -29,16 +34,21 @@ echo "$list" | grep -q "^memory  .* $prefix/lib/eventbus/eventbus-memory.so" ||
 echo "$list" | grep -v -q "$prefix/" && fail "a plugin from outside the prefix is listed"
 echo "$list" | grep -q "refused" && fail "an installed plugin is refused"
 
-# An application with pkg-config.
+# An application with pkg-config: by hand, and with examples/hello's Makefile.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-cc -o "$work/hello-pc" "$src/examples/hello.c" $(pkg-config --cflags --libs eventbus) \
+cc -o "$work/hello-pc" "$src/examples/hello/hello.c" $(pkg-config --cflags --libs eventbus) \
   -Wl,-rpath,"$prefix/lib" || fail "hello.c does not build with eventbus.pc"
 out=$("$work/hello-pc") || fail "hello (pkg-config) failed"
 echo "$out" | grep -q "greetings: hello" || fail "hello (pkg-config) printed: $out"
+cp -r "$src/examples/hello" "$work/hello-make"
+rm -f "$work/hello-make/hello"
+make -s -C "$work/hello-make" >/dev/null || fail "examples/hello does not build with its Makefile"
+out=$("$work/hello-make/hello") || fail "hello (Makefile) failed"
+echo "$out" | grep -q "greetings: hello" || fail "hello (Makefile) printed: $out"
 
 # An application and a plugin with find_package(eventbus).
 mkdir "$work/consumer"
-cp "$src/examples/hello.c" "$work/consumer/"
+cp "$src/examples/hello/hello.c" "$work/consumer/"
 cat > "$work/consumer/plugin.c" <<'C'
 #include <eventbus/transport.h>
 /* Built only to prove the headers suffice: no libeventbus symbol is used. */
@@ -66,4 +76,42 @@ echo "$needed" | grep -q "NEEDED.*libeventbus" &&
   fail "a plugin built against eventbus::transport links libeventbus"
 cc -shared -fPIC -o "$work/eventbus-none2.so" "$work/consumer/plugin.c" \
   $(pkg-config --cflags eventbus-transport) || fail "a plugin does not build with eventbus-transport.pc"
+# The example transport, from the prefix alone.
+dirlog=$work/dirlog
+cmake -S "$src/examples/custom-transport" -B "$dirlog" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null ||
+  fail "examples/custom-transport does not configure against the prefix"
+cmake --build "$dirlog" >/dev/null || fail "examples/custom-transport does not build"
+objdump -p "$dirlog/eventbus-dirlog.so" | grep -q "NEEDED.*libeventbus" &&
+  fail "the dirlog plugin links libeventbus"
+list=$(EVENTBUS_PLUGIN_PATH=$dirlog "$prefix/bin/eventbus" plugins) || fail "eventbus plugins failed"
+echo "$list" | grep -qx "dirlog  0.1.0  abi 1.2  durable,key-order,redelivery,headers,timestamps,failover-groups  $dirlog/eventbus-dirlog.so" ||
+  fail "eventbus plugins does not list dirlog with its flags: $list"
+
+# expect_error WANT ARGS...: `eventbus ARGS` exits 2 with the one line WANT.
+expect_error() {
+  want=$1
+  shift
+  set +e
+  err=$(EVENTBUS_PLUGIN_PATH=$dirlog "$prefix/bin/eventbus" "$@" -X transport=dirlog 2>&1 >/dev/null)
+  rc=$?
+  set -e
+  [ "$rc" = 2 ] && [ "$err" = "$want" ] || fail "eventbus $*: exit $rc, '$err', expected 2, '$want'"
+}
+expect_error "eventbus: config: dirlog.dirr: unknown key; did you mean 'dirlog.dir'?" \
+  config --check -X dirlog.dirr=/tmp
+expect_error "eventbus: config: dirlog.poll.ms: '0' is not a number of milliseconds from 1 to 10000" \
+  config --check -X dirlog.poll.ms=0
+expect_error "eventbus: bench: dirlog.dir is not set: name the directory that holds the topics (created if missing)" \
+  bench --messages 1
+touch "$work/a-file"
+expect_error "eventbus: bench: dirlog.dir '$work/a-file': cannot open it: Not a directory" \
+  bench --messages 1 -X dirlog.dir="$work/a-file"
+
+printf 'transport = dirlog\ndirlog.dir = %s\n' "$work/dirlog-logs" > "$work/dirlog.properties"
+EVENTBUS_PLUGIN_PATH=$dirlog "$build/tests/conformance/conformance_runner" \
+  --config "$work/dirlog.properties" > "$work/conformance.out" 2>&1 ||
+  { cat "$work/conformance.out"; fail "dirlog fails conformance cases"; }
+echo "dirlog conformance: $(tail -n 1 "$work/conformance.out")"
+sh "$src/examples/custom-transport/check_two_processes.sh" "$dirlog" ||
+  fail "dirlog between processes"
 echo "check_install: ok ($prefix)"

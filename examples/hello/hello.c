@@ -1,6 +1,7 @@
 /*
  * hello.c — the README's example: publish and handle one message on the
- * memory transport. Build: cc hello.c -leventbus
+ * memory transport. Build it against an installed eventbus with the
+ * Makefile beside it (pkg-config), or: cc hello.c -leventbus
  */
 #include <eventbus/eventbus.h>
 #include <stdatomic.h>
