@@ -18,6 +18,8 @@ static const struct {
     {"bench", cmd_bench, "publish and handle N messages; rates, latency, threads, RSS"},
     {"config", cmd_config, "print the effective configuration, or --check it"},
     {"plugins", cmd_plugins, "list the transport plugins on the search path"},
+    {"pub", cmd_pub, "publish each argument or line of stdin"},
+    {"sub", cmd_sub, "print a topic's messages as they are handled"},
 };
 
 static void usage(FILE *out)
