@@ -25,7 +25,8 @@ Test(cli_pub_kafka, each_message_not_confirmed_is_named_and_counted)
     /* librdkafka gives up on a topic missing from metadata after this. */
     cli_result *r = cli_run(EB_PLUGIN_BUILD_DIR,
                             (char *[]){EB_CLI_PATH, "pub", topic, "-X", "transport=kafka", "-X",
-                                       servers, "-X", "kafka.topic.metadata.propagation.max.ms=1000",
+                                       servers, "-X",
+                                       "kafka.topic.metadata.propagation.max.ms=1000",
                                        "one", "two", NULL});
     cr_expect_eq(r->rc, 1, "exit %d: %s", r->rc, r->err);
     cr_expect(strstr(r->err, "eventbus: pub: argument 1: not confirmed: not found"), "%s", r->err);

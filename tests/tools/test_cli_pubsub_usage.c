@@ -92,7 +92,8 @@ Test(cli_pubsub_usage, bad_option_values_are_refused)
     expect_refused((char *[]){CLI, "pub", "t", "-k", NULL}, "pub: -k needs a value");
     expect_refused((char *[]){CLI, "pub", "t", "--format", "json", "-k", "key", NULL},
                    "pub: -k, -K and -H are for --format payload");
-    expect_refused((char *[]){CLI, "pub", "t", "-X", "nokey", NULL}, "-X nokey: expected key=value");
+    expect_refused((char *[]){CLI, "pub", "t", "-X", "nokey", NULL},
+                   "-X nokey: expected key=value");
 }
 
 Test(cli_pubsub_usage, help_prints_the_usage_and_the_json_schema)
