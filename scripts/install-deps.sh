@@ -15,6 +15,8 @@ packages=(
   valgrind
   librdkafka-dev
   libhiredis-dev
+  # JSON lines of `eventbus pub/sub --format json` (the tool only).
+  libjansson-dev
   # Test servers and clients (tests/servers/): kcat talks to the Kafka
   # broker, whose jars mvn fetches from Maven Central; redis-server and
   # redis-cli (redis-tools) for the Redis Streams transport.

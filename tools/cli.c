@@ -1,5 +1,6 @@
 /*
- * cli.c — the eventbus command's shared options and errors (see cli.h).
+ * cli.c — the eventbus command's shared options and errors, and the
+ * opening of a bus for pub and sub (see cli.h).
  */
 #include "cli.h"
 
@@ -77,4 +78,27 @@ int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc)
             *rc = remember(c, 'X', kv);
     }
     return 1;
+}
+
+int cli_open_shared_bus(cli *c, const char *command, eb_bus **out)
+{
+    char err[1024] = "";
+    eb_bus *bus = NULL;
+    int rc = eb_bus_open(c->cfg, &bus, err, sizeof err);
+    if (rc != 0)
+        return cli_fail(rc == EB_ERR_CONFIG || rc == EB_ERR_PLUGIN ? CLI_USAGE : CLI_FAILED,
+                        "%s: %s", command, err);
+    if (strcmp(eb_bus_transport(bus), "memory") == 0) {
+        eb_bus_destroy(bus);
+        return cli_fail(CLI_USAGE,
+                        "%s: the memory transport's broker lives inside one process, so "
+                        "nothing reaches another eventbus command; pick a server "
+                        "(-X transport=kafka -X kafka.bootstrap.servers=HOST:PORT, or "
+                        "-X transport=redis -X redis.url=redis://HOST:PORT) or a plugin "
+                        "such as the example directory transport (-X transport=dirlog, "
+                        "from examples/custom-transport/)",
+                        command);
+    }
+    *out = bus;
+    return CLI_OK;
 }

@@ -38,10 +38,20 @@ int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  */
 int cli_common_option(cli *c, int argc, char **argv, int *i, int *rc);
 
+/**
+ * Opens a bus on c->cfg for `command` ("pub", "sub"), whose messages must
+ * reach other processes: a transport whose broker lives in this process
+ * (memory) is refused with a sentence saying how to pick another.
+ * @returns CLI_OK and *out, or the exit code (the error printed).
+ */
+int cli_open_shared_bus(cli *c, const char *command, eb_bus **out);
+
 /* The subcommands: argv[0] is the subcommand's name. */
 int cmd_conformance(cli *c, int argc, char **argv);
 int cmd_plugins(cli *c, int argc, char **argv);
 int cmd_bench(cli *c, int argc, char **argv);
 int cmd_config(cli *c, int argc, char **argv);
+int cmd_pub(cli *c, int argc, char **argv);
+int cmd_sub(cli *c, int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ static const struct {
     {"config", cmd_config, "print the effective configuration, or --check it"},
     {"conformance", cmd_conformance, "run the transport conformance cases"},
     {"plugins", cmd_plugins, "list the transport plugins on the search path"},
+    {"pub", cmd_pub, "publish each argument or line of stdin"},
+    {"sub", cmd_sub, "print a topic's messages as they are handled"},
 };
 
 static void usage(FILE *out)
