@@ -13,7 +13,8 @@
 #     lists it with its flags; its bad settings get one-line errors; it
 #     passes the conformance cases (the installed `eventbus conformance
 #     --transport PATH`) and the checks across processes
-#     (check_two_processes.sh);
+#     (check_two_processes.sh), and carries the pub/sub round trip of
+#     10,000 JSON lines (tests/tools/roundtrip.sh) between two processes;
 #   - the man page eventbus(1) is installed and renders without warnings.
 # Needs a build without sanitizers (scripts/test.sh's plain phase): the
 # consumers here are built without them.
@@ -122,6 +123,11 @@ grep -q '^skip two_members_split' "$work/conformance.out" ||
   fail "dirlog conformance skipped another case than two_members_split"
 sh "$src/examples/custom-transport/check_two_processes.sh" "$dirlog" ||
   fail "dirlog between processes"
+# The round trip of issue 10 over dirlog, with the installed tool: 10,000
+# JSON lines through `pub` in one process and back from `sub` in another.
+EVENTBUS_PLUGIN_PATH=$dirlog bash "$src/tests/tools/roundtrip.sh" "$prefix/bin/eventbus" \
+  "$build/tests/tools/json_lines" -X transport=dirlog -X dirlog.dir="$work/roundtrip-logs" ||
+  fail "the pub/sub round trip over dirlog"
 man1=$prefix/share/man/man1/eventbus.1
 [ -f "$man1" ] || fail "the man page is not installed ($man1)"
 if command -v man >/dev/null 2>&1; then
