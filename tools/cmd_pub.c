@@ -5,17 +5,24 @@
  * callback. As payloads (with -k, -K and -H, kcat's way) or as JSON
  * lines (json_line.h). A line that cannot be read as a message is
  * skipped with a one-line error naming it, the rest is published, and the
- * exit code says something went wrong. Public API only.
+ * exit code says something went wrong. The first SIGINT or SIGTERM stops
+ * the reading (what was not read is not published) and still waits for
+ * the callbacks of what was; a second exits at once. Public API only.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "cli_signals.h"
 #include "json_line.h"
+#include "line_reader.h"
 
 static const char USAGE[] =
     "usage: eventbus pub TOPIC [-k KEY] [-K DELIM] [-H name=value]...\n"
@@ -44,9 +51,12 @@ static const char USAGE[] =
     "the transport) is skipped with an error naming its line; the others are\n"
     "published. Then a summary counts what was skipped or not confirmed.\n"
     "The memory transport is refused: its broker lives inside one process.\n"
+    "The first SIGINT or SIGTERM stops reading (what was not read is not\n"
+    "published) and waits for what was; a second exits at once.\n"
     "\n"
-    "Exit: 0 every message confirmed; 1 a line skipped, a publish not\n"
-    "confirmed, or stdin unreadable; 2 bad usage or configuration.\n";
+    "Exit: 0 every message read was confirmed (also when a signal stopped\n"
+    "the reading); 1 a line skipped, a publish not confirmed, stdin\n"
+    "unreadable, or a second signal; 2 bad usage or configuration.\n";
 
 /** Failures beyond this many are counted, not printed one by one. */
 enum { FAILURES_PRINTED = 20 };
@@ -74,6 +84,8 @@ typedef struct pub_tally {
     long settled;                /* their callbacks, under mu */
     long confirmed;              /* status 0, under mu */
     long failures_printed;       /* under mu */
+    atomic_bool stopping;        /* a signal: read no more */
+    int wake[2];                 /* the signal thread writes to wake[1] */
 } pub_tally;
 
 /** One accepted publish, until its callback. */
@@ -142,7 +154,7 @@ static void skip(pub_tally *t, const char *source, long number, const char *why)
 
 /** One line or argument (`len` bytes, no newline) as a message. */
 static bool publish_input(eb_bus *bus, const pub_options *o, pub_tally *t, const char *source,
-                          char *text, size_t len)
+                          const char *text, size_t len)
 {
     long number = ++t->inputs;
     eb_outgoing m = {.topic = o->topic, .headers = o->headers,
@@ -153,7 +165,7 @@ static bool publish_input(eb_bus *bus, const pub_options *o, pub_tally *t, const
             m.key_len = strlen(o->key);
         }
         size_t delim_len = o->key_delim ? strlen(o->key_delim) : 0;
-        char *at = delim_len ? memmem(text, len, o->key_delim, delim_len) : NULL;
+        const char *at = delim_len ? memmem(text, len, o->key_delim, delim_len) : NULL;
         if (at) {
             m.key = text;
             m.key_len = (size_t)(at - text);
@@ -182,23 +194,32 @@ static bool publish_input(eb_bus *bus, const pub_options *o, pub_tally *t, const
     return more;
 }
 
-/** Publishes every line of stdin. @returns false when stdin failed. */
+/** Publishes every line of stdin, until its end or a signal. @returns
+ *  false when stdin failed. */
 static bool publish_stdin(eb_bus *bus, const pub_options *o, pub_tally *t)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    line_reader r;
+    line_reader_init(&r, STDIN_FILENO, t->wake[0]);
+    const char *line;
+    size_t n;
+    int rc;
     bool more = true;
-    while (more && (n = getline(&line, &cap, stdin)) >= 0) {
-        if (n > 0 && line[n - 1] == '\n')
-            n--;
-        more = publish_input(bus, o, t, "line", line, (size_t)n);
-    }
-    bool ok = !ferror(stdin);
+    while (more && (rc = line_reader_next(&r, &line, &n)) == LINE_OK)
+        more = publish_input(bus, o, t, "line", line, n);
+    bool ok = !more || rc != LINE_ERROR;
     if (!ok)
         cli_fail(CLI_FAILED, "pub: reading stdin: %s", strerror(errno));
-    free(line);
+    line_reader_free(&r);
     return ok;
+}
+
+/** The first signal (on the signal thread): no more input. */
+static void stop_reading(void *arg)
+{
+    pub_tally *t = arg;
+    atomic_store(&t->stopping, true);
+    ssize_t ignored = write(t->wake[1], "", 1);
+    (void)ignored;
 }
 
 /** Waits for the callback of every accepted publish. The transport bounds
@@ -224,23 +245,43 @@ static int summarize(const pub_tally *t, bool input_ok)
                     input_ok ? "" : "; stdin could not be read to its end");
 }
 
-static int run(cli *c, const pub_options *o)
+/** Opens the bus, publishes, waits for the callbacks. */
+static int publish_all(cli *c, const pub_options *o, pub_tally *t)
 {
     eb_bus *bus = NULL;
     int rc = cli_open_shared_bus(c, "pub", &bus);
     if (rc != CLI_OK)
         return rc;
-    pub_tally t = {.inputs = 0};
+    bool input_ok = true, more = true;
+    for (int i = 0; i < o->message_count && more && !atomic_load(&t->stopping); i++)
+        more = publish_input(bus, o, t, "argument", o->messages[i], strlen(o->messages[i]));
+    if (o->message_count == 0)
+        input_ok = publish_stdin(bus, o, t);
+    wait_settled(t);
+    eb_bus_destroy(bus);
+    return summarize(t, input_ok);
+}
+
+static int run(cli *c, const pub_options *o)
+{
+    pub_tally t = {.wake = {-1, -1}};
     pthread_mutex_init(&t.mu, NULL);
     pthread_cond_init(&t.settled_cv, NULL);
-    bool input_ok = true, more = true;
-    for (int i = 0; i < o->message_count && more; i++)
-        more = publish_input(bus, o, &t, "argument", o->messages[i], strlen(o->messages[i]));
-    if (o->message_count == 0)
-        input_ok = publish_stdin(bus, o, &t);
-    wait_settled(&t);
-    eb_bus_destroy(bus);
-    rc = summarize(&t, input_ok);
+    cli_signals sig = {.started = false};
+    int rc;
+    if (pipe2(t.wake, O_CLOEXEC) != 0)
+        rc = cli_fail(CLI_FAILED, "pub: pipe: %s", strerror(errno));
+    else if (!cli_signals_start(&sig, stop_reading, &t,
+                                "pub: a second signal: exiting without waiting for the "
+                                "publishes not yet confirmed"))
+        rc = cli_fail(CLI_FAILED, "pub: cannot start the signal thread");
+    else
+        rc = publish_all(c, o, &t);
+    cli_signals_stop(&sig);
+    if (t.wake[0] >= 0) {
+        close(t.wake[0]);
+        close(t.wake[1]);
+    }
     pthread_cond_destroy(&t.settled_cv);
     pthread_mutex_destroy(&t.mu);
     return rc;

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_signals.h"
 #include "json_line.h"
 
 static const char USAGE[] =
@@ -197,40 +198,10 @@ static void on_event(eb_bus *bus, const eb_event *event, void *opaque)
 
 /* --------------------------------------------------------------- signals */
 
-static void *signal_main(void *arg)
+/** The first signal (on the signal thread): leave cleanly. */
+static void stop_on_signal(void *arg)
 {
-    sub_state *s = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    for (int seen = 0;;) {
-        int sig;
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (++seen == 2) {
-            static const char bye[] = "eventbus: sub: a second signal: exiting without "
-                                      "closing the bus (what was not acknowledged comes "
-                                      "again)\n";
-            ssize_t ignored = write(STDERR_FILENO, bye, sizeof bye - 1);
-            (void)ignored;
-            _exit(CLI_FAILED);
-        }
-        stop(s, STOP_SIGNAL);
-    }
-    return NULL;
-}
-
-/** Blocks SIGINT and SIGTERM in this thread (and so in every thread
- *  started after it) and starts the thread that takes them. */
-static bool start_signal_thread(sub_state *s, pthread_t *thread)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    return pthread_create(thread, NULL, signal_main, s) == 0;
+    stop(arg, STOP_SIGNAL);
 }
 
 /* ------------------------------------------------------------------ run */
@@ -306,14 +277,15 @@ static int run(cli *c, const sub_options *o)
     pthread_mutex_init(&s.out_mu, NULL);
     pthread_mutex_init(&s.stop_mu, NULL);
     pthread_cond_init(&s.stop_cv, NULL);
-    pthread_t signal_thread;
+    cli_signals sig;
     int rc;
-    if (!start_signal_thread(&s, &signal_thread)) {
+    if (!cli_signals_start(&sig, stop_on_signal, &s,
+                           "sub: a second signal: exiting without closing the bus (what "
+                           "was not acknowledged comes again)")) {
         rc = cli_fail(CLI_FAILED, "sub: cannot start the signal thread");
     } else {
         rc = consume(c, &s);
-        pthread_cancel(signal_thread); /* it waits in sigwait(), a cancellation point */
-        pthread_join(signal_thread, NULL);
+        cli_signals_stop(&sig);
     }
     pthread_cond_destroy(&s.stop_cv);
     pthread_mutex_destroy(&s.stop_mu);

@@ -28,6 +28,7 @@ typedef struct cli_buf {
 
 typedef struct cli_child {
     pid_t pid;
+    int in_fd;                   /* its stdin's write end (cli_start_open), else -1 */
     int out_fd, err_fd;          /* -1 once at their end (or closed) */
     cli_buf out, err;
     int rc;                      /* exit code or 128 + signal, once waited */
@@ -41,8 +42,10 @@ static inline long long cli_now_ms(void)
 }
 
 /** Starts EB_CLI_PATH with argv (argv[0] included, NULL-terminated) and
- *  `input` (len bytes) on its stdin; NULL input: /dev/null. */
-static inline cli_child *cli_start(char *const argv[], const char *input, size_t len)
+ *  `input` (len bytes) on its stdin, which then ends unless `keep_open`
+ *  (c->in_fd is then its write end); NULL input: /dev/null. */
+static inline cli_child *cli_spawn(char *const argv[], const char *input, size_t len,
+                                   bool keep_open)
 {
     cli_child *c = calloc(1, sizeof *c);
     cr_assert_not_null(c);
@@ -80,10 +83,26 @@ static inline cli_child *cli_start(char *const argv[], const char *input, size_t
         cr_assert_gt(w, 0, "writing the child's stdin: %s", strerror(errno));
         done += (size_t)w;
     }
-    close(in[1]);
+    c->in_fd = -1;
+    if (keep_open && input)
+        c->in_fd = in[1];
+    else
+        close(in[1]);
     c->out_fd = out[0];
     c->err_fd = err[0];
     return c;
+}
+
+/** cli_spawn(), its stdin ending after `input`. */
+static inline cli_child *cli_start(char *const argv[], const char *input, size_t len)
+{
+    return cli_spawn(argv, input, len, false);
+}
+
+/** cli_spawn() with `input` written and stdin left open (c->in_fd). */
+static inline cli_child *cli_start_open(char *const argv[], const char *input)
+{
+    return cli_spawn(argv, input, strlen(input), true);
 }
 
 /** Makes room for 4 KiB more (and a NUL). */
@@ -198,6 +217,8 @@ static inline int cli_finish(cli_child *c, int timeout_ms)
 
 static inline void cli_child_free(cli_child *c)
 {
+    if (c->in_fd >= 0)
+        close(c->in_fd);
     if (c->out_fd >= 0)
         close(c->out_fd);
     if (c->err_fd >= 0)

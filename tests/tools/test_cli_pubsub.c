@@ -6,7 +6,9 @@
  * the library published. Bad lines are skipped, named, and nothing of
  * them published; -K splits; sub acknowledges only what it wrote: -n
  * COUNT and a closed pipe leave the rest to the group, a signal closes
- * cleanly with everything acknowledged, a second one exits at once.
+ * cleanly with everything acknowledged, a second one exits at once; a
+ * signal stops pub's reading of an open stdin, and it still waits for
+ * the confirmations of what it read.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -54,6 +56,38 @@ static void expect_header(const eb_msg *m, size_t i, const char *name, const voi
 }
 
 /* ------------------------------------------------------------------ pub */
+
+/** Waits, at most timeout_ms, until topic's stream holds `n` entries. */
+static bool stream_reaches(const char *topic, long n, int timeout_ms)
+{
+    long long deadline = cli_now_ms() + timeout_ms;
+    for (;;) {
+        if (pr_stream_length(topic) >= n)
+            return true;
+        if (cli_now_ms() >= deadline)
+            return false;
+        struct timespec pace = {0, 20 * 1000000}; /* between two looks */
+        nanosleep(&pace, NULL);
+    }
+}
+
+Test(cli_pub, a_signal_stops_the_reading_and_waits_for_what_was_published)
+{
+    const char *topic = pr_topic("pub-sigterm");
+    pr_args a;
+    /* stdin stays open: only the signal can end the reading. */
+    cli_child *c = cli_start_open(pr_command(&a, "pub", topic, NULL), "p1\np2\np3\n");
+    cr_assert(stream_reaches(topic, 3, EXIT_WITHIN_MS), "pub published %ld of 3",
+              pr_stream_length(topic));
+    kill(c->pid, SIGTERM);
+    cr_expect_eq(cli_finish(c, EXIT_WITHIN_MS), 0, "%s", c->err.text);
+    cr_expect_eq(c->err.len, 0, "%s", c->err.text);
+    pr_received *r = pr_read_back(topic, 3);
+    pr_find(r, "p1");
+    pr_find(r, "p3");
+    pr_received_free(r);
+    cli_child_free(c);
+}
 
 Test(cli_pub, arguments_with_key_and_headers_arrive_byte_exact)
 {
