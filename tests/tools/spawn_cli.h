@@ -41,11 +41,17 @@ static inline long long cli_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/** The child's $EVENTBUS_PLUGIN_PATH when not inherited (ctest's). */
+typedef struct cli_plugin_path {
+    const char *value;           /* NULL: unset */
+} cli_plugin_path;
+
 /** Starts EB_CLI_PATH with argv (argv[0] included, NULL-terminated) and
  *  `input` (len bytes) on its stdin, which then ends unless `keep_open`
- *  (c->in_fd is then its write end); NULL input: /dev/null. */
+ *  (c->in_fd is then its write end); NULL input: /dev/null. `path`: the
+ *  child's $EVENTBUS_PLUGIN_PATH (NULL: this process's). */
 static inline cli_child *cli_spawn(char *const argv[], const char *input, size_t len,
-                                   bool keep_open)
+                                   bool keep_open, const cli_plugin_path *path)
 {
     cli_child *c = calloc(1, sizeof *c);
     cr_assert_not_null(c);
@@ -67,6 +73,10 @@ static inline cli_child *cli_spawn(char *const argv[], const char *input, size_t
         close(in[1]);
         close(out[0]);
         close(err[0]);
+        if (path && path->value)
+            setenv("EVENTBUS_PLUGIN_PATH", path->value, 1);
+        else if (path)
+            unsetenv("EVENTBUS_PLUGIN_PATH");
         execv(EB_CLI_PATH, argv);
         _exit(127);
     }
@@ -96,13 +106,13 @@ static inline cli_child *cli_spawn(char *const argv[], const char *input, size_t
 /** cli_spawn(), its stdin ending after `input`. */
 static inline cli_child *cli_start(char *const argv[], const char *input, size_t len)
 {
-    return cli_spawn(argv, input, len, false);
+    return cli_spawn(argv, input, len, false, NULL);
 }
 
 /** cli_spawn() with `input` written and stdin left open (c->in_fd). */
 static inline cli_child *cli_start_open(char *const argv[], const char *input)
 {
-    return cli_spawn(argv, input, strlen(input), true);
+    return cli_spawn(argv, input, strlen(input), true, NULL);
 }
 
 /** Makes room for 4 KiB more (and a NUL). */
