@@ -181,7 +181,7 @@ static bool child_committed_something(const char *bootstrap, const char *group,
             return false;
         /* Polling the broker with a deadline: nothing signals a commit. */
         struct timespec pace = {0, 100 * 1000000L};
-        nanosleep(&pace, NULL);
+        nanosleep(&pace, NULL); /* between two looks at the broker, within the deadline */
     }
     return false;
 }

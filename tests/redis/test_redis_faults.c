@@ -185,7 +185,7 @@ static void *publish_main(void *arg)
             break;
         publish_seq(p->bus, p->topic, seq);
         struct timespec pace = {0, 1000000};
-        nanosleep(&pace, NULL);
+        nanosleep(&pace, NULL); /* pacing the stream, not waiting for anything */
     }
     return NULL;
 }

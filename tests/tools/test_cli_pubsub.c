@@ -66,8 +66,8 @@ static bool stream_reaches(const char *topic, long n, int timeout_ms)
             return true;
         if (cli_now_ms() >= deadline)
             return false;
-        struct timespec pace = {0, 20 * 1000000}; /* between two looks */
-        nanosleep(&pace, NULL);
+        struct timespec pace = {0, 20 * 1000000};
+        nanosleep(&pace, NULL); /* between two looks, within the deadline */
     }
 }
 
