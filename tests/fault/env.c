@@ -4,9 +4,15 @@
  */
 #include "env.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+
+extern char **environ;
 
 /* Test-sized Kafka group timeouts (DESIGN.md, "Facts"): a crashed member's
  * partitions move after 3 s, a rebalance on the mock cluster takes 2 s. */
@@ -174,4 +180,27 @@ eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, in
 bool env_member_settings(const fault_env *e, eb_config *cfg)
 {
     return !e->consumer[0] || set(cfg, "redis.consumer", e->consumer);
+}
+
+bool env_cut_connections(const fault_env *e, char *why, size_t why_size)
+{
+    char *argv[] = {"redis-cli", "-u", (char *)e->redis_url, "CLIENT", "KILL", "TYPE",
+                    "normal", NULL};
+    posix_spawn_file_actions_t io;
+    posix_spawn_file_actions_init(&io);
+    posix_spawn_file_actions_addopen(&io, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "redis-cli", &io, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&io);
+    if (rc != 0) {
+        snprintf(why, why_size, "cannot run redis-cli: %s", strerror(rc));
+        return false;
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return true;
+    snprintf(why, why_size, "redis-cli CLIENT KILL failed (status %d)", status);
+    return false;
 }

@@ -61,6 +61,10 @@ eb_config *env_bus_config(const fault_env *e, const scenario *s, int workers, in
  *  printed why) if refused. */
 bool env_member_settings(const fault_env *e, eb_config *cfg);
 
+/** Redis: the server drops every client's connection (redis-cli CLIENT
+ *  KILL TYPE normal). @returns false, with a sentence, when that failed. */
+bool env_cut_connections(const fault_env *e, char *why, size_t why_size);
+
 /* The mock cluster (kafka_env.c; kafka_env_none.c where librdkafka is not
  * linked, as in the TSan build). */
 int kafka_mock_start(fault_env *e, const scenario *s, char *why, size_t why_size);

@@ -675,6 +675,21 @@ static void report(run *rn, const run_result *res)
     fflush(stdout);
 }
 
+/** Redis: cuts every connection at the scenario's times in the churn. */
+static void *cutter_thread(void *arg)
+{
+    run *rn = arg;
+    for (int i = 0; i < rn->s.n_cuts; i++) {
+        wait_until(rn, rn->churn_start_ns + ms_to_ns(rn->s.cut_ms[i]), false);
+        char why[256];
+        if (!env_cut_connections(&rn->env, why, sizeof why))
+            recorder_fail(rn->r, CHECK_SETUP, "cutting the connections: %s", why);
+        else if (rn->o->verbose)
+            printf("cut every connection at %d ms\n", rn->s.cut_ms[i]);
+    }
+    return NULL;
+}
+
 /** The phases, between the observer's open and its close. */
 static void play(run *rn, bool *unfinished_at_settle, long *lost_at_settle, long *lost)
 {
@@ -687,9 +702,15 @@ static void play(run *rn, bool *unfinished_at_settle, long *lost_at_settle, long
     bool publishing = pthread_create(&publisher, NULL, publisher_thread, rn) == 0;
     if (!publishing)
         recorder_fail(rn->r, CHECK_SETUP, "cannot start the publisher thread");
+    pthread_t cutter;
+    bool cutting = rn->s.n_cuts > 0 && pthread_create(&cutter, NULL, cutter_thread, rn) == 0;
+    if (rn->s.n_cuts > 0 && !cutting)
+        recorder_fail(rn->r, CHECK_SETUP, "cannot start the thread that cuts connections");
     wait_until(rn, rn->churn_start_ns + ms_to_ns(rn->s.churn_ms), false);
     if (publishing)
         pthread_join(publisher, NULL);
+    if (cutting)
+        pthread_join(cutter, NULL);
     observer_flush(rn);
     int64_t settle_start = fault_now_ns();
     settle(rn, unfinished_at_settle, lost_at_settle);

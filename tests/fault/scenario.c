@@ -210,6 +210,17 @@ void scenario_generate(uint64_t seed, fault_transport transport, scenario *out)
             m->workers = 0;
         }
     }
+    /* Redis: connections cut during the churn, in half the seeds (a
+     * stream of its own, like the pools). */
+    fault_rng cuts = fault_rng_for(seed, 0, 6);
+    if (fault_transport_is_redis(transport) && fault_rng_chance(&cuts, 50)) {
+        out->n_cuts = (int)fault_rng_range(&cuts, 1, FAULT_MAX_CUTS);
+        for (int i = 0, from = 0; i < out->n_cuts; i++) {
+            int room = (out->churn_ms - from) / (out->n_cuts - i);
+            out->cut_ms[i] = from + (int)fault_rng_range(&cuts, 0, room > 1 ? room - 1 : 0);
+            from = out->cut_ms[i] + 1;
+        }
+    }
 }
 
 static work_kind draw_work(const scenario *s, fault_rng *r, int *ms)
@@ -280,6 +291,8 @@ void scenario_print(const scenario *s, FILE *out)
             s->long_block_message, s->long_block_ms, s->churn_ms, s->tail_wait_ms);
     if (s->one_member_at_a_time)
         fprintf(out, "  one member at a time, each under the same consumer name\n");
+    for (int i = 0; i < s->n_cuts; i++)
+        fprintf(out, "  every connection cut at %d ms\n", s->cut_ms[i]);
     for (int i = 0; i < s->n_members; i++) {
         const member_plan *m = &s->members[i];
         if (m->workers)

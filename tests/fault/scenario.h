@@ -50,7 +50,7 @@ enum {
     REDIS_BLOCK_MS = 200
 };
 
-enum { FAULT_MAX_TOPICS = 3, FAULT_MAX_MEMBERS = 8, FAULT_MAX_KEYS = 48 };
+enum { FAULT_MAX_TOPICS = 3, FAULT_MAX_MEMBERS = 8, FAULT_MAX_KEYS = 48, FAULT_MAX_CUTS = 3 };
 
 /** How a member leaves the group. */
 typedef enum leave_kind {
@@ -120,6 +120,12 @@ typedef struct scenario {
      * process that restarts): the case where KEY_ORDER_SINGLE_MEMBER
      * promises per-key order (checks.c). */
     bool one_member_at_a_time;
+    /* Redis: when (ms after the churn phase starts, rising) the server drops
+     * every client's connection (CLIENT KILL TYPE normal): replies in
+     * flight are lost (a read the server answered, an XACK, an XADD), and
+     * every connection of every bus is rebuilt. Half the seeds have 1-3. */
+    int n_cuts;
+    int cut_ms[FAULT_MAX_CUTS];
 } scenario;
 
 /** Draws the scenario of `seed` for `transport`. */
