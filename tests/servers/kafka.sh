@@ -313,7 +313,7 @@ wait_ready() {
   local bootstrap=$1 pid=$2 deadline=$((SECONDS + start_timeout))
   command -v kcat >/dev/null || eb_die "kcat not found (Debian package kcat: run scripts/install-deps.sh)"
   while ((SECONDS < deadline)); do
-    if ! eb_pid_is "$pid" "$run_dir/server.properties"; then
+    if ! eb_child_alive "$pid"; then
       eb_say "the broker exited during start-up; the end of its logs:"
       tail -n 20 "$log_dir/stdout.log" "$log_dir/server.log" 2>/dev/null | sed 's/^/  /' >&2
       return 2

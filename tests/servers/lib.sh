@@ -79,6 +79,16 @@ eb_pid_is() {
   [[ $cmdline == *"$mark"* ]]
 }
 
+# eb_child_alive PID: true while PID, a child this script just started, is
+# alive (not a zombie), whatever it runs: right after the fork it is still
+# this shell (closing descriptors, then exec), so its command line does not
+# name the server yet and eb_pid_is would call it gone.
+eb_child_alive() {
+  local state
+  state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+  [[ -n $state && $state != Z ]]
+}
+
 # eb_stop_pid PID MARK GRACE_SECONDS: SIGTERM to PID if it is still the
 # process we started (see eb_pid_is), wait up to GRACE_SECONDS for it to
 # exit, then SIGKILL and wait again. Returns 0 once it is gone.

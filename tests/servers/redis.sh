@@ -107,7 +107,7 @@ pong() {
 wait_ready() {
   local port=$1 pid=$2 deadline=$((SECONDS + start_timeout))
   while ((SECONDS < deadline)); do
-    if ! eb_pid_is "$pid" "$conf_file"; then
+    if ! eb_child_alive "$pid"; then
       eb_say "redis-server exited during start-up; the end of its logs:"
       tail -n 20 "$run_dir/stdout.log" "$log_file" 2>/dev/null | sed 's/^/  /' >&2
       return 2
